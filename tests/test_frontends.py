@@ -1,0 +1,93 @@
+"""Front-ends against librosa (the field's reference) on a real music clip."""
+
+from pathlib import Path
+
+import librosa
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+
+from zoo.frontends import UnknownNameError, create_frontend
+
+CLIP = Path(__file__).parent / "data" / "audio" / "Kevin_MacLeod_-_Vibe_Ace.ogg"
+
+
+@pytest.fixture(scope="module")
+def clip():
+    y, sr = sf.read(CLIP, dtype="float32")
+    return y[: 15 * sr], sr  # 15 s of real music
+
+
+def relative_error(ours: np.ndarray, reference: np.ndarray) -> float:
+    return float(np.linalg.norm(ours - reference) / np.linalg.norm(reference))
+
+
+def _librosa_reference(name, y, sr, params):
+    if name == "mel":
+        return librosa.power_to_db(librosa.feature.melspectrogram(y=y, sr=sr, **params))
+    if name == "mfcc":
+        return librosa.feature.mfcc(y=y, sr=sr, **params)
+    return librosa.amplitude_to_db(np.abs(librosa.stft(y, **params)))
+
+
+@pytest.mark.parametrize(
+    "name,params",
+    [
+        ("mel", dict(n_fft=2048, hop_length=512, n_mels=128)),
+        ("mel", dict(n_fft=512, hop_length=256, n_mels=96, fmin=20.0, fmax=8000.0)),
+        ("mfcc", dict(n_fft=2048, hop_length=512, n_mels=128, n_mfcc=20)),
+        ("mfcc", dict(n_fft=2048, hop_length=512, n_mels=128, n_mfcc=40)),
+        ("stft", dict(n_fft=1024, hop_length=512)),
+        ("stft", dict(n_fft=512, hop_length=256)),
+    ],
+)
+def test_matches_librosa(clip, name, params):
+    y, sr = clip
+    ours_params = {("f_min" if k == "fmin" else "f_max" if k == "fmax" else k): v for k, v in params.items()}
+    frontend = create_frontend(name, sample_rate=sr, **ours_params)
+    ours = frontend(torch.from_numpy(y)[None])[0, 0].numpy()
+    reference = _librosa_reference(name, y, sr, params)
+    assert ours.shape == reference.shape
+    assert ours.shape[0] == frontend.n_bins
+    assert relative_error(ours, reference) < 1e-3
+
+
+@pytest.mark.parametrize("name", ["mel", "mfcc", "stft"])
+def test_nothing_derived_is_saved(name):
+    frontend = create_frontend(name)
+    assert dict(frontend.state_dict()) == {}
+    rebuilt = create_frontend(name, **{k: v for k, v in frontend.config().items()})
+    assert rebuilt.config() == frontend.config()
+
+
+@pytest.mark.parametrize("name", ["mel", "mfcc", "stft"])
+def test_float32_under_autocast(clip, name):
+    y, sr = clip
+    frontend = create_frontend(name, sample_rate=sr)
+    x = torch.from_numpy(y[: 3 * sr])[None]
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out = frontend(x)
+    assert out.dtype == torch.float32
+    assert torch.allclose(out, frontend(x))
+
+
+def test_top_db_is_per_example(clip):
+    """A quiet clip in the same batch as a loud one keeps its own dynamic range."""
+    y, sr = clip
+    x = torch.from_numpy(y[:sr])
+    frontend = create_frontend("mel", sample_rate=sr)
+    batch = frontend(torch.stack([x, 1e-3 * x]))
+    alone = frontend((1e-3 * x)[None])
+    assert torch.allclose(batch[1], alone[0], atol=1e-3)
+
+
+def test_bad_names_and_params():
+    with pytest.raises(UnknownNameError, match="valid transforms: mel, mfcc, stft"):
+        create_frontend("cqt")
+    with pytest.raises(ValueError, match="n_mfcc"):
+        create_frontend("mfcc", n_mels=40, n_mfcc=64)
+    with pytest.raises(ValueError, match="mel"):
+        create_frontend("mel", n_mfccs=3)
+    with pytest.raises(ValueError, match="batch, samples"):
+        create_frontend("mel")(torch.zeros(2, 3, 4000))

@@ -1,0 +1,205 @@
+"""Audio front-ends: waveform (batch, samples) -> log features (batch, 1, freq, time).
+
+The front-end is the first layer of every model, so a checkpoint maps raw audio to
+predictions on its own. Two rules follow from that:
+
+* Everything derived (window, Mel filterbank, DCT matrix) is rebuilt from the config
+  and registered as a *non-persistent* buffer: it never enters a state_dict, so a
+  checkpoint does not depend on how a torchaudio version happens to compute them.
+* Features are computed in float32 with autocast disabled: log-power spectra in
+  bf16/fp16 lose the dynamic range that the whole model depends on.
+
+Defaults follow librosa (the field's reference): periodic Hann window, centred frames
+with zero padding, Slaney Mel scale and norm, power -> dB with ``amin=1e-10``,
+``ref=1`` and a per-example ``top_db`` floor. ``tests/test_frontends.py`` checks each
+feature against librosa on a real music clip.
+"""
+
+from __future__ import annotations
+
+import torch
+import torchaudio.functional as AF
+from torch import nn
+
+FRONTENDS: dict[str, type["Frontend"]] = {}
+
+
+def _register(cls):
+    FRONTENDS[cls.name] = cls
+    return cls
+
+
+class Frontend(nn.Module):
+    """Shared STFT machinery; subclasses map the power spectrogram to their feature."""
+
+    name = ""
+
+    def __init__(
+        self,
+        sample_rate: int = 22050,
+        n_fft: int = 2048,
+        hop_length: int = 512,
+        f_min: float = 0.0,
+        f_max: float | None = None,
+        top_db: float | None = 80.0,
+        pad_mode: str = "constant",
+    ):
+        super().__init__()
+        if n_fft <= 0 or hop_length <= 0:
+            raise ValueError(f"{self.name}: n_fft and hop_length must be positive, got {n_fft}, {hop_length}")
+        self.sample_rate = int(sample_rate)
+        self.n_fft = int(n_fft)
+        self.hop_length = int(hop_length)
+        self.f_min = float(f_min)
+        self.f_max = float(f_max) if f_max is not None else sample_rate / 2.0
+        self.top_db = top_db
+        self.pad_mode = pad_mode
+        self.register_buffer("window", torch.hann_window(self.n_fft), persistent=False)
+
+    # ---- interface -------------------------------------------------------------
+    @property
+    def n_bins(self) -> int:
+        """Number of frequency rows of the output."""
+        raise NotImplementedError
+
+    def num_frames(self, num_samples: int) -> int:
+        return num_samples // self.hop_length + 1
+
+    def config(self) -> dict:
+        """Everything but the sample rate needed to rebuild this front-end (the sample rate
+        belongs to the model, which passes it in)."""
+        return {
+            "n_fft": self.n_fft,
+            "hop_length": self.hop_length,
+            "f_min": self.f_min,
+            "f_max": self.f_max,
+            "top_db": self.top_db,
+            "pad_mode": self.pad_mode,
+        }
+
+    def features(self, power: torch.Tensor) -> torch.Tensor:
+        """(B, n_fft//2+1, T) power spectrogram -> (B, F, T) feature."""
+        raise NotImplementedError
+
+    # ---- shared ----------------------------------------------------------------
+    def power_spectrogram(self, waveform: torch.Tensor) -> torch.Tensor:
+        spec = torch.stft(
+            waveform,
+            n_fft=self.n_fft,
+            hop_length=self.hop_length,
+            window=self.window,
+            center=True,
+            pad_mode=self.pad_mode,
+            return_complex=True,
+        )
+        return spec.real.square() + spec.imag.square()
+
+    def power_to_db(self, power: torch.Tensor) -> torch.Tensor:
+        """10*log10(power) with librosa's amin and a per-example top_db floor."""
+        db = 10.0 * torch.log10(power.clamp_min(1e-10))
+        if self.top_db is not None:
+            peak = db.amax(dim=tuple(range(1, db.dim())), keepdim=True)
+            db = torch.maximum(db, peak - self.top_db)
+        return db
+
+    def forward(self, waveform: torch.Tensor) -> torch.Tensor:
+        if waveform.dim() == 3 and waveform.shape[1] == 1:
+            waveform = waveform[:, 0]
+        if waveform.dim() != 2:
+            raise ValueError(f"{self.name}: expected a (batch, samples) waveform, got shape {tuple(waveform.shape)}")
+        with torch.autocast(device_type=waveform.device.type, enabled=False):
+            feats = self.features(self.power_spectrogram(waveform.float()))
+        return feats.unsqueeze(1)
+
+
+@_register
+class LogMel(Frontend):
+    """Log-Mel spectrogram in dB (librosa.power_to_db(melspectrogram))."""
+
+    name = "mel"
+
+    def __init__(self, sample_rate: int = 22050, n_fft: int = 2048, hop_length: int = 512, n_mels: int = 128, **kw):
+        super().__init__(sample_rate=sample_rate, n_fft=n_fft, hop_length=hop_length, **kw)
+        self.n_mels = int(n_mels)
+        fb = AF.melscale_fbanks(
+            self.n_fft // 2 + 1, self.f_min, self.f_max, self.n_mels, self.sample_rate, norm="slaney", mel_scale="slaney"
+        )
+        self.register_buffer("mel_fb", fb.T.contiguous(), persistent=False)  # (n_mels, n_freqs)
+
+    @property
+    def n_bins(self) -> int:
+        return self.n_mels
+
+    def config(self) -> dict:
+        return {**super().config(), "n_mels": self.n_mels}
+
+    def features(self, power):
+        return self.power_to_db(torch.matmul(self.mel_fb, power))
+
+
+@_register
+class MFCC(LogMel):
+    """MFCCs: orthonormal DCT-II of the log-Mel spectrogram (librosa.feature.mfcc)."""
+
+    name = "mfcc"
+
+    def __init__(self, sample_rate: int = 22050, n_fft: int = 2048, hop_length: int = 512, n_mels: int = 128, n_mfcc: int = 40, **kw):
+        super().__init__(sample_rate=sample_rate, n_fft=n_fft, hop_length=hop_length, n_mels=n_mels, **kw)
+        if not 1 <= n_mfcc <= n_mels:
+            raise ValueError(f"mfcc: n_mfcc must be in 1..n_mels={n_mels}, got {n_mfcc}")
+        self.n_mfcc = int(n_mfcc)
+        self.register_buffer("dct", AF.create_dct(self.n_mfcc, self.n_mels, norm="ortho").T.contiguous(), persistent=False)
+
+    @property
+    def n_bins(self) -> int:
+        return self.n_mfcc
+
+    def config(self) -> dict:
+        return {**super().config(), "n_mfcc": self.n_mfcc}
+
+    def features(self, power):
+        return torch.matmul(self.dct, super().features(power))
+
+
+@_register
+class LogSTFT(Frontend):
+    """Log-magnitude linear-frequency spectrogram in dB (librosa.amplitude_to_db(|stft|)).
+
+    ``f_min``/``f_max`` crop the frequency rows, so a model can ignore, e.g., the top octave.
+    """
+
+    name = "stft"
+
+    def __init__(self, sample_rate: int = 22050, n_fft: int = 1024, hop_length: int = 512, **kw):
+        super().__init__(sample_rate=sample_rate, n_fft=n_fft, hop_length=hop_length, **kw)
+        freqs = torch.linspace(0, self.sample_rate / 2, self.n_fft // 2 + 1)
+        keep = torch.nonzero((freqs >= self.f_min) & (freqs <= self.f_max)).flatten()
+        self._rows = slice(int(keep[0]), int(keep[-1]) + 1)
+
+    @property
+    def n_bins(self) -> int:
+        return self._rows.stop - self._rows.start
+
+    def features(self, power):
+        return self.power_to_db(power[:, self._rows])
+
+
+def list_frontends() -> list[str]:
+    return sorted(FRONTENDS)
+
+
+def create_frontend(name: str, sample_rate: int = 22050, **params) -> Frontend:
+    """Build a front-end by name; unknown names or parameters get a one-line error."""
+    if name not in FRONTENDS:
+        raise UnknownNameError(f"unknown transform {name!r}; valid transforms: {', '.join(list_frontends())}")
+    try:
+        return FRONTENDS[name](sample_rate=sample_rate, **params)
+    except TypeError as e:
+        raise ValueError(f"transform {name!r}: {e}") from None
+
+
+class UnknownNameError(ValueError):
+    """A model, transform or dataset name that is not registered (the CLI prints it as one line)."""
+
+
+__all__ = ["Frontend", "LogMel", "MFCC", "LogSTFT", "create_frontend", "list_frontends", "UnknownNameError"]

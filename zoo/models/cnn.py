@@ -1,0 +1,113 @@
+"""Baseline CNNs from the music-tagging literature, re-implemented for any input size.
+
+The papers fix the input (e.g. 96 Mel bins x 29 s); here every pooling uses
+``pool_to_fit`` and ends in a global pool, so the same baselines run on 20 MFCCs or 513
+STFT bins and on 1-second or 5-minute inputs. Layer widths follow the papers (FCN and
+CRNN: the sizes compared in Won et al. 2020's re-implementation).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from ..registry import register_model
+from .base import ConvBNReLU, WaveformModel, pool_to_fit
+
+
+class FCN(WaveformModel):
+    """Fully convolutional network (Choi, Fazekas & Sandler, ISMIR 2016): five 3x3 conv
+    layers with max-pooling (2,4),(2,4),(2,4),(3,5),(4,4), then a global max."""
+
+    POOLS = ((2, 4), (2, 4), (2, 4), (3, 5), (4, 4))
+
+    def __init__(self, channels=(64, 128, 128, 128, 64), dropout: float = 0.5, **common):
+        super().__init__(dropout=dropout, **common)
+        chans = (1, *channels)
+        self.convs = nn.ModuleList(ConvBNReLU(chans[i], chans[i + 1]) for i in range(len(channels)))
+        self.build_head(channels[-1])
+
+    def body(self, x):
+        for conv, pool in zip(self.convs, self.POOLS):
+            x = pool_to_fit(conv(x), pool)
+        return x.amax(dim=(-2, -1))
+
+
+class CRNN(WaveformModel):
+    """Convolutional recurrent network (Choi, Fazekas, Sandler & Cho, ICASSP 2017): four
+    conv layers pooling (2,2),(3,3),(4,4),(4,4), frequency collapsed, a two-layer GRU,
+    and its last hidden state as the clip summary."""
+
+    POOLS = ((2, 2), (3, 3), (4, 4), (4, 4))
+
+    def __init__(self, channels=(64, 128, 128, 128), gru_hidden: int = 32, dropout: float = 0.5, **common):
+        super().__init__(dropout=dropout, **common)
+        chans = (1, *channels)
+        self.convs = nn.ModuleList(ConvBNReLU(chans[i], chans[i + 1]) for i in range(len(channels)))
+        self.gru = nn.GRU(channels[-1], gru_hidden, num_layers=2, batch_first=True)
+        self.build_head(gru_hidden)
+
+    def body(self, x):
+        for conv, pool in zip(self.convs, self.POOLS):
+            x = pool_to_fit(conv(x), pool)
+        seq = x.amax(dim=2).transpose(1, 2)  # (B, T', C)
+        _, h = self.gru(seq)
+        return h[-1]
+
+
+class ResBlock2d(nn.Module):
+    """Won et al.'s ``Res_2d``: two 3x3 convs with a strided 1x1 (or identity) shortcut."""
+
+    def __init__(self, cin: int, cout: int, stride: int = 2):
+        super().__init__()
+        self.main = nn.Sequential(
+            nn.Conv2d(cin, cout, 3, stride=stride, padding=1, bias=False), nn.BatchNorm2d(cout), nn.ReLU(inplace=True),
+            nn.Conv2d(cout, cout, 3, padding=1, bias=False), nn.BatchNorm2d(cout),
+        )
+        self.shortcut = nn.Sequential(nn.Conv2d(cin, cout, 1, stride=stride, bias=False), nn.BatchNorm2d(cout))
+
+    def forward(self, x):
+        return torch.relu(self.main(x) + self.shortcut(x))
+
+
+class ShortChunkCNN(WaveformModel):
+    """Short-chunk CNN (Won, Ferraro, Bogdanov & Serra, "Evaluation of CNN-based automatic
+    music tagging models", SMC 2020): seven 3x3 conv + 2x2 max-pool layers
+    (128..512 channels), global max, a 512-unit dense layer. Trained on ~3.7 s chunks."""
+
+    def __init__(self, channels=(128, 128, 256, 256, 256, 256, 512), dense: int = 512, dropout: float = 0.5, residual: bool = False, **common):
+        super().__init__(dropout=dropout, **common)
+        chans = (1, *channels)
+        if residual:
+            self.layers = nn.ModuleList(ResBlock2d(chans[i], chans[i + 1]) for i in range(len(channels)))
+        else:
+            self.layers = nn.ModuleList(ConvBNReLU(chans[i], chans[i + 1]) for i in range(len(channels)))
+        self.residual = residual
+        self.dense = nn.Sequential(nn.Linear(channels[-1], dense), nn.BatchNorm1d(dense), nn.ReLU(inplace=True))
+        self.build_head(dense)
+
+    def body(self, x):
+        for layer in self.layers:
+            x = layer(x) if self.residual else pool_to_fit(layer(x), (2, 2))
+        return self.dense(x.amax(dim=(-2, -1)))
+
+
+@register_model
+def fcn(**kw):
+    return FCN(**kw)
+
+
+@register_model
+def crnn(**kw):
+    return CRNN(**kw)
+
+
+@register_model
+def short_chunk_cnn(**kw):
+    return ShortChunkCNN(**kw)
+
+
+@register_model
+def short_chunk_resnet(**kw):
+    """Short-chunk ResNet (Won et al. 2020): the same stack with strided residual blocks."""
+    return ShortChunkCNN(residual=True, **kw)

@@ -1,0 +1,248 @@
+"""The one LightningModule: multi-class genre classification or multi-label tagging.
+
+Evaluation is clip-level, as in the literature: a validation/test batch holds all evenly
+spaced chunks of each clip (``batch["clip"]`` says which clip a chunk belongs to), the
+chunk probabilities (softmax or sigmoid) are averaged per clip, and metrics are computed
+on those clip predictions. The loss is still reported per chunk.
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+from pathlib import Path
+from typing import Literal
+
+import lightning as L
+import torch
+import torch.nn.functional as F
+from lightning.pytorch.utilities import rank_zero_info
+from torch import nn
+from torchaudio.transforms import FrequencyMasking, TimeMasking
+from torchmetrics import Metric, MetricCollection
+from torchmetrics.classification import MulticlassAccuracy, MulticlassConfusionMatrix, MulticlassF1Score
+from torchmetrics.functional.classification import binary_auroc, binary_average_precision
+from torchmetrics.utilities import dim_zero_cat
+
+from .registry import create_model
+
+TaskType = Literal["multiclass", "multilabel"]
+
+
+class SpecAugment(nn.Module):
+    """SpecAugment-style masking (Park et al. 2019) on normalised features, on the device.
+
+    Masks are drawn independently per example; the masked value 0 is the mean of the
+    batch-normalised input, so masking removes information without adding a loud edge.
+    """
+
+    def __init__(self, freq_mask: int = 16, time_mask: int = 32, num_masks: int = 2):
+        super().__init__()
+        self.masks = nn.Sequential(
+            *[FrequencyMasking(freq_mask, iid_masks=True) for _ in range(num_masks)],
+            *[TimeMasking(time_mask, iid_masks=True) for _ in range(num_masks)],
+        )
+
+    def forward(self, spec):
+        return self.masks(spec)
+
+
+class MacroTagMetrics(Metric):
+    """Macro ROC-AUC and PR-AUC over tags, computed on all clip predictions of an epoch.
+
+    A tag whose targets are all 0 or all 1 in the evaluated set has no defined AUC; it is
+    left out of the macro average (and reported as NaN per tag) instead of crashing or
+    silently counting as 0, which is what a small validation split or a rare tag needs.
+    """
+
+    full_state_update = False
+
+    def __init__(self, num_labels: int):
+        super().__init__()
+        self.num_labels = num_labels
+        self.add_state("preds", default=[], dist_reduce_fx="cat")
+        self.add_state("target", default=[], dist_reduce_fx="cat")
+
+    def update(self, preds: torch.Tensor, target: torch.Tensor):
+        self.preds.append(preds.float())
+        self.target.append(target.long())
+
+    def compute(self) -> dict[str, torch.Tensor]:
+        preds, target = dim_zero_cat(self.preds), dim_zero_cat(self.target)
+        roc = torch.full((self.num_labels,), float("nan"), device=preds.device)
+        pr = roc.clone()
+        for k in range(self.num_labels):
+            positives = int(target[:, k].sum())
+            if 0 < positives < len(target):
+                roc[k] = binary_auroc(preds[:, k], target[:, k])
+                pr[k] = binary_average_precision(preds[:, k], target[:, k])
+        defined = ~roc.isnan()
+        nan = torch.tensor(float("nan"), device=preds.device)
+        return {
+            "roc_auc": roc[defined].mean() if defined.any() else nan,
+            "pr_auc": pr[defined].mean() if defined.any() else nan,
+            "per_tag_roc_auc": roc,
+            "per_tag_pr_auc": pr,
+        }
+
+
+def clip_mean(values: torch.Tensor, clip: torch.Tensor, num_clips: int) -> torch.Tensor:
+    """Average chunk rows of ``values`` into one row per clip."""
+    sums = values.new_zeros((num_clips, *values.shape[1:])).index_add_(0, clip, values)
+    counts = torch.bincount(clip, minlength=num_clips).clamp_min(1).to(values.dtype)
+    return sums / counts.view(-1, *([1] * (values.dim() - 1)))
+
+
+class MusicTask(L.LightningModule):
+    """Train and evaluate any zoo model on any front-end.
+
+    Args:
+        model: zoo model name (``musiczoo models`` lists them), e.g. ``resnet_gru``, ``timm/resnet18``.
+        transform: ``mel``, ``mfcc`` or ``stft``.
+        num_classes, task, sample_rate, label_names: normally linked from the data module.
+        transform_params: front-end settings (n_fft, hop_length, n_mels, n_mfcc, f_min, f_max, top_db).
+        model_params: architecture settings passed to the model constructor.
+        lr, weight_decay: AdamW; no weight decay on biases and normalisation weights.
+        warmup_ratio: share of training steps with linear warm-up before the cosine decay.
+        spec_augment: mask frequency/time bands of the training features (sizes in bins/frames).
+        label_smoothing: for the multiclass cross-entropy.
+    """
+
+    def __init__(
+        self,
+        model: str = "resnet_gru",
+        transform: str = "mel",
+        num_classes: int = 10,
+        task: TaskType = "multiclass",
+        sample_rate: int = 22050,
+        label_names: list[str] | None = None,
+        transform_params: dict | None = None,
+        model_params: dict | None = None,
+        lr: float = 1e-3,
+        weight_decay: float = 1e-2,
+        warmup_ratio: float = 0.05,
+        spec_augment: bool = False,
+        freq_mask: int = 16,
+        time_mask: int = 32,
+        num_masks: int = 2,
+        label_smoothing: float = 0.0,
+    ):
+        super().__init__()
+        if task not in ("multiclass", "multilabel"):
+            raise ValueError(f"task must be 'multiclass' or 'multilabel', got {task!r}")
+        if label_names is not None and len(label_names) != num_classes:
+            raise ValueError(f"{len(label_names)} label names for {num_classes} classes")
+        self.save_hyperparameters()
+        self.net = create_model(
+            model, transform=transform, num_classes=num_classes, sample_rate=sample_rate,
+            transform_params=transform_params, **(model_params or {}),
+        )
+        if spec_augment:
+            self.net.spec_augment = SpecAugment(freq_mask, time_mask, num_masks)
+        self.label_names = list(label_names) if label_names else [str(i) for i in range(num_classes)]
+        self.metrics = nn.ModuleDict({stage: self._make_metrics() for stage in ("val", "test")})
+
+    # ---- metrics -----------------------------------------------------------------
+    def _make_metrics(self) -> nn.Module:
+        n = self.hparams.num_classes
+        if self.hparams.task == "multiclass":
+            return MetricCollection({
+                "acc": MulticlassAccuracy(n, average="micro"),
+                "f1_macro": MulticlassF1Score(n, average="macro"),
+                "confusion": MulticlassConfusionMatrix(n),
+            })
+        return MacroTagMetrics(n)
+
+    # ---- forward / loss ------------------------------------------------------------
+    def forward(self, waveform: torch.Tensor) -> torch.Tensor:
+        return self.net(waveform)
+
+    def probabilities(self, logits: torch.Tensor) -> torch.Tensor:
+        return logits.softmax(-1) if self.hparams.task == "multiclass" else logits.sigmoid()
+
+    def loss(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        if self.hparams.task == "multiclass":
+            return F.cross_entropy(logits, target, label_smoothing=self.hparams.label_smoothing)
+        return F.binary_cross_entropy_with_logits(logits, target.to(logits.dtype))
+
+    def training_step(self, batch, batch_idx):
+        loss = self.loss(self(batch["audio"]), batch["target"])
+        self.log("train/loss", loss, prog_bar=True, batch_size=len(batch["target"]))
+        return loss
+
+    def clip_predictions(self, batch) -> tuple[torch.Tensor, torch.Tensor]:
+        """Chunk logits and clip-level probabilities (mean over each clip's chunks)."""
+        logits = self(batch["audio"])
+        probs = clip_mean(self.probabilities(logits.float()), batch["clip"], len(batch["key"]))
+        return logits, probs
+
+    def _eval_step(self, batch, stage: str):
+        logits, probs = self.clip_predictions(batch)
+        target = batch["target"]
+        loss = self.loss(logits, target[batch["clip"]])
+        self.log(f"{stage}/loss", loss, prog_bar=True, batch_size=len(target), sync_dist=True)
+        self.metrics[stage].update(probs, target if self.hparams.task == "multiclass" else target.long())
+
+    def validation_step(self, batch, batch_idx):
+        self._eval_step(batch, "val")
+
+    def test_step(self, batch, batch_idx):
+        self._eval_step(batch, "test")
+
+    def predict_step(self, batch, batch_idx):
+        _, probs = self.clip_predictions(batch)
+        return {"key": batch["key"], "probs": probs.cpu()}
+
+    def _log_epoch_metrics(self, stage: str) -> dict:
+        values = self.metrics[stage].compute()
+        self.metrics[stage].reset()
+        scalars = {k: v for k, v in values.items() if v.dim() == 0}
+        self.log_dict({f"{stage}/{k}": v for k, v in scalars.items()}, prog_bar=True, sync_dist=False)
+        return values
+
+    def on_validation_epoch_end(self):
+        self._log_epoch_metrics("val")
+
+    def on_test_epoch_end(self):
+        values = self._log_epoch_metrics("test")
+        if self.trainer.is_global_zero:
+            self._write_test_tables(values)
+
+    def _write_test_tables(self, values: dict):
+        """Confusion matrix (multiclass) or per-tag AUCs (multilabel) as CSV next to the logs."""
+        out = Path(self.trainer.log_dir or self.trainer.default_root_dir)
+        out.mkdir(parents=True, exist_ok=True)
+        names = self.label_names
+        if self.hparams.task == "multiclass":
+            path = out / "confusion_matrix.csv"
+            cm = values["confusion"].cpu().tolist()
+            rows = [["true \\ predicted", *names]] + [[names[i], *map(int, row)] for i, row in enumerate(cm)]
+        else:
+            path = out / "per_tag_metrics.csv"
+            roc, pr = values["per_tag_roc_auc"].cpu().tolist(), values["per_tag_pr_auc"].cpu().tolist()
+            rows = [["tag", "roc_auc", "pr_auc"]] + [[n, f"{r:.4f}", f"{p:.4f}"] for n, r, p in zip(names, roc, pr)]
+        with open(path, "w", newline="") as f:
+            csv.writer(f).writerows(rows)
+        rank_zero_info(f"test tables written to {path}")
+
+    # ---- optimisation --------------------------------------------------------------
+    def configure_optimizers(self):
+        decay, no_decay = [], []
+        for p in self.parameters():
+            if p.requires_grad:
+                (decay if p.dim() > 1 else no_decay).append(p)
+        optimizer = torch.optim.AdamW(
+            [{"params": decay, "weight_decay": self.hparams.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
+            lr=self.hparams.lr,
+        )
+        total = max(int(self.trainer.estimated_stepping_batches), 1)
+        warmup = int(self.hparams.warmup_ratio * total)
+
+        def schedule(step: int) -> float:
+            if step < warmup:
+                return (step + 1) / warmup
+            progress = (step - warmup) / max(total - warmup, 1)
+            return 0.5 * (1.0 + math.cos(math.pi * min(progress, 1.0)))
+
+        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
