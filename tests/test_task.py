@@ -1,0 +1,126 @@
+"""MusicTask: losses, clip-level evaluation, metrics against scikit-learn, a real Trainer."""
+
+import lightning as L
+import numpy as np
+import pytest
+import torch
+from sklearn.metrics import average_precision_score, roc_auc_score
+from torch.utils.data import DataLoader
+
+from zoo.task import MacroTagMetrics, MusicTask, clip_mean
+
+SR = 8000
+
+
+def test_clip_mean_averages_each_clips_chunks():
+    values = torch.tensor([[1.0, 0.0], [3.0, 2.0], [5.0, 5.0], [0.0, 1.0]])
+    clip = torch.tensor([0, 0, 1, 2])
+    assert torch.equal(clip_mean(values, clip, 3), torch.tensor([[2.0, 1.0], [5.0, 5.0], [0.0, 1.0]]))
+
+
+def test_tag_metrics_match_sklearn():
+    rng = np.random.default_rng(0)
+    target = rng.integers(0, 2, size=(200, 6))
+    preds = np.clip(target * 0.3 + rng.random((200, 6)), 0, 1).astype(np.float32)
+    metric = MacroTagMetrics(6)
+    for part in np.array_split(np.arange(200), 4):  # accumulated over batches
+        metric.update(torch.from_numpy(preds[part]), torch.from_numpy(target[part]))
+    out = metric.compute()
+    assert out["roc_auc"].item() == pytest.approx(roc_auc_score(target, preds, average="macro"), abs=1e-5)
+    assert out["pr_auc"].item() == pytest.approx(average_precision_score(target, preds, average="macro"), abs=1e-5)
+    per_tag = [roc_auc_score(target[:, k], preds[:, k]) for k in range(6)]
+    assert np.allclose(out["per_tag_roc_auc"].numpy(), per_tag, atol=1e-5)
+
+
+def test_tag_metrics_skip_tags_with_one_class():
+    rng = np.random.default_rng(1)
+    target = rng.integers(0, 2, size=(50, 4))
+    target[:, 1] = 0  # never present
+    target[:, 3] = 1  # always present
+    preds = rng.random((50, 4)).astype(np.float32)
+    metric = MacroTagMetrics(4)
+    metric.update(torch.from_numpy(preds), torch.from_numpy(target))
+    out = metric.compute()
+    defined = [0, 2]
+    assert torch.isnan(out["per_tag_roc_auc"][[1, 3]]).all()
+    assert out["roc_auc"].item() == pytest.approx(roc_auc_score(target[:, defined], preds[:, defined], average="macro"), abs=1e-5)
+
+
+class RandomClips(torch.utils.data.Dataset):
+    """Tiny random data in the data modules' batch format; class k has a tone at 400*(k+1) Hz."""
+
+    def __init__(self, n, num_classes, task, chunks=0):
+        g = torch.Generator().manual_seed(n)
+        self.items = []
+        t = torch.arange(SR) / SR
+        for i in range(n):
+            k = i % num_classes
+            audio = torch.sin(2 * torch.pi * 400 * (k + 1) * t) + 0.1 * torch.randn(SR, generator=g)
+            if task == "multiclass":
+                target = torch.tensor(k)
+            else:
+                target = torch.zeros(num_classes)
+                target[k] = 1
+                target[(k + 1) % num_classes] = float(i % 2)
+            self.items.append((audio.repeat(chunks) if chunks else audio, target))
+        self.chunks = chunks
+
+    def __len__(self):
+        return len(self.items)
+
+    def __getitem__(self, i):
+        return self.items[i]
+
+    def collate(self, rows):
+        target = torch.stack([t for _, t in rows])
+        if not self.chunks:
+            return {"audio": torch.stack([a for a, _ in rows]), "target": target}
+        audio = torch.cat([a.view(self.chunks, SR) for a, _ in rows])
+        clip = torch.arange(len(rows)).repeat_interleave(self.chunks)
+        return {"audio": audio, "target": target, "clip": clip, "key": [f"clip{i}" for i in range(len(rows))]}
+
+
+@pytest.mark.parametrize("task", ["multiclass", "multilabel"])
+def test_fit_and_test_with_a_real_trainer(task, tmp_path):
+    torch.manual_seed(0)
+    n_classes = 3
+    train = RandomClips(24, n_classes, task)
+    val = RandomClips(9, n_classes, task, chunks=2)
+    module = MusicTask(model="crnn", transform="mel", num_classes=n_classes, task=task, sample_rate=SR,
+                       transform_params={"n_fft": 512, "hop_length": 256, "n_mels": 64}, lr=3e-3,
+                       label_names=["a", "b", "c"], spec_augment=True, freq_mask=4, time_mask=4)
+    trainer = L.Trainer(max_epochs=4, accelerator="cpu", default_root_dir=tmp_path, logger=L.pytorch.loggers.CSVLogger(tmp_path),
+                        enable_progress_bar=False, enable_model_summary=False, enable_checkpointing=False)
+    trainer.fit(module, DataLoader(train, batch_size=8, shuffle=True, collate_fn=train.collate),
+                DataLoader(val, batch_size=4, collate_fn=val.collate))
+    (results,) = trainer.test(module, DataLoader(val, batch_size=4, collate_fn=val.collate))
+    if task == "multiclass":
+        assert results["test/acc"] > 0.5  # pure tones: far above chance (1/3)
+        table = (tmp_path / "lightning_logs" / "version_0" / "confusion_matrix.csv").read_text().splitlines()
+        assert table[0] == "true \\ predicted,a,b,c" and len(table) == 4
+        assert sum(int(v) for row in table[1:] for v in row.split(",")[1:]) == len(val)
+    else:
+        assert 0.0 <= results["test/pr_auc"] <= 1.0 and results["test/roc_auc"] > 0.5
+        table = (tmp_path / "lightning_logs" / "version_0" / "per_tag_metrics.csv").read_text().splitlines()
+        assert table[0] == "tag,roc_auc,pr_auc" and [r.split(",")[0] for r in table[1:]] == ["a", "b", "c"]
+
+
+def test_checkpoint_rebuilds_the_model(tmp_path):
+    module = MusicTask(model="fcn", transform="stft", num_classes=4, sample_rate=SR, transform_params={"n_fft": 256})
+    trainer = L.Trainer(max_steps=1, accelerator="cpu", default_root_dir=tmp_path, logger=False, enable_progress_bar=False)
+    data = RandomClips(8, 4, "multiclass")
+    trainer.fit(module, DataLoader(data, batch_size=4, collate_fn=data.collate))
+    path = tmp_path / "m.ckpt"
+    trainer.save_checkpoint(path)
+    loaded = MusicTask.load_from_checkpoint(path, weights_only=True).eval()
+    x = torch.randn(2, SR)
+    with torch.no_grad():
+        assert torch.allclose(loaded(x), module.eval()(x), atol=1e-5)
+    assert loaded.net.frontend.n_bins == 129
+
+
+def test_bad_task_arguments():
+    with pytest.raises(ValueError, match="multiclass"):
+        MusicTask(task="regression")
+    with pytest.raises(ValueError, match="2 label names for 10 classes"):
+        MusicTask(label_names=["a", "b"])
