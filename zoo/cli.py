@@ -18,9 +18,12 @@ from lightning.pytorch.cli import LightningCLI
 from .frontends import UnknownNameError
 
 EXTRA_VERBS = """extra commands:
-  musiczoo models [PATTERN]           list the model zoo with parameter counts
-  musiczoo synth gtzan OUT            write a synthetic dataset in the real GTZAN layout
-  musiczoo quickstart [--out DIR]     synthetic GTZAN -> train resnet_gru on mel (CPU) -> test"""
+  musiczoo models [PATTERN] [--pretrained]   list the model zoo (parameter counts) or published weights
+  musiczoo synth gtzan|mtat OUT              write a synthetic dataset in the real on-disk layout
+  musiczoo quickstart [--out DIR]            synthetic GTZAN -> train resnet_gru on mel (CPU) -> test
+  musiczoo publish CKPT OUT_DIR              checkpoint -> model.safetensors + config.json + model card
+  musiczoo predict MODEL AUDIO_OR_DIR ...    genres/tags of your own audio files
+  (`musiczoo predict --config ...` is LightningCLI's predict over a data module)"""
 
 
 class MusicZooCLI(LightningCLI):
@@ -62,7 +65,18 @@ def cmd_models(argv: list[str]) -> None:
     parser = argparse.ArgumentParser(prog="musiczoo models", description="List the model zoo.")
     parser.add_argument("pattern", nargs="?", default="*", help="glob filter, e.g. 'resnet_*'")
     parser.add_argument("--num-classes", type=int, default=10)
+    parser.add_argument("--pretrained", action="store_true", help="list published weights (arch.tag) instead")
     args = parser.parse_args(argv)
+    if args.pretrained:
+        from .hub import PRETRAINED, list_pretrained
+
+        names = list_pretrained(args.pattern)
+        for name in names:
+            entry = PRETRAINED[name]
+            print(f"{name:32s} {entry.source}  ({entry.dataset}, {entry.split}, {entry.transform} @ {entry.sample_rate} Hz)")
+        if not names:
+            print("no published weights registered yet (zoo.hub.register_pretrained adds your own)")
+        return
     print(f"{'model':22s} {'mel':>10s} {'mfcc':>10s} {'stft':>10s}   description")
     for name in list_models(args.pattern):
         counts = []
@@ -131,7 +145,24 @@ def cmd_quickstart(argv: list[str]) -> None:
     )
 
 
-EXTRA = {"models": cmd_models, "synth": cmd_synth, "quickstart": cmd_quickstart}
+def cmd_publish(argv: list[str]) -> None:
+    from .hub import cmd_publish as publish
+
+    publish(argv)
+
+
+def cmd_predict(argv: list[str]) -> None:
+    from .predict import cmd_predict as predict
+
+    predict(argv)
+
+
+EXTRA = {"models": cmd_models, "synth": cmd_synth, "quickstart": cmd_quickstart, "publish": cmd_publish}
+
+
+def is_file_predict(argv: list[str]) -> bool:
+    """``musiczoo predict MODEL FILES...`` (positional) rather than LightningCLI's ``predict --config``."""
+    return len(argv) > 1 and argv[0] == "predict" and not argv[1].startswith("-")
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -139,6 +170,8 @@ def main(argv: list[str] | None = None) -> None:
     try:
         if argv and argv[0] in EXTRA:
             EXTRA[argv[0]](argv[1:])
+        elif is_file_predict(argv):
+            cmd_predict(argv[1:])
         else:
             build_cli(argv)
     except UnknownNameError as e:

@@ -49,6 +49,27 @@ class WaveformModel(nn.Module):
     def forward(self, waveform: torch.Tensor) -> torch.Tensor:
         return self.head(self.dropout(self.embed(waveform)))
 
+    # What the outputs mean; zoo.hub sets both when it loads a published model or checkpoint.
+    label_names: list[str] | None = None
+    task: str = "multiclass"
+
+    def predict(self, path, top_k: int | None = None, device: str | torch.device | None = None) -> dict[str, float]:
+        """Probabilities of an audio file (any format soundfile reads), highest first.
+
+        The file is cut into chunks of the model's chunk length and the chunk probabilities
+        are averaged, as ``musiczoo predict`` does (see ``zoo.predict.predict_files``).
+        """
+        from pathlib import Path
+
+        from ..predict import AudioLoadError, predict_files
+
+        if Path(path).is_dir():
+            raise IsADirectoryError(f"{path} is a folder; zoo.predict.predict_files predicts every file in one")
+        (result,) = predict_files(self, [path], top_k=top_k, device=device, progress=False)
+        if result.error:
+            raise AudioLoadError(result.error)
+        return result.labels
+
 
 def pool_to_fit(x: torch.Tensor, kernel: tuple[int, int]) -> torch.Tensor:
     """Max-pool with the kernel clipped to the input, so fixed literature pooling sizes

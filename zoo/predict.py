@@ -1,0 +1,313 @@
+"""Genres and tags for anyone's own audio: ``predict_files`` and ``musiczoo predict``.
+
+A file of any length, format, sample rate and channel count is mixed to mono, resampled
+to the model's rate and cut into evenly spaced chunks of the model's chunk length that
+cover it (the evaluation chunks of the data modules, ``datamodules.base.chunk_starts``;
+a file shorter than one chunk is zero-padded). Chunk probabilities (softmax for
+multiclass, sigmoid for multilabel) are averaged into the file's prediction, the
+clip-level rule the test metrics use (``zoo.task.clip_mean``), so a published number and
+a prediction on your file mean the same thing.
+
+Chunks of several files share a batch, so a folder of short files keeps the device as
+busy as one long file. An unreadable file becomes an error entry (and a logged warning);
+the other files go on.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import logging
+import sys
+from collections import deque
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Iterable, Iterator
+
+import soundfile as sf
+import torch
+import torch.nn.functional as F
+import torchaudio.functional as AF
+from tqdm.auto import tqdm
+
+from datamodules.base import chunk_starts
+from datamodules.folder import AUDIO_EXTENSIONS
+
+from .hub import DEFAULT_CHUNK_SECONDS, from_pretrained, load_checkpoint
+from .task import clip_mean
+
+log = logging.getLogger(__name__)
+
+
+class AudioLoadError(ValueError):
+    """An audio file that cannot be used; the message names the file and what is wrong."""
+
+
+def load_audio(path: str | Path, sample_rate: int) -> torch.Tensor:
+    """Decode ``path`` (anything soundfile reads) to a mono float32 (samples,) tensor at ``sample_rate``."""
+    if not Path(path).is_file():
+        raise AudioLoadError(f"{path}: no such file")
+    try:
+        data, sr = sf.read(str(path), dtype="float32", always_2d=True)
+    except Exception as e:  # libsndfile reports truncated or unknown formats in several ways
+        raise AudioLoadError(f"{path}: cannot read audio ({type(e).__name__}: {e})") from None
+    if data.shape[0] == 0:
+        raise AudioLoadError(f"{path}: empty (no audio samples)")
+    mono = torch.from_numpy(data.mean(axis=1))
+    if not torch.isfinite(mono).all():
+        raise AudioLoadError(f"{path}: contains NaN or infinite samples")
+    if sr != sample_rate:
+        mono = AF.resample(mono, sr, sample_rate)
+    return mono.contiguous()
+
+
+def find_audio(paths: Iterable[str | Path]) -> list[Path]:
+    """Files as given, folders expanded recursively to their audio files (sorted, hidden files skipped).
+
+    A path that does not exist is kept, so it is reported with the others instead of
+    stopping the run.
+    """
+    files = []
+    for p in map(Path, paths):
+        if p.is_dir():
+            found = sorted(f for f in p.rglob("*") if f.suffix.lower() in AUDIO_EXTENSIONS
+                           and not f.name.startswith(".") and f.is_file())
+            if not found:
+                log.warning("no audio files (%s) under %s", ", ".join(AUDIO_EXTENSIONS), p)
+            files += found
+        else:
+            files.append(p)
+    return files
+
+
+@dataclass
+class Prediction:
+    """One file's result: ``labels`` maps label -> probability, highest first (top-k).
+
+    ``segments`` (with ``segments=True``) lists each chunk as ``(start_s, end_s, labels)``;
+    ``error`` is set, and ``labels`` empty, when the file could not be read.
+    """
+
+    path: str
+    labels: dict[str, float] = field(default_factory=dict)
+    duration_s: float | None = None
+    segments: list[tuple[float, float, dict[str, float]]] | None = None
+    error: str | None = None
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        if self.segments is not None:
+            d["segments"] = [{"start_s": s, "end_s": e, "labels": lab} for s, e, lab in self.segments]
+        return d
+
+
+@dataclass
+class _Job:
+    """A file whose chunks are queued; done when every chunk has its probabilities."""
+
+    path: Path
+    num_samples: int = 0
+    starts: list[int] = field(default_factory=list)
+    probs: list[torch.Tensor] = field(default_factory=list)
+    error: str | None = None
+
+    @property
+    def done(self) -> bool:
+        return len(self.probs) == len(self.starts)
+
+
+def chunk_seconds(model) -> float:
+    """The model's chunk length: the training crop length recorded in its config, else 3 s."""
+    return float((getattr(model, "config", None) or {}).get("chunk_seconds", DEFAULT_CHUNK_SECONDS))
+
+
+def probabilities(logits: torch.Tensor, task: str) -> torch.Tensor:
+    return logits.softmax(-1) if task == "multiclass" else logits.sigmoid()
+
+
+def _top(probs: torch.Tensor, labels: list[str], top_k: int | None) -> dict[str, float]:
+    k = len(labels) if not top_k or top_k <= 0 else min(top_k, len(labels))
+    values, idx = probs.topk(k)
+    return {labels[i]: float(v) for v, i in zip(values.tolist(), idx.tolist())}
+
+
+def predict_files(
+    model,
+    paths: Iterable[str | Path],
+    *,
+    top_k: int | None = 5,
+    segments: bool = False,
+    batch_size: int = 16,
+    device: str | torch.device | None = None,
+    progress: bool = True,
+) -> Iterator[Prediction]:
+    """Yield one :class:`Prediction` per audio file, in order (folders expanded recursively).
+
+    ``model`` is any zoo model; its ``label_names``, ``task`` and ``config["chunk_seconds"]``
+    say what the outputs mean (defaults: class indices, multiclass, 3 s). ``batch_size``
+    counts chunks, from one or several files. ``device`` defaults to CUDA when available;
+    the model is moved there and used in eval mode (its previous mode is restored).
+    ``top_k`` of None or 0 keeps every label.
+    """
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be at least 1, got {batch_size}")
+    files = find_audio(paths)
+    device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    sample_rate = model.frontend.sample_rate
+    size = int(round(chunk_seconds(model) * sample_rate))
+    labels = list(model.label_names or [str(i) for i in range(model.num_classes)])
+    task = model.task
+    was_training = model.training
+    model.to(device).eval()
+    pending: deque[_Job] = deque()  # files in order, waiting for their chunks
+    queue: list[tuple[_Job, torch.Tensor]] = []  # chunks waiting for a batch
+    failed = 0
+
+    def run_batch(n: int):
+        jobs, chunks = zip(*queue[:n])
+        del queue[:n]
+        with torch.inference_mode():
+            probs = probabilities(model(torch.stack(chunks).to(device)).float(), task).cpu()
+        for job, p in zip(jobs, probs):
+            job.probs.append(p)
+
+    def finished() -> Iterator[Prediction]:
+        while pending and pending[0].done:
+            bar.update()
+            yield _result(pending.popleft(), labels, top_k, segments, sample_rate, size)
+
+    bar = tqdm(total=len(files), unit="file", desc="predicting", disable=not progress)
+    try:
+        for path in files:
+            try:
+                wave = load_audio(path, sample_rate)
+            except AudioLoadError as e:
+                log.warning("skipping %s", e)
+                failed += 1
+                pending.append(_Job(path, error=str(e)))
+            else:
+                job = _Job(path, len(wave), chunk_starts(len(wave), size).tolist())
+                pending.append(job)
+                queue += [(job, _window(wave, s, size)) for s in job.starts]
+            while len(queue) >= batch_size:
+                run_batch(batch_size)
+            yield from finished()
+        while queue:
+            run_batch(min(batch_size, len(queue)))
+        yield from finished()
+    finally:
+        bar.close()
+        model.train(was_training)
+    if failed:
+        log.warning("%d of %d files could not be read", failed, len(files))
+
+
+def _window(wave: torch.Tensor, start: int, size: int) -> torch.Tensor:
+    """``size`` samples from ``start`` (a view), zero-padded only for a file shorter than one chunk."""
+    chunk = wave[start:start + size]
+    return chunk if len(chunk) == size else F.pad(chunk, (0, size - len(chunk)))
+
+
+def _result(job: _Job, labels, top_k, segments, sample_rate, size) -> Prediction:
+    if job.error:
+        return Prediction(str(job.path), error=job.error)
+    probs = torch.stack(job.probs)
+    file_probs = clip_mean(probs, torch.zeros(len(probs), dtype=torch.long), 1)[0]
+    timeline = None
+    if segments:
+        timeline = [(s / sample_rate, min(s + size, job.num_samples) / sample_rate, _top(p, labels, top_k))
+                    for s, p in zip(job.starts, probs)]
+    return Prediction(str(job.path), _top(file_probs, labels, top_k), job.num_samples / sample_rate, timeline)
+
+
+# ---- output formats ----------------------------------------------------------------
+def write_table(results: Iterable[Prediction], out) -> None:
+    """Human-readable: a header line per file, then one line per label (and per segment)."""
+    for r in results:
+        if r.error:
+            print(f"{r.path}  ERROR: {r.error}", file=out)
+            continue
+        print(f"{r.path}  ({r.duration_s:.1f} s)", file=out)
+        width = max(map(len, r.labels))
+        for label, p in r.labels.items():
+            print(f"  {label:<{width}}  {p:.3f}", file=out)
+        for start, end, labs in r.segments or []:
+            span = f"{start:.2f}-{end:.2f} s"
+            print(f"  {span:>20}  " + ", ".join(f"{k} {v:.3f}" for k, v in labs.items()), file=out)
+        out.flush()
+
+
+def write_json(results: Iterable[Prediction], out) -> None:
+    """One JSON array of ``Prediction.to_dict()`` objects."""
+    json.dump([r.to_dict() for r in results], out, indent=1)
+    print(file=out)
+
+
+CSV_COLUMNS = ["path", "scope", "start_s", "end_s", "rank", "label", "probability", "error"]
+
+
+def write_csv(results: Iterable[Prediction], out) -> None:
+    """Long format: one row per (file or segment, label); ``scope`` is ``file`` or ``segment``."""
+    w = csv.writer(out)
+    w.writerow(CSV_COLUMNS)
+    for r in results:
+        if r.error:
+            w.writerow([r.path, "file", "", "", "", "", "", r.error])
+            continue
+        rows = [("file", 0.0, r.duration_s, r.labels)] + [("segment", s, e, lab) for s, e, lab in r.segments or []]
+        for scope, start, end, labs in rows:
+            for rank, (label, p) in enumerate(labs.items(), 1):
+                w.writerow([r.path, scope, f"{start:.3f}", f"{end:.3f}", rank, label, f"{p:.6f}", ""])
+        out.flush()
+
+
+WRITERS = {"table": write_table, "json": write_json, "csv": write_csv}
+
+
+def load_model(spec: str):
+    """A Lightning ``.ckpt`` (weights-only), else a published folder, Hub id or ``arch.tag`` name."""
+    return load_checkpoint(spec) if spec.endswith(".ckpt") else from_pretrained(spec)
+
+
+def cmd_predict(argv: list[str]) -> None:
+    """``musiczoo predict MODEL AUDIO_OR_DIR ...``; exits with status 1 if any file could not be read."""
+    parser = argparse.ArgumentParser(prog="musiczoo predict", description=(
+        "Predict genres or tags of audio files (folders are searched recursively). Each file is cut into "
+        "the model's chunk length and the chunk probabilities are averaged."))
+    parser.add_argument("model", help="published folder, Hugging Face Hub id (owner/name), pretrained name "
+                                      "(arch.tag) or a Lightning .ckpt")
+    parser.add_argument("audio", nargs="+", help="audio files or folders")
+    parser.add_argument("--top-k", type=int, default=5, help="labels per file (0: all; default 5)")
+    parser.add_argument("--format", choices=sorted(WRITERS), default="table")
+    parser.add_argument("--segments", action="store_true", help="also print each chunk's prediction")
+    parser.add_argument("--batch-size", type=int, default=16, help="chunks per forward pass")
+    parser.add_argument("--device", help="e.g. cpu, cuda, cuda:1 (default: cuda if available)")
+    args = parser.parse_args(argv)
+    if args.batch_size < 1:
+        parser.error("--batch-size must be at least 1")
+    try:
+        model = load_model(args.model)
+    except (ValueError, OSError) as e:  # HubError and UnknownNameError are ValueErrors
+        sys.exit(f"musiczoo predict: error: {e}")
+    files = find_audio(args.audio)
+    if not files:
+        sys.exit(f"musiczoo predict: error: no audio files in {', '.join(args.audio)}")
+    failures = []
+
+    def tracked():
+        for r in predict_files(model, files, top_k=args.top_k, segments=args.segments,
+                               batch_size=args.batch_size, device=args.device):
+            if r.error:
+                failures.append(r.path)
+            yield r
+
+    WRITERS[args.format](tracked(), sys.stdout)
+    sys.stdout.flush()
+    if failures:
+        print(f"musiczoo predict: {len(failures)} of {len(files)} files could not be read: "
+              f"{', '.join(failures[:5])}{', ...' if len(failures) > 5 else ''}", file=sys.stderr)
+        sys.exit(1)
+
+
+__all__ = ["load_audio", "find_audio", "predict_files", "Prediction", "AudioLoadError", "load_model", "cmd_predict"]
