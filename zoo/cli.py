@@ -99,7 +99,20 @@ def cmd_synth(argv: list[str]) -> None:
     gtzan.add_argument("--clips-per-genre", type=int, default=100)
     gtzan.add_argument("--layout", choices=["genres_original", "genres"], default="genres_original")
     gtzan.add_argument("--format", dest="fmt", choices=["wav", "au"], default="wav")
+    mtat = sub.add_parser("mtat", help="MagnaTagATune layout: 0..f/<clip>.mp3 + annotations_final.csv")
+    mtat.add_argument("out", type=Path)
+    mtat.add_argument("--seed", type=int, default=0)
+    mtat.add_argument("--n-clips", type=int, default=200)
+    mtat.add_argument("--seconds", type=float, default=29.1)
+    mtat.add_argument("--sample-rate", type=int, default=16000)
+    mtat.add_argument("--n-broken", type=int, default=3, help="empty or truncated mp3 files, as on the real release")
     args = parser.parse_args(argv)
+    if args.dataset == "mtat":
+        from datamodules.synthetic_mtat import make_synthetic_mtat
+
+        root = make_synthetic_mtat(args.out, seed=args.seed, n_clips=args.n_clips, seconds=args.seconds,
+                                   sample_rate=args.sample_rate, n_broken=args.n_broken)
+        print(f"synthetic MagnaTagATune written to {root}")
     if args.dataset == "gtzan":
         from datamodules.synthetic import make_synthetic_gtzan
 
