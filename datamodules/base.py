@@ -1,0 +1,463 @@
+"""Shared data machinery: decode once into a cache, random crops for training, chunks for evaluation.
+
+Every dataset (GTZAN, MagnaTagATune, a folder of files, a Hugging Face dataset) reduces to a
+list of :class:`Item` per split: a unique ``key``, a ``source`` soundfile can read and a
+``target``. Everything else lives here, once:
+
+* :class:`AudioCache` decodes each source once (mono, resampled) into one memory-mapped
+  float16 file plus a JSON index. Decoding compressed audio and resampling dominate the cost
+  of an epoch otherwise, and reading a crop from a memory map is nearly free.
+* :class:`CropDataset` draws a random ``clip_seconds`` crop per clip for training;
+  :class:`ChunkDataset` returns evenly spaced chunks covering the whole clip for evaluation,
+  so metrics are clip-level as in the literature.
+* :class:`AudioDataModule` wires the two together with the batch contract the task relies on:
+
+  - training batch: ``{"audio": float32 (B, S), "target": ...}``
+  - evaluation/predict batch: ``{"audio": float32 (M, S), "target": ..., "clip": long (M,),
+    "key": list[str] (B)}``: all chunks of the B clips concatenated, ``clip`` giving each
+    chunk's clip index 0..B-1.
+
+  ``target`` is long (B,) for ``multiclass`` and float32 (B, C) 0/1 for ``multilabel``.
+  ``batch_size`` counts clips in every split.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import logging
+import math
+import multiprocessing
+import os
+import shutil
+import tempfile
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence, Union
+
+import lightning as L
+import numpy as np
+import soundfile as sf
+import torch
+import torchaudio.functional as AF
+from torch.utils.data import DataLoader, Dataset
+from tqdm.auto import tqdm
+
+log = logging.getLogger(__name__)
+
+#: Bumped whenever the cache layout or the decoding changes, so old caches are not reused.
+CACHE_VERSION = 1
+#: Little-endian float16: half the disk and page cache of float32, ~-66 dB relative error.
+CACHE_DTYPE = np.dtype("<f2")
+SPLITS = ("train", "val", "test", "predict")
+
+Source = Union[str, os.PathLike, bytes]
+Target = Union[int, Sequence[int]]
+
+
+@dataclass(frozen=True)
+class Item:
+    """One clip of a dataset, before decoding.
+
+    ``key`` is the clip's unique id (for folder datasets, its path relative to the data
+    folder, so a cache survives moving the folder). ``source`` is a file path or the encoded
+    bytes of the file. ``target`` is the class index (multiclass) or a 0/1 sequence with one
+    entry per label (multilabel).
+    """
+
+    key: str
+    source: Source
+    target: Target
+
+
+@dataclass(frozen=True)
+class Clip:
+    """One decoded clip in the cache: ``length`` samples starting at sample ``offset``."""
+
+    key: str
+    offset: int
+    length: int
+    target: Target
+
+
+def default_cache_dir() -> Path:
+    """``$MUSICZOO_CACHE`` if set, else ``~/.cache/musiczoo``."""
+    return Path(os.environ.get("MUSICZOO_CACHE") or Path.home() / ".cache" / "musiczoo").expanduser()
+
+
+def _source_signature(source: Source) -> list:
+    """What identifies a source's content cheaply: size and mtime for a file, a hash for bytes."""
+    if isinstance(source, bytes):
+        return ["bytes", len(source), hashlib.blake2b(source, digest_size=16).hexdigest()]
+    st = os.stat(source)
+    return ["file", st.st_size, st.st_mtime_ns]
+
+
+def _decode(job: tuple[int, Source, int]) -> tuple[int, np.ndarray | None, str]:
+    """Decode one source to mono float16 at ``sample_rate``; returns (index, audio, why_skipped).
+
+    Runs in a worker process. Any failure is returned as a reason rather than raised: one bad
+    file must never stop a build over thousands.
+    """
+    i, source, sample_rate = job
+    try:
+        if (len(source) if isinstance(source, bytes) else os.path.getsize(source)) == 0:
+            return i, None, "empty file (0 bytes)"
+        data, sr = sf.read(io.BytesIO(source) if isinstance(source, bytes) else source,
+                           dtype="float32", always_2d=True)
+    except Exception as e:  # libsndfile reports truncated/unknown formats in many ways
+        return i, None, f"unreadable ({type(e).__name__}: {e})"
+    if data.shape[0] == 0:
+        return i, None, "empty (no audio frames)"
+    mono = data.mean(axis=1)
+    if not np.isfinite(mono).all():
+        return i, None, "contains NaN or infinite samples"
+    if sr != sample_rate:
+        mono = AF.resample(torch.from_numpy(mono), sr, sample_rate).numpy()
+    return i, mono.astype(CACHE_DTYPE), ""
+
+
+def _init_decode_worker():
+    # One intra-op thread per worker: the parallelism is across files.
+    torch.set_num_threads(1)
+
+
+def _summary(skipped: list[dict], total: int) -> str:
+    names = ", ".join(f"{s['key']} ({s['reason']})" for s in skipped[:10])
+    more = f", ... and {len(skipped) - 10} more" if len(skipped) > 10 else ""
+    return f"skipped {len(skipped)} of {total} files: {names}{more}"
+
+
+class AudioCache:
+    """All clips of a dataset decoded once: ``audio.f16`` (memory-mapped) + ``index.json``.
+
+    The folder is named by a fingerprint of the sources (key, size, mtime or content hash),
+    targets, sample rate and :data:`CACHE_VERSION`, so any change builds a new cache and an
+    unchanged dataset reuses the old one. The build writes into a temporary folder that is
+    renamed into place only when complete: an interrupted build never leaves a cache that
+    looks valid. Unreadable or empty sources are skipped with a warning naming each one and
+    recorded in the index, so a reused cache reports them too.
+    """
+
+    def __init__(self, items: Sequence[Item], *, sample_rate: int, name: str = "audio",
+                 cache_dir: str | os.PathLike | None = None, decode_workers: int | None = None):
+        repeated = sorted(k for k, n in Counter(it.key for it in items).items() if n > 1)
+        if repeated:
+            raise ValueError(f"{len(repeated)} clip keys appear more than once: {repeated[:5]}")
+        self.items = sorted((Item(it.key, it.source, _plain_target(it.target)) for it in items), key=lambda it: it.key)
+        self.sample_rate = int(sample_rate)
+        self.decode_workers = decode_workers or min(4, os.cpu_count() or 1)
+        fingerprint = {
+            "version": CACHE_VERSION, "sample_rate": self.sample_rate, "dtype": CACHE_DTYPE.str,
+            "items": [[it.key, _source_signature(it.source), it.target] for it in self.items],
+        }
+        self.fingerprint = hashlib.sha256(json.dumps(fingerprint).encode()).hexdigest()
+        root = Path(cache_dir).expanduser() if cache_dir else default_cache_dir()
+        self.folder = root / f"{name}-{self.sample_rate}hz-{self.fingerprint[:16]}"
+
+    @property
+    def audio_file(self) -> Path:
+        return self.folder / "audio.f16"
+
+    @property
+    def index_file(self) -> Path:
+        return self.folder / "index.json"
+
+    def exists(self) -> bool:
+        # The folder only ever appears by an atomic rename of a finished build.
+        return self.index_file.is_file()
+
+    def ensure(self) -> None:
+        """Build the cache unless it exists; either way report the skipped files."""
+        if self.exists():
+            index = self._read_index()
+            log.info("reusing audio cache %s (%d clips)", self.folder, len(index["clips"]))
+            if index["skipped"]:
+                log.warning(_summary(index["skipped"], len(index["clips"]) + len(index["skipped"])))
+        else:
+            self.build()
+
+    def load(self) -> list[Clip]:
+        """The cached clips, in key order. The cache must have been built (``ensure``)."""
+        if not self.exists():
+            raise FileNotFoundError(
+                f"audio cache {self.folder} does not exist: call prepare_data() first "
+                "(the Trainer does), or the dataset changed since it was built")
+        return [Clip(c["key"], c["offset"], c["length"], c["target"]) for c in self._read_index()["clips"]]
+
+    def _read_index(self) -> dict:
+        return json.loads(self.index_file.read_text())
+
+    def build(self) -> None:
+        """Decode every source with ``decode_workers`` processes and write the cache atomically."""
+        self.folder.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{self.folder.name}.building-", dir=self.folder.parent))
+        os.chmod(tmp, 0o755)  # mkdtemp's 0700 would hide a shared cache from other users
+        try:
+            clips, skipped = self._decode_into(tmp / "audio.f16")
+            index = {"version": CACHE_VERSION, "fingerprint": self.fingerprint,
+                     "sample_rate": self.sample_rate, "dtype": CACHE_DTYPE.str,
+                     "clips": clips, "skipped": skipped}
+            (tmp / "index.json").write_text(json.dumps(index))
+            if not clips:
+                raise RuntimeError(f"none of the {len(self.items)} files could be decoded; "
+                                   + _summary(skipped, len(self.items)))
+            try:
+                os.replace(tmp, self.folder)
+            except OSError:
+                if not self.exists():  # another process finishing the same build first is fine
+                    raise
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+        if skipped:
+            log.warning(_summary(skipped, len(self.items)))
+        log.info("built audio cache %s (%d clips)", self.folder, len(clips))
+
+    def _decode_into(self, audio_path: Path) -> tuple[list[dict], list[dict]]:
+        jobs = [(i, it.source, self.sample_rate) for i, it in enumerate(self.items)]
+        clips, skipped, offset = [], [], 0
+        progress = tqdm(total=len(jobs), desc=f"decoding to {self.sample_rate} Hz", unit="file")
+        with open(audio_path, "wb") as out, progress:
+            if self.decode_workers > 1 and len(jobs) > 1:
+                # fork: workers start instantly and inherit the imported torch/soundfile.
+                method = "fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn"
+                pool = multiprocessing.get_context(method).Pool(self.decode_workers, _init_decode_worker)
+                results = pool.imap(_decode, jobs, chunksize=4)
+            else:
+                pool, results = None, map(_decode, jobs)
+            try:
+                for i, audio, reason in results:  # in order, so offsets are deterministic
+                    item = self.items[i]
+                    if audio is None:
+                        log.warning("skipping %s: %s", item.key, reason)
+                        skipped.append({"key": item.key, "reason": reason})
+                    else:
+                        out.write(audio.tobytes())
+                        clips.append({"key": item.key, "offset": offset, "length": len(audio),
+                                      "target": item.target})
+                        offset += len(audio)
+                    progress.update()
+            finally:
+                if pool is not None:
+                    pool.terminate()
+                    pool.join()
+        return clips, skipped
+
+
+def chunk_starts(length: int, size: int) -> np.ndarray:
+    """Start samples of ``ceil(length / size)`` evenly spaced chunks that cover ``length``.
+
+    The first chunk starts at 0 and the last ends at ``length``; chunks overlap a little
+    when ``size`` does not divide ``length``. A clip shorter than a chunk gives one chunk.
+    """
+    n = max(1, math.ceil(length / size))
+    return np.rint(np.linspace(0, max(length - size, 0), n)).astype(np.int64)
+
+
+def _plain_target(target: Target) -> int | list[int]:
+    """A target as JSON-ready ints, so equal targets compare and hash equal whatever their type."""
+    return int(target) if isinstance(target, (int, np.integer)) else [int(v) for v in target]
+
+
+def target_tensor(target: Target) -> torch.Tensor:
+    """long scalar for a class index, float32 0/1 vector for a multilabel target."""
+    if isinstance(target, (int, np.integer)):
+        return torch.tensor(int(target), dtype=torch.long)
+    return torch.tensor(target, dtype=torch.float32)
+
+
+class _CacheDataset(Dataset):
+    """Reads fixed-length windows of cached clips as float32, zero-padded past the end.
+
+    The memory map is opened lazily in each process (and dropped when pickled to a
+    DataLoader worker), so workers share the page cache instead of copying the array.
+    """
+
+    def __init__(self, audio_file: str | os.PathLike, clips: Sequence[Clip], num_samples: int):
+        self.audio_file = str(audio_file)
+        self.clips = list(clips)
+        self.num_samples = int(num_samples)
+        self._audio: np.memmap | None = None
+
+    def __len__(self) -> int:
+        return len(self.clips)
+
+    def __getstate__(self):
+        return {**self.__dict__, "_audio": None}
+
+    def _window(self, clip: Clip, start: int) -> torch.Tensor:
+        if self._audio is None:
+            self._audio = np.memmap(self.audio_file, dtype=CACHE_DTYPE, mode="r")
+        stop = min(start + self.num_samples, clip.length)
+        out = torch.zeros(self.num_samples, dtype=torch.float32)
+        out[: stop - start] = torch.from_numpy(self._audio[clip.offset + start: clip.offset + stop].astype(np.float32))
+        return out
+
+
+class CropDataset(_CacheDataset):
+    """Training: one random crop of ``num_samples`` per clip and epoch.
+
+    Crop positions come from torch's RNG, which DataLoader seeds per worker and
+    ``seed_everything`` makes reproducible.
+    """
+
+    def __getitem__(self, i: int) -> dict:
+        clip = self.clips[i]
+        start = int(torch.randint(0, max(clip.length - self.num_samples, 0) + 1, ()))
+        return {"audio": self._window(clip, start), "target": target_tensor(clip.target)}
+
+
+class ChunkDataset(_CacheDataset):
+    """Evaluation: all evenly spaced chunks of one clip (see :func:`chunk_starts`)."""
+
+    def __getitem__(self, i: int) -> dict:
+        clip = self.clips[i]
+        audio = torch.stack([self._window(clip, int(s)) for s in chunk_starts(clip.length, self.num_samples)])
+        return {"audio": audio, "target": target_tensor(clip.target), "key": clip.key}
+
+
+def collate_chunks(examples: list[dict]) -> dict:
+    """Concatenate the chunks of several clips; ``clip`` maps each chunk to its clip."""
+    counts = torch.tensor([len(e["audio"]) for e in examples])
+    return {
+        "audio": torch.cat([e["audio"] for e in examples]),
+        "target": torch.stack([e["target"] for e in examples]),
+        "clip": torch.repeat_interleave(torch.arange(len(examples)), counts),
+        "key": [e["key"] for e in examples],
+    }
+
+
+class AudioDataModule(L.LightningDataModule):
+    """Base of every data module: a subclass only says what the clips of each split are.
+
+    Subclasses set ``label_names`` in ``__init__`` (and ``task = "multilabel"`` for tagging)
+    and implement :meth:`split_items`. ``prepare_data`` builds (or reuses) the cache of all
+    splits' items; ``setup`` reads its index; the loaders follow the batch contract in the
+    module docstring. Files skipped by the cache are left out of their split.
+
+    Args:
+        root: where the dataset lives.
+        sample_rate: rate every clip is resampled to (the model's input rate).
+        clip_seconds: length of training crops and evaluation chunks.
+        batch_size: clips per batch, for training and evaluation alike.
+        num_workers: DataLoader worker processes.
+        cache_dir: where decoded caches live (default ``$MUSICZOO_CACHE`` or ``~/.cache/musiczoo``).
+        decode_workers: processes decoding files while building the cache (default min(4, CPUs)).
+        seed: seed of any random split the subclass draws.
+    """
+
+    task: str = "multiclass"
+    cache_name: str = "audio"
+
+    def __init__(
+        self,
+        root: str,
+        sample_rate: int = 22050,
+        clip_seconds: float = 3.0,
+        batch_size: int = 16,
+        num_workers: int = 0,
+        cache_dir: str | None = None,
+        decode_workers: int | None = None,
+        seed: int = 0,
+    ):
+        super().__init__()
+        # Recorded in checkpoints (with the subclass's own arguments, e.g. the split), so a
+        # published model knows its chunk length, dataset and split.
+        self.save_hyperparameters()
+        if clip_seconds <= 0 or sample_rate <= 0 or batch_size <= 0:
+            raise ValueError("clip_seconds, sample_rate and batch_size must be positive")
+        self.root = Path(root).expanduser()
+        self.sample_rate = int(sample_rate)
+        self.clip_seconds = float(clip_seconds)
+        self.batch_size = int(batch_size)
+        self.num_workers = int(num_workers)
+        self.cache_dir = cache_dir
+        self.decode_workers = decode_workers
+        self.seed = int(seed)
+        self.label_names: list[str] = []
+        self._clips: dict[str, list[Clip]] = {}
+        self._audio_file: Path | None = None
+
+    # ---- what a subclass supplies ------------------------------------------------
+    def split_items(self) -> dict[str, list[Item]]:
+        """Items of each split: keys ``train``, ``val``, ``test`` and optionally ``predict``
+        (which defaults to ``test``). Called in ``prepare_data`` and ``setup``."""
+        raise NotImplementedError
+
+    # ---- derived -------------------------------------------------------------------
+    @property
+    def num_classes(self) -> int:
+        return len(self.label_names)
+
+    @property
+    def clip_samples(self) -> int:
+        return int(round(self.clip_seconds * self.sample_rate))
+
+    def _splits_and_cache(self) -> tuple[dict[str, list[Item]], AudioCache]:
+        splits = self.split_items()
+        unknown = set(splits) - set(SPLITS)
+        if unknown:
+            raise ValueError(f"unknown split names {sorted(unknown)}; expected a subset of {SPLITS}")
+        union: dict[str, Item] = {}
+        for name, items in splits.items():
+            for it in items:
+                self._check_target(it)
+                it = Item(it.key, it.source, _plain_target(it.target))
+                if union.setdefault(it.key, it) != it:
+                    raise ValueError(f"clip {it.key!r} appears twice with different sources or targets")
+        cache = AudioCache(list(union.values()), sample_rate=self.sample_rate, name=self.cache_name,
+                           cache_dir=self.cache_dir, decode_workers=self.decode_workers)
+        return splits, cache
+
+    def _check_target(self, it: Item):
+        is_index = isinstance(it.target, (int, np.integer))
+        if self.task == "multiclass":
+            if not (is_index and 0 <= it.target < self.num_classes):
+                raise ValueError(f"{it.key}: target {it.target!r} is not a class index below {self.num_classes}")
+        elif is_index or len(it.target) != self.num_classes or any(v not in (0, 1) for v in it.target):
+            raise ValueError(f"{it.key}: multilabel target must be {self.num_classes} values of 0/1, got {it.target!r}")
+
+    # ---- Lightning hooks -------------------------------------------------------------
+    def prepare_data(self):
+        self._splits_and_cache()[1].ensure()
+
+    def setup(self, stage: str | None = None):
+        splits, cache = self._splits_and_cache()
+        by_key = {c.key: c for c in cache.load()}
+        self._audio_file = cache.audio_file
+        self._clips = {name: [by_key[it.key] for it in items if it.key in by_key] for name, items in splits.items()}
+        self._clips.setdefault("predict", self._clips.get("test", []))
+        log.info("%s: %s clips", type(self).__name__,
+                 ", ".join(f"{name} {len(c)}" for name, c in self._clips.items()))
+
+    def clips(self, split: str) -> list[Clip]:
+        """The decoded clips of ``split`` (after ``setup``)."""
+        if split not in self._clips:
+            raise RuntimeError(f"split {split!r} is not available: call prepare_data() and setup() first")
+        return self._clips[split]
+
+    def _loader(self, dataset: Dataset, shuffle: bool, collate_fn=None, drop_last: bool = False) -> DataLoader:
+        return DataLoader(dataset, batch_size=self.batch_size, shuffle=shuffle, drop_last=drop_last,
+                          num_workers=self.num_workers, persistent_workers=self.num_workers > 0,
+                          pin_memory=torch.cuda.is_available(), collate_fn=collate_fn)
+
+    def train_dataloader(self) -> DataLoader:
+        clips = self.clips("train")
+        # A ragged last batch of one clip breaks BatchNorm; keep it only if it is all there is.
+        return self._loader(CropDataset(self._audio_file, clips, self.clip_samples), shuffle=True,
+                            drop_last=len(clips) > self.batch_size)
+
+    def _eval_loader(self, split: str) -> DataLoader:
+        dataset = ChunkDataset(self._audio_file, self.clips(split), self.clip_samples)
+        return self._loader(dataset, shuffle=False, collate_fn=collate_chunks)
+
+    def val_dataloader(self) -> DataLoader:
+        return self._eval_loader("val")
+
+    def test_dataloader(self) -> DataLoader:
+        return self._eval_loader("test")
+
+    def predict_dataloader(self) -> DataLoader:
+        return self._eval_loader("predict")

@@ -1,0 +1,123 @@
+"""GTZAN (Tzanetakis & Cook 2002): 1000 clips x 30 s, 10 genres, in either of its two layouts.
+
+Splits: ``fault_filtered`` (default, the artist-filtered 443/197/290 split of Kereliuk, Sturm &
+Larsen 2015 without Sturm's faulty files), ``stratified`` (the 500/250/250 random lists from the
+same source) and ``kfold`` (seeded stratified folds over the files on disk). Random and k-fold
+results are inflated by artist overlap and repeated clips; report them labelled as such.
+"""
+
+from __future__ import annotations
+
+import re
+from importlib import resources
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+
+from .base import Item
+from .folder import FolderDataModule, read_split_list, stratified_folds
+
+GENRES = ("blues", "classical", "country", "disco", "hiphop", "jazz", "metal", "pop", "reggae", "rock")
+#: Split name -> file name part of the shipped lists ``splits/gtzan_{train,valid,test}_<part>.txt``.
+SPLIT_LISTS = {"fault_filtered": "filtered", "stratified": "stratified"}
+_CLIP_NAME = re.compile(r"^([a-z]+)\.\d{5}\.(wav|au)$")
+
+
+def split_list(split: str, part: str) -> list[str]:
+    """Entries (``<genre>/<genre>.000NN.wav``) of a shipped list; ``part`` is train, valid or test."""
+    name = f"gtzan_{part}_{SPLIT_LISTS[split]}.txt"
+    with resources.as_file(resources.files("datamodules") / "splits" / name) as path:
+        return read_split_list(path)
+
+
+def find_gtzan(root: str | Path) -> tuple[Path, str]:
+    """The folder holding the 10 genre folders, and the clips' extension (``.wav`` or ``.au``).
+
+    Accepts ``root/genres_original`` (re-release, wav), ``root/genres`` (original tarball, au)
+    or ``root`` itself being that folder; the extension is read off the files present.
+    """
+    root = Path(root).expanduser()
+    for candidate in (root / "genres_original", root / "genres", root):
+        if not all((candidate / g).is_dir() for g in GENRES):
+            continue
+        suffixes = [m.group(2) for g in GENRES for p in (candidate / g).iterdir()
+                    if (m := _CLIP_NAME.match(p.name)) and m.group(1) == g]
+        if suffixes:
+            return candidate, "." + max(set(suffixes), key=suffixes.count)
+    found = sorted(p.name + ("/" if p.is_dir() else "") for p in root.iterdir()) if root.is_dir() else None
+    raise FileNotFoundError(
+        f"no GTZAN data under {root}: expected genres_original/<genre>/<genre>.000NN.wav "
+        f"(re-release), genres/<genre>/<genre>.000NN.au (original tarball) or the 10 genre "
+        f"folders ({', '.join(GENRES)}) directly in it; found "
+        + ("nothing (no such folder)" if found is None else
+           f"{len(found)} entries: {', '.join(found[:12])}{', ...' if len(found) > 12 else ''}"))
+
+
+class GTZANDataModule(FolderDataModule):
+    """GTZAN genre classification, 10 classes in alphabetical order.
+
+    Args:
+        root: folder containing ``genres_original/`` or ``genres/``, or one of those itself.
+        split: ``fault_filtered`` (default, the standard), ``stratified`` or ``kfold``.
+        k, fold: for ``kfold``: test = fold ``fold``, validation = fold ``(fold + 1) % k``,
+            training = the other k - 2 folds; folds are drawn with ``seed``.
+
+    Files named by a split list but absent from disk are an error; files present but
+    undecodable (the re-release's empty ``jazz.00054.wav``) are skipped with a warning.
+    Clip keys are the paths relative to the genre folders' parent, e.g. ``jazz/jazz.00054.wav``.
+    """
+
+    cache_name = "gtzan"
+
+    def __init__(
+        self,
+        root: str,
+        sample_rate: int = 22050,
+        clip_seconds: float = 3.0,
+        batch_size: int = 16,
+        num_workers: int = 0,
+        cache_dir: str | None = None,
+        decode_workers: int | None = None,
+        seed: int = 0,
+        split: Literal["fault_filtered", "stratified", "kfold"] = "fault_filtered",
+        k: int = 10,
+        fold: int = 0,
+    ):
+        super().__init__(root, sample_rate, clip_seconds, batch_size, num_workers, cache_dir,
+                         decode_workers, seed, labels=list(GENRES))
+        if split not in (*SPLIT_LISTS, "kfold"):
+            raise ValueError(f"split must be one of {(*SPLIT_LISTS, 'kfold')}, got {split!r}")
+        if split == "kfold" and not (k >= 3 and 0 <= fold < k):
+            raise ValueError(f"kfold needs k >= 3 and 0 <= fold < k, got k={k}, fold={fold}")
+        self.split, self.k, self.fold = split, int(k), int(fold)
+        self._found: tuple[Path, str] | None = None
+
+    @property
+    def layout(self) -> tuple[Path, str]:
+        """(genre folders' parent, clip extension), found on first use rather than in
+        ``__init__``, so a config may name a dataset that is not downloaded yet."""
+        if self._found is None:
+            self._found = find_gtzan(self.root)
+        return self._found
+
+    @property
+    def data_dir(self) -> Path:
+        return self.layout[0]
+
+    def locate(self, entry: str) -> str:
+        """The shipped lists name ``.wav`` files; the original tarball has ``.au``."""
+        return Path(entry).with_suffix(self.layout[1]).as_posix()
+
+    def split_items(self) -> dict[str, list[Item]]:
+        if self.split == "kfold":
+            items = self.scan()
+            folds = stratified_folds(np.array([it.target for it in items]), self.k, self.seed)
+            val_fold = (self.fold + 1) % self.k
+            return {
+                "train": [it for it, f in zip(items, folds) if f not in (self.fold, val_fold)],
+                "val": [it for it, f in zip(items, folds) if f == val_fold],
+                "test": [it for it, f in zip(items, folds) if f == self.fold],
+            }
+        return {name: self.items_from_list(split_list(self.split, part), f"the GTZAN {self.split} {part} list")
+                for name, part in (("train", "train"), ("val", "valid"), ("test", "test"))}
