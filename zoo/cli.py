@@ -60,7 +60,7 @@ def build_cli(args: list[str], run: bool = True) -> MusicZooCLI:
 
 # ---- extra verbs ---------------------------------------------------------------------
 def cmd_models(argv: list[str]) -> None:
-    from .registry import create_model, list_models
+    from .registry import create_model, describe_model, list_models
 
     parser = argparse.ArgumentParser(prog="musiczoo models", description="List the model zoo.")
     parser.add_argument("pattern", nargs="?", default="*", help="glob filter, e.g. 'resnet_*'")
@@ -83,8 +83,7 @@ def cmd_models(argv: list[str]) -> None:
         for transform in ("mel", "mfcc", "stft"):
             model = create_model(name, transform=transform, num_classes=args.num_classes)
             counts.append(f"{sum(p.numel() for p in model.parameters()) / 1e6:9.2f}M")
-        doc = (type(model).__doc__ or "").strip().splitlines()[0]
-        print(f"{name:22s} {' '.join(counts)}   {doc}")
+        print(f"{name:22s} {' '.join(counts)}   {describe_model(name)}")
     print("timm/<name>: any timm CNN as a one-channel spectrogram model, e.g. timm/resnet18, timm/efficientnet_b0")
 
 
@@ -98,7 +97,8 @@ def cmd_synth(argv: list[str]) -> None:
     gtzan.add_argument("--sample-rate", type=int, default=22050)
     gtzan.add_argument("--clips-per-genre", type=int, default=100)
     gtzan.add_argument("--layout", choices=["genres_original", "genres"], default="genres_original")
-    gtzan.add_argument("--format", dest="fmt", choices=["wav", "au"], default="wav")
+    gtzan.add_argument("--format", dest="fmt", choices=["wav", "au"], default=None,
+                       help="default: the layout's own (wav for genres_original, au for genres)")
     mtat = sub.add_parser("mtat", help="MagnaTagATune layout: 0..f/<clip>.mp3 + annotations_final.csv")
     mtat.add_argument("out", type=Path)
     mtat.add_argument("--seed", type=int, default=0)

@@ -35,6 +35,12 @@ def list_models(pattern: str = "*") -> list[str]:
     return sorted(n for n in _MODELS if n != "timm" and fnmatch.fnmatch(n, pattern))
 
 
+def describe_model(name: str) -> str:
+    """The one-line docstring of the model's registered constructor."""
+    _import_families()
+    return " ".join((_MODELS[name].__doc__ or "").split())
+
+
 def create_model(
     name: str,
     transform: str = "mel",

@@ -94,20 +94,23 @@ class ShortChunkCNN(WaveformModel):
 
 @register_model
 def fcn(**kw):
+    """FCN, Choi et al. 2016: five conv + max-pool layers, global max."""
     return FCN(**kw)
 
 
 @register_model
 def crnn(**kw):
+    """CRNN, Choi et al. 2017: four conv layers + two-layer GRU."""
     return CRNN(**kw)
 
 
 @register_model
 def short_chunk_cnn(**kw):
+    """Short-chunk CNN, Won et al. 2020: seven 3x3 conv layers on ~3.7 s chunks."""
     return ShortChunkCNN(**kw)
 
 
 @register_model
 def short_chunk_resnet(**kw):
-    """Short-chunk ResNet (Won et al. 2020): the same stack with strided residual blocks."""
+    """Short-chunk ResNet, Won et al. 2020: the same stack with strided residual blocks."""
     return ShortChunkCNN(residual=True, **kw)

@@ -27,6 +27,8 @@ class AttentionPool(nn.Module):
 
 
 class ResNetGRU(WaveformModel):
+    """SE-ResNet stem + BiGRU + attention pooling (the paper's genre model)."""
+
     def __init__(self, channels=(32, 64, 128, 128), freq_bands: int = 4, token_dim: int = 256,
                  gru_hidden: int = 128, gru_layers: int = 2, dropout: float = 0.3, **common):
         super().__init__(dropout=dropout, **common)
@@ -43,4 +45,5 @@ class ResNetGRU(WaveformModel):
 
 @register_model
 def resnet_gru(**kw):
+    """SE-ResNet stem + BiGRU + attention pooling: the paper's genre model."""
     return ResNetGRU(**kw)

@@ -19,6 +19,8 @@ from .base import ResNetStem, WaveformModel
 
 
 class ResNetViT(WaveformModel):
+    """SE-ResNet stem + ViT blocks with a class token (the paper's tagging model)."""
+
     def __init__(self, channels=(32, 64, 128, 128), freq_bands: int = 4, embed_dim: int = 192, depth: int = 4,
                  num_heads: int = 4, mlp_ratio: float = 4.0, pos_len: int = 64, drop_path: float = 0.1,
                  dropout: float = 0.1, **common):
@@ -48,4 +50,5 @@ class ResNetViT(WaveformModel):
 
 @register_model
 def resnet_vit(**kw):
+    """SE-ResNet stem + ViT blocks with a class token: the paper's tagging model."""
     return ResNetViT(**kw)

@@ -1,0 +1,87 @@
+"""The real ``musiczoo`` command: fit/test through LightningCLI, extra verbs, name errors."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+
+from zoo.cli import config_path, main
+
+TINY = {
+    "seed_everything": 0,
+    "trainer": {
+        "accelerator": "cpu", "devices": 1, "max_epochs": 1, "limit_train_batches": 3, "limit_val_batches": 2,
+        "limit_test_batches": 2, "log_every_n_steps": 1, "enable_progress_bar": False, "enable_model_summary": False,
+        "callbacks": [{"class_path": "lightning.pytorch.callbacks.ModelCheckpoint",
+                       "init_args": {"monitor": "val/acc", "mode": "max", "filename": "best",
+                                     "auto_insert_metric_name": False}}],
+    },
+    "model": {"model": "crnn", "transform": "mel", "transform_params": {"n_fft": 256, "hop_length": 128, "n_mels": 48}},
+    "data": {"class_path": "datamodules.gtzan.GTZANDataModule",
+             "init_args": {"split": "fault_filtered", "clip_seconds": 0.5, "batch_size": 8}},
+}
+
+
+@pytest.fixture()
+def tiny_config(tmp_path, gtzan_rerelease, tree_rate) -> Path:
+    cfg = yaml.safe_load(yaml.safe_dump(TINY))
+    cfg["trainer"]["default_root_dir"] = str(tmp_path / "run")
+    cfg["data"]["init_args"].update(root=str(gtzan_rerelease), sample_rate=tree_rate, cache_dir=str(tmp_path / "cache"))
+    path = tmp_path / "tiny.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    return path
+
+
+def test_fit_then_test_through_the_cli(tiny_config, tmp_path, capsys):
+    main(["fit", "--config", str(tiny_config)])
+    ckpt = tmp_path / "run" / "lightning_logs" / "version_0" / "checkpoints" / "best.ckpt"
+    assert ckpt.is_file()
+    hparams = torch.load(ckpt, map_location="cpu", weights_only=True)["hyper_parameters"]
+    # Linked from the data module: GTZAN's 10 genres, its sample rate, the task type.
+    assert hparams["num_classes"] == 10 and hparams["task"] == "multiclass" and hparams["sample_rate"] == 8000
+    assert hparams["label_names"][:3] == ["blues", "classical", "country"]
+    main(["test", "--config", str(tiny_config), "--ckpt_path", str(ckpt)])
+    out = capsys.readouterr().out
+    assert "test/acc" in out and "test/f1_macro" in out
+    assert list((tmp_path / "run" / "lightning_logs").glob("version_*/confusion_matrix.csv"))
+
+
+@pytest.mark.parametrize("flag,message", [
+    ("--model.model=resnet_lstm", "unknown model 'resnet_lstm'; valid models: crnn, fcn, resnet_gru"),
+    ("--model.transform=cqt", "unknown transform 'cqt'; valid transforms: mel, mfcc, stft"),
+])
+def test_wrong_names_get_one_line(tiny_config, flag, message):
+    proc = subprocess.run([sys.executable, "-m", "zoo.cli", "fit", "--config", str(tiny_config), flag],
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode != 0
+    assert proc.stderr.strip().splitlines()[-1].startswith(f"musiczoo: error: {message}")
+    assert "Traceback" not in proc.stderr
+
+
+def test_models_lists_the_zoo_with_parameter_counts(capsys):
+    main(["models", "resnet_*"])
+    out = capsys.readouterr().out.splitlines()
+    assert out[0].split()[:4] == ["model", "mel", "mfcc", "stft"]
+    rows = {line.split()[0]: line.split()[1:4] for line in out[1:] if line.startswith("resnet")}
+    assert set(rows) == {"resnet_gru", "resnet_vit"}
+    assert all(count.endswith("M") and float(count[:-1]) > 0.1 for count in rows["resnet_gru"])
+
+
+def test_synth_writes_the_gtzan_layout(tmp_path, capsys):
+    main(["synth", "gtzan", str(tmp_path / "g"), "--seconds", "0.5", "--sample-rate", "8000", "--clips-per-genre", "2"])
+    files = sorted(p.relative_to(tmp_path / "g").as_posix() for p in (tmp_path / "g").rglob("*.wav"))
+    assert len(files) == 20 and "genres_original/blues/blues.00000.wav" in files
+
+
+def test_every_shipped_config_names_a_real_model_and_transform():
+    for path in sorted(config_path("quickstart.yaml").parent.glob("*.yaml")):
+        model = yaml.safe_load(path.read_text())["model"]
+        from zoo.registry import create_model
+
+        create_model(model.get("model", "resnet_gru"), transform=model.get("transform", "mel"),
+                     transform_params=model.get("transform_params"), **(model.get("model_params") or {}))
