@@ -32,6 +32,7 @@ import multiprocessing
 import os
 import shutil
 import tempfile
+import time
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
@@ -108,10 +109,11 @@ def _decode(job: tuple[int, Source, int]) -> tuple[int, np.ndarray | None, str]:
         data, sr = sf.read(io.BytesIO(source) if isinstance(source, bytes) else source,
                            dtype="float32", always_2d=True)
     except Exception as e:  # libsndfile reports truncated/unknown formats in many ways
-        return i, None, f"unreadable ({type(e).__name__}: {e})"
+        # (for a truncated mp3 it says "File does not exist...", though the file does exist)
+        return i, None, f"not decodable: truncated, corrupt or not audio (libsndfile: {e})"
     if data.shape[0] == 0:
         return i, None, "empty (no audio frames)"
-    mono = data.mean(axis=1)
+    mono = data[:, 0] if data.shape[1] == 1 else data.mean(axis=1)
     if not np.isfinite(mono).all():
         return i, None, "contains NaN or infinite samples"
     if sr != sample_rate:
@@ -193,6 +195,7 @@ class AudioCache:
     def build(self) -> None:
         """Decode every source with ``decode_workers`` processes and write the cache atomically."""
         self.folder.parent.mkdir(parents=True, exist_ok=True)
+        self._remove_stale_builds()
         tmp = Path(tempfile.mkdtemp(prefix=f".{self.folder.name}.building-", dir=self.folder.parent))
         os.chmod(tmp, 0o755)  # mkdtemp's 0700 would hide a shared cache from other users
         try:
@@ -215,6 +218,17 @@ class AudioCache:
             log.warning(_summary(skipped, len(self.items)))
         log.info("built audio cache %s (%d clips)", self.folder, len(clips))
 
+    def _remove_stale_builds(self, max_age_s: float = 6 * 3600) -> None:
+        """Delete build folders of this cache left by a killed process (SIGKILL skips the
+        cleanup). A build still running elsewhere keeps writing, so only folders untouched
+        for ``max_age_s`` are removed; a real MTAT build is tens of GB."""
+        now = time.time()
+        for stale in self.folder.parent.glob(f".{self.folder.name}.building-*"):
+            newest = max([stale.stat().st_mtime] + [p.stat().st_mtime for p in stale.iterdir()])
+            if now - newest > max_age_s:
+                log.warning("removing an interrupted cache build %s", stale)
+                shutil.rmtree(stale, ignore_errors=True)
+
     def _decode_into(self, audio_path: Path) -> tuple[list[dict], list[dict]]:
         jobs = [(i, it.source, self.sample_rate) for i, it in enumerate(self.items)]
         clips, skipped, offset = [], [], 0
@@ -226,7 +240,11 @@ class AudioCache:
                 pool = multiprocessing.get_context(method).Pool(self.decode_workers, _init_decode_worker)
                 results = pool.imap(_decode, jobs, chunksize=4)
             else:
+                # In-process decoding: one intra-op thread, as in the workers; torch's
+                # multi-threaded resampler is ~8x slower per clip on short clips.
                 pool, results = None, map(_decode, jobs)
+                threads = torch.get_num_threads()
+                torch.set_num_threads(1)
             try:
                 for i, audio, reason in results:  # in order, so offsets are deterministic
                     item = self.items[i]
@@ -243,6 +261,8 @@ class AudioCache:
                 if pool is not None:
                     pool.terminate()
                     pool.join()
+                else:
+                    torch.set_num_threads(threads)
         return clips, skipped
 
 

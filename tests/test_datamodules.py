@@ -6,6 +6,7 @@ import io
 import logging
 import math
 import os
+import time
 from collections import Counter
 from pathlib import Path
 
@@ -301,6 +302,27 @@ def test_interrupted_build_leaves_no_valid_looking_cache(tmp_path, monkeypatch):
     dm.prepare_data()
     dm.setup()
     assert len(dm.clips("train")) + len(dm.clips("val")) + len(dm.clips("test")) == 6
+
+
+def test_a_build_killed_long_ago_is_cleaned_up(tmp_path):
+    """SIGKILL skips the temp-folder cleanup; the next build removes stale leftovers only."""
+    items = [Item("a", encoded_tone(), 0)]
+    cache = AudioCache(items, sample_rate=8000, cache_dir=tmp_path, decode_workers=1)
+    stale, fresh = (tmp_path / f".{cache.folder.name}.building-{n}" for n in ("old", "new"))
+    for folder in (stale, fresh):
+        folder.mkdir()
+        (folder / "audio.f16").write_bytes(b"\0" * 64)
+    old = time.time() - 7 * 3600
+    os.utime(stale / "audio.f16", (old, old))
+    os.utime(stale, (old, old))
+    cache.ensure()
+    assert cache.exists() and not stale.exists() and fresh.exists()
+
+
+def encoded_tone() -> bytes:
+    buf = io.BytesIO()
+    sf.write(buf, tone(0.5, 8000), 8000, format="WAV")
+    return buf.getvalue()
 
 
 def test_cache_of_undecodable_sources_only_is_an_error(tmp_path):

@@ -1,0 +1,227 @@
+"""Any Hugging Face ``datasets`` dataset with an audio column, decoded through the shared cache.
+
+``datasets`` >= 4 decodes (and even encodes) its ``Audio`` feature through torchcodec,
+which needs FFmpeg's shared libraries. We never let it decode: the audio column is cast
+to ``Audio(decode=False)``, which yields each file's path or encoded bytes, and those
+become the :class:`~datamodules.base.Item` sources that :class:`~datamodules.base.AudioCache`
+decodes with soundfile, exactly like every other data module. The same clip therefore
+gives the same samples whichever way it was loaded, and no extra dependency is needed.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import datasets
+import numpy as np
+
+from .base import AudioDataModule, Item
+from .folder import stratified_split
+
+log = logging.getLogger(__name__)
+
+#: Our split -> the names datasets use for it, first match wins.
+SPLIT_ALIASES = {"train": ("train",), "val": ("validation", "valid", "val", "dev"), "test": ("test",)}
+
+
+class _AudioReference(datasets.Audio):
+    """An ``Audio`` feature that stores a file's path/bytes without importing torchcodec.
+
+    ``datasets`` >= 4 imports torchcodec in ``Audio.encode_example`` even to store a path,
+    so building an ``audiofolder`` fails without it. The stored Arrow data is the same as
+    ``Audio``'s (``{"bytes", "path"}``), so the prepared dataset is an ordinary one.
+    """
+
+    def encode_example(self, value):
+        if isinstance(value, (str, Path)):
+            return {"bytes": None, "path": str(value)}
+        if isinstance(value, (bytes, bytearray)):
+            return {"bytes": bytes(value), "path": None}
+        return {"bytes": value.get("bytes"), "path": value.get("path")}
+
+
+def _column(ds: datasets.Dataset, name: str) -> list:
+    """A column's stored values: Arrow format never decodes and honours any row selection."""
+    return ds.select_columns([name]).with_format("arrow")[name].to_pylist()
+
+
+def _splits_of(loaded) -> dict[str, datasets.Dataset]:
+    return dict(loaded) if isinstance(loaded, datasets.DatasetDict) else {"train": loaded}
+
+
+def load_hf(source: str, *, hub_config: str | None = None, cache_dir: str | None = None) -> dict[str, datasets.Dataset]:
+    """The splits of a dataset given as a ``save_to_disk`` folder, an ``audiofolder`` folder or a hub id.
+
+    * a folder written by ``Dataset(Dict).save_to_disk`` (it holds ``dataset_dict.json`` or
+      ``state.json``): ``datasets.load_from_disk``;
+    * any other folder: the ``audiofolder`` layout (``<split>/<label>/<file>``, ``<label>/<file>``
+      or files with a ``metadata.csv``/``metadata.jsonl``), like ``load_dataset("audiofolder",
+      data_dir=...)``;
+    * anything else is a Hub id (``owner/name``), optionally with a ``hub_config``; needs network.
+
+    A plain ``Dataset`` becomes the single split ``train``.
+    """
+    path = Path(source).expanduser()
+    if path.is_dir():
+        if (path / "dataset_dict.json").is_file() or (path / "state.json").is_file():
+            return _splits_of(datasets.load_from_disk(str(path)))
+        builder = datasets.load_dataset_builder("audiofolder", data_dir=str(path), cache_dir=cache_dir)
+    elif source.startswith((".", "/", "~")) or path.exists():
+        raise FileNotFoundError(f"{source} is not a folder (expected a save_to_disk or audiofolder folder, "
+                                "or a hub id)")
+    else:
+        try:
+            builder = datasets.load_dataset_builder(source, hub_config, cache_dir=cache_dir)
+        except Exception as e:
+            raise RuntimeError(f"{source!r} is not a local folder and could not be loaded from the Hugging Face "
+                               f"Hub: {type(e).__name__}: {e}") from e
+    # Folder-based builders (audiofolder, hub repos of plain audio files) make their audio
+    # feature with this hook; ours stores path/bytes without torchcodec. Others never call it.
+    builder._base_feature = _AudioReference
+    builder.download_and_prepare()
+    return _splits_of(builder.as_dataset())
+
+
+class HFDataModule(AudioDataModule):
+    """A Hugging Face dataset: an audio column plus the labels, as a multiclass or multilabel task.
+
+    Args:
+        root: a ``save_to_disk`` folder, an ``audiofolder`` folder or a Hub id (see :func:`load_hf`).
+        audio_column: the ``Audio`` column.
+        label_column: one column, or several 0/1 columns. One ``ClassLabel``, integer or string
+            column is a multiclass task (names: the ClassLabel's, ``0..max`` for integers, the
+            sorted values for strings); one list column (of ``ClassLabel`` or of strings) is a
+            multilabel task over its tags; several columns are a multilabel task named by them.
+        hub_config: the dataset configuration, for Hub datasets that have several.
+        val_fraction, test_fraction: share of the ``train`` split drawn (stratified by class, seeded)
+            as validation / test set when the dataset has no such split of its own.
+
+    The dataset's own ``train`` / ``validation`` (or ``valid``, ``val``, ``dev``) / ``test`` splits
+    are used when present; other splits are ignored. Clip keys are ``<dataset split>/<row index>``:
+    unique, and stable while the dataset is unchanged. Sources are the embedded bytes when the
+    dataset stores them, else the file path. The dataset is opened in ``__init__`` (memory-mapped,
+    no audio is read) because the label names size the model.
+    """
+
+    cache_name = "hf"
+
+    def __init__(
+        self,
+        root: str,
+        sample_rate: int = 22050,
+        clip_seconds: float = 3.0,
+        batch_size: int = 16,
+        num_workers: int = 0,
+        cache_dir: str | None = None,
+        decode_workers: int | None = None,
+        seed: int = 0,
+        audio_column: str = "audio",
+        label_column: str | list[str] = "label",
+        hub_config: str | None = None,
+        val_fraction: float = 0.1,
+        test_fraction: float = 0.1,
+    ):
+        super().__init__(root, sample_rate, clip_seconds, batch_size, num_workers, cache_dir, decode_workers, seed)
+        self.source = str(root)
+        self.audio_column = audio_column
+        self.label_columns = [label_column] if isinstance(label_column, str) else list(label_column)
+        self.val_fraction, self.test_fraction = float(val_fraction), float(test_fraction)
+        hf_cache = str(Path(cache_dir).expanduser() / "hf_datasets") if cache_dir else None
+        self.dataset = load_hf(self.source, hub_config=hub_config, cache_dir=hf_cache)
+        self._check_columns()
+        self.task, self.label_names = self._label_space()
+
+    # ---- labels ------------------------------------------------------------------------
+    def _check_columns(self):
+        for split, ds in self.dataset.items():
+            for column in (self.audio_column, *self.label_columns):
+                if column not in ds.column_names:
+                    role = "audio" if column == self.audio_column else "label"
+                    raise KeyError(f"{self.source}: split {split!r} has no {role} column {column!r}; "
+                                   f"its columns are {ds.column_names}")
+            if not isinstance(ds.features[self.audio_column], datasets.Audio):
+                raise TypeError(f"{self.source}: column {self.audio_column!r} is "
+                                f"{ds.features[self.audio_column]}, not an Audio feature")
+
+    def _feature(self) -> datasets.features.features.FeatureType:
+        return next(iter(self.dataset.values())).features[self.label_columns[0]]
+
+    def _values(self, column: str) -> list:
+        return [v for ds in self.dataset.values() for v in _column(ds, column)]
+
+    def _label_space(self) -> tuple[str, list[str]]:
+        """(task, label names), from the label features and, for plain values, the data."""
+        if len(self.label_columns) > 1:
+            return "multilabel", list(self.label_columns)
+        column, feature = self.label_columns[0], self._feature()
+        if isinstance(feature, datasets.ClassLabel):
+            return "multiclass", list(feature.names)
+        if isinstance(feature, (datasets.List, datasets.LargeList)):
+            inner = feature.feature
+            if isinstance(inner, datasets.ClassLabel):
+                return "multilabel", list(inner.names)
+            if isinstance(inner, datasets.Value) and inner.dtype in ("string", "large_string"):
+                return "multilabel", sorted({t for tags in self._values(column) for t in tags or []})
+        if isinstance(feature, datasets.Value):
+            if feature.dtype in ("string", "large_string"):
+                return "multiclass", sorted(set(self._values(column)))
+            if feature.dtype.startswith(("int", "uint")):
+                return "multiclass", [str(i) for i in range(max(self._values(column)) + 1)]
+        raise TypeError(f"{self.source}: label column {column!r} has feature {feature}; expected a ClassLabel, "
+                        f"int or string column (multiclass), a list of tags, or several 0/1 columns (multilabel)")
+
+    def _targets(self, ds: datasets.Dataset) -> list:
+        """Each row's target: a class index, or a 0/1 list over ``label_names``."""
+        columns = [_column(ds, c) for c in self.label_columns]
+        if len(columns) > 1:
+            return [[int(v) for v in row] for row in zip(*columns)]
+        (values,) = columns
+        feature = ds.features[self.label_columns[0]]
+        if self.task == "multiclass":
+            if isinstance(feature, datasets.Value) and feature.dtype in ("string", "large_string"):
+                return [self.label_names.index(v) for v in values]
+            return [int(v) for v in values]  # ClassLabel stores the index
+        index = {name: i for i, name in enumerate(self.label_names)}
+        targets = []
+        for tags in values:
+            row = [0] * len(index)
+            for tag in tags or []:
+                row[tag if isinstance(tag, int) else index[tag]] = 1
+            targets.append(row)
+        return targets
+
+    # ---- splits ------------------------------------------------------------------------
+    def _items(self, split: str) -> list[Item]:
+        ds = self.dataset[split]
+        audio = _column(ds.cast_column(self.audio_column, datasets.Audio(decode=False)), self.audio_column)
+        items, missing = [], []
+        for row, (a, target) in enumerate(zip(audio, self._targets(ds))):
+            source = (a or {}).get("bytes") or (a or {}).get("path")
+            if isinstance(source, str) and not Path(source).is_file():
+                missing.append(source)
+            items.append(Item(f"{split}/{row}", source, target))
+        if missing:
+            raise FileNotFoundError(f"{len(missing)} audio files of split {split!r} of {self.source} are missing: "
+                                    f"{', '.join(missing[:5])}{', ...' if len(missing) > 5 else ''}")
+        return items
+
+    def split_items(self) -> dict[str, list[Item]]:
+        own = {ours: next((n for n in names if n in self.dataset), None) for ours, names in SPLIT_ALIASES.items()}
+        if own["train"] is None:
+            raise ValueError(f"{self.source} has no 'train' split; its splits are {sorted(self.dataset)}")
+        ignored = sorted(set(self.dataset) - set(own.values()))
+        if ignored:
+            log.info("%s: ignoring splits %s", self.source, ignored)
+        splits = {ours: self._items(name) for ours, name in own.items() if name is not None}
+        if own["val"] is None or own["test"] is None:
+            train = splits["train"]
+            # Multilabel rows have no single class to stratify by: a plain seeded random split.
+            strata = np.array([t if self.task == "multiclass" else 0 for t in (it.target for it in train)])
+            parts = stratified_split(strata, self.val_fraction if own["val"] is None else 0.0,
+                                     self.test_fraction if own["test"] is None else 0.0, self.seed)
+            drawn = dict(zip(("train", "val", "test"), ([train[i] for i in idx] for idx in parts)))
+            splits["train"] = drawn["train"]
+            for name in ("val", "test"):
+                splits.setdefault(name, drawn[name])
+        return splits
