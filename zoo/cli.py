@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import time
 from importlib import resources
 from pathlib import Path
 
@@ -127,16 +128,18 @@ def cmd_quickstart(argv: list[str]) -> None:
     """Synthetic GTZAN (fault-filtered split) -> resnet_gru on mel on the CPU -> test."""
     parser = argparse.ArgumentParser(prog="musiczoo quickstart", description=cmd_quickstart.__doc__)
     parser.add_argument("--out", type=Path, default=Path("runs/quickstart"))
-    parser.add_argument("--seconds", type=float, default=6.0, help="length of each synthetic clip")
+    parser.add_argument("--seconds", type=float, default=4.0, help="length of each synthetic clip")
     parser.add_argument("--max-epochs", type=int, default=None, help="override the config's epochs")
     args = parser.parse_args(argv)
 
     from datamodules.synthetic import make_synthetic_gtzan
 
+    started = time.perf_counter()
     data_root = args.out / "synthetic_gtzan"
     if not (data_root / "genres_original").is_dir():
         print(f"writing synthetic GTZAN ({args.seconds:g} s clips) to {data_root} ...", flush=True)
         make_synthetic_gtzan(data_root, seconds=args.seconds)
+        print(f"  written in {time.perf_counter() - started:.0f} s", flush=True)
     cli_args = [
         "--config", str(config_path("quickstart.yaml")),
         f"--data.init_args.root={data_root}",
@@ -151,10 +154,11 @@ def cmd_quickstart(argv: list[str]) -> None:
     (results,) = cli.trainer.test(cli.model, datamodule=cli.datamodule, ckpt_path="best")
     print(
         f"\nquickstart: resnet_gru on mel, synthetic GTZAN, fault-filtered test split "
-        f"({len(cli.datamodule.test_items) if hasattr(cli.datamodule, 'test_items') else '?'} clips)\n"
+        f"({len(cli.datamodule.clips('test'))} clips)\n"
         f"  test accuracy : {results['test/acc']:.3f}  (chance 0.100)\n"
         f"  macro F1      : {results['test/f1_macro']:.3f}\n"
-        f"  checkpoint    : {best}"
+        f"  checkpoint    : {best}\n"
+        f"  wall time     : {time.perf_counter() - started:.0f} s"
     )
 
 
