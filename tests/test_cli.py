@@ -85,3 +85,16 @@ def test_every_shipped_config_names_a_real_model_and_transform():
 
         create_model(model.get("model", "resnet_gru"), transform=model.get("transform", "mel"),
                      transform_params=model.get("transform_params"), **(model.get("model_params") or {}))
+
+
+def test_quickstart_runs_end_to_end_and_records_its_metrics(tmp_path, capsys):
+    """The README's first command, shortened: 1-second clips, one epoch."""
+    main(["quickstart", "--out", str(tmp_path / "qs"), "--seconds", "1", "--max-epochs", "1"])
+    out = capsys.readouterr().out
+    assert "fault-filtered test split (290 clips)" in out
+    accuracy = float(out.split("test accuracy :")[1].split()[0])
+    assert 0.0 <= accuracy <= 1.0
+    ckpt = Path(out.split("checkpoint    :")[1].split()[0])
+    assert ckpt.is_file()
+    metrics = yaml.safe_load((ckpt.parent / "metrics.json").read_text())
+    assert metrics["test/acc"] == pytest.approx(accuracy, abs=1e-3)

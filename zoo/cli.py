@@ -9,6 +9,7 @@ nothing twice. The extra verbs (``models``, ``synth``, ``quickstart``) are plain
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import time
 from importlib import resources
@@ -152,6 +153,8 @@ def cmd_quickstart(argv: list[str]) -> None:
     cli.trainer.fit(cli.model, datamodule=cli.datamodule)
     best = cli.trainer.checkpoint_callback.best_model_path
     (results,) = cli.trainer.test(cli.model, datamodule=cli.datamodule, ckpt_path="best")
+    # Next to the checkpoint, where `musiczoo publish` looks for the model card's results.
+    (Path(best).parent / "metrics.json").write_text(json.dumps(results, indent=2))
     print(
         f"\nquickstart: resnet_gru on mel, synthetic GTZAN, fault-filtered test split "
         f"({len(cli.datamodule.clips('test'))} clips)\n"
