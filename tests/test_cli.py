@@ -98,3 +98,27 @@ def test_quickstart_runs_end_to_end_and_records_its_metrics(tmp_path, capsys):
     assert ckpt.is_file()
     metrics = yaml.safe_load((ckpt.parent / "metrics.json").read_text())
     assert metrics["test/acc"] == pytest.approx(accuracy, abs=1e-3)
+
+
+def test_ddp_on_two_cpu_processes_gives_the_single_process_metrics(tiny_config, tmp_path):
+    """Real DDP (2 gloo processes launched by Lightning): training runs, and clip-level test
+    metrics gathered across ranks equal a single-process evaluation of the same checkpoint
+    (290 test clips split evenly, so the distributed sampler pads nothing)."""
+
+    def cli(*args):
+        proc = subprocess.run([sys.executable, "-m", "zoo.cli", *args, "--config", str(tiny_config),
+                               "--trainer.limit_test_batches=1.0"],
+                              capture_output=True, text=True, timeout=600, cwd=tmp_path)
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        return proc.stdout
+
+    def test_acc(stdout: str) -> float:
+        line = next(line for line in stdout.splitlines() if "test/acc" in line)
+        return float(line.split()[-1])
+
+    ddp = ["--trainer.accelerator=cpu", "--trainer.devices=2", "--trainer.strategy=ddp"]
+    cli("fit", *ddp)
+    (ckpt,) = (tmp_path / "run").glob("lightning_logs/version_0/checkpoints/best.ckpt")
+    distributed = test_acc(cli("test", *ddp, f"--ckpt_path={ckpt}"))
+    single = test_acc(cli("test", "--trainer.devices=1", f"--ckpt_path={ckpt}"))
+    assert distributed == pytest.approx(single, abs=1e-6)

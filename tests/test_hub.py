@@ -393,14 +393,16 @@ def test_train_with_the_cli_publish_and_predict(tmp_path, capsys, monkeypatch):
     main(["fit", "--config", str(tmp_path / "fit.yaml")])
     (ckpt,) = (tmp_path / "run" / "checkpoints").glob("*.ckpt")
 
-    cmd_publish([str(ckpt), str(tmp_path / "pub"), "--synthetic", "--chunk-seconds", "1"])
+    # The checkpoint records the data module's settings: chunk length, dataset, split.
+    main(["publish", str(ckpt), str(tmp_path / "pub")])
     published = json.loads((tmp_path / "pub" / "config.json").read_text())
     assert published["label_names"][:2] == ["blues", "classical"] and published["sample_rate"] == 8000
     assert published["synthetic_data"] is True and published["chunk_seconds"] == 1.0
+    assert published["dataset"] == "gtzan" and published["split"] == "kfold"
     capsys.readouterr()
 
     clip = sorted(data.rglob("*.wav"))[0]
-    cmd_predict([str(tmp_path / "pub"), str(clip), "--format", "json", "--top-k", "0"])
+    main(["predict", str(tmp_path / "pub"), str(clip), "--format", "json", "--top-k", "0"])
     (result,) = json.loads(capsys.readouterr().out)
     task = MusicTask.load_from_checkpoint(ckpt, map_location="cpu", weights_only=False).eval()
     audio = load_audio(clip, 8000)
