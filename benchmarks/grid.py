@@ -42,9 +42,10 @@ def run_one(config: str, model: str, transform: str, overrides: list[str], out_d
         "model": model, "transform": transform,
         "dataset": type(data).__name__.removesuffix("DataModule"),
         "split": getattr(data, "split", "see config"),
-        "root": str(data.root), "synthetic": "synthetic" in str(data.root).lower(),
+        "root": str(data.root), "synthetic": data.synthetic,
         "params_M": round(sum(p.numel() for p in cli.model.net.parameters()) / 1e6, 2),
-        "epochs": cli.trainer.current_epoch, "minutes": round((time.perf_counter() - started) / 60, 1),
+        "epochs": cli.trainer.current_epoch,  # after fit: epochs completed
+        "minutes": round((time.perf_counter() - started) / 60, 1),
         "metrics": {k: round(float(v), 4) for k, v in metrics.items()},
         "config": str(config), "overrides": overrides,
     }
@@ -64,14 +65,17 @@ def render(rows: list[dict], label: str) -> str:
         data = f"{'SYNTHETIC ' if synthetic else ''}{dataset}, split `{split}`"
         lines += [f"## {label or dataset}: {data}", ""]
         if synthetic:
-            lines += ["Synthetic data: these numbers test the pipeline and say nothing about real music.", ""]
+            lines += ["Synthetic data: these numbers test the pipeline and say nothing about real music. "
+                      f"Data folder: `{group[0]['root']}` (written by `musiczoo quickstart`, or "
+                      f"`musiczoo synth gtzan {group[0]['root']} --seconds 4`).", ""]
         lines += ["| model | transform | " + " | ".join(metric_names) + " | params (M) | epochs | minutes | command |",
                   "|---|---|" + "---:|" * len(metric_names) + "---:|---:|---:|---|"]
         for row in sorted(group, key=lambda r: -r["metrics"].get(key, 0.0)):
             command = (f"`python -m benchmarks.grid --config {row['config']} --models {row['model']} "
-                       f"--transforms {row['transform']} {' '.join(row['overrides'])}`")
+                       f"--transforms {row['transform']} --results runs/repro.jsonl --leaderboard runs/repro.md "
+                       f"{' '.join(row['overrides'])}`")
             values = " | ".join(f"{row['metrics'][m]:.3f}" for m in metric_names)
-            lines.append(f"| {row['model']} | {row['transform']} | {values} | {row['params_M']} | {row['epochs'] + 1} | "
+            lines.append(f"| {row['model']} | {row['transform']} | {values} | {row['params_M']} | {row['epochs']} | "
                          f"{row['minutes']} | {command} |")
         lines.append("")
     return "\n".join(lines)
@@ -79,14 +83,21 @@ def render(rows: list[dict], label: str) -> str:
 
 def main(argv: list[str] | None = None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--config", required=True)
+    parser.add_argument("--config", help="dataset/trainer config (required unless --render-only)")
     parser.add_argument("--models", default=DEFAULT_MODELS)
     parser.add_argument("--transforms", default=",".join(list_frontends()))
     parser.add_argument("--results", type=Path, default=ROOT / "benchmarks" / "results" / "results.jsonl")
     parser.add_argument("--leaderboard", type=Path, default=ROOT / "leaderboard.md")
     parser.add_argument("--out", type=Path, default=Path("runs/grid"))
     parser.add_argument("--label", default="", help="heading for the tables (default: the dataset name)")
+    parser.add_argument("--render-only", action="store_true", help="rewrite the leaderboard from the results file")
     args, overrides = parser.parse_known_args(argv)
+    if args.render_only:
+        rows = [json.loads(line) for line in args.results.read_text().splitlines()]
+        args.leaderboard.write_text(render(rows, args.label))
+        return
+    if not args.config:
+        parser.error("--config is required")
 
     rows = [json.loads(line) for line in args.results.read_text().splitlines()] if args.results.is_file() else []
     done = {(r["model"], r["transform"], tuple(r["overrides"])) for r in rows}

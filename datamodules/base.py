@@ -83,6 +83,21 @@ class Clip:
     target: Target
 
 
+#: Written by the synthetic-data generators into the dataset root, so every result, checkpoint
+#: and model card made from such data can say it was synthetic, whatever the folder is called.
+SYNTHETIC_MARKER = "SYNTHETIC_DATA.txt"
+
+
+def mark_synthetic(root: str | os.PathLike, what: str) -> None:
+    Path(root, SYNTHETIC_MARKER).write_text(f"{what}\nGenerated audio, not recorded music: results on it test the pipeline only.\n")
+
+
+def is_synthetic(root: str | os.PathLike) -> bool:
+    """Whether ``root`` (or its parent, when root points at e.g. ``genres_original``) holds the marker."""
+    root = Path(root).expanduser()
+    return (root / SYNTHETIC_MARKER).is_file() or (root.parent / SYNTHETIC_MARKER).is_file()
+
+
 def default_cache_dir() -> Path:
     """``$MUSICZOO_CACHE`` if set, else ``~/.cache/musiczoo``."""
     return Path(os.environ.get("MUSICZOO_CACHE") or Path.home() / ".cache" / "musiczoo").expanduser()
@@ -412,6 +427,11 @@ class AudioDataModule(L.LightningDataModule):
         return len(self.label_names)
 
     @property
+    def synthetic(self) -> bool:
+        """True for data written by ``musiczoo synth`` (see :data:`SYNTHETIC_MARKER`)."""
+        return is_synthetic(self.root)
+
+    @property
     def clip_samples(self) -> int:
         return int(round(self.clip_seconds * self.sample_rate))
 
@@ -444,6 +464,8 @@ class AudioDataModule(L.LightningDataModule):
         self._splits_and_cache()[1].ensure()
 
     def setup(self, stage: str | None = None):
+        # Recorded with the hyperparameters, so checkpoints and published cards know it.
+        self.hparams["synthetic"] = self.synthetic
         splits, cache = self._splits_and_cache()
         by_key = {c.key: c for c in cache.load()}
         self._audio_file = cache.audio_file

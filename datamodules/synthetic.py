@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 
+from .base import mark_synthetic
 from .gtzan import GENRES
 
 TABLE_SIZE = 2048
@@ -526,4 +527,5 @@ def make_synthetic_gtzan(
             audio = synth_clip(genre, i, seed=seed, seconds=seconds, sample_rate=sample_rate)
             sf.write(base / genre / f"{genre}.{i:05d}.{fmt}", audio, sample_rate,
                      format=fmt.upper(), subtype="PCM_16")
+    mark_synthetic(out, f"Synthetic GTZAN (musiczoo, seed {seed}, {seconds:g} s clips at {sample_rate} Hz)")
     return base

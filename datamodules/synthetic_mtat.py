@@ -26,6 +26,7 @@ from typing import Callable, Sequence
 import numpy as np
 import soundfile as sf
 
+from datamodules.base import mark_synthetic
 from datamodules.mtat_format import ANNOTATIONS_FILE, MTAT_TAGS, load_top50_split, top50_tags
 
 TWO_PI = np.float32(2 * np.pi)
@@ -480,4 +481,5 @@ def make_synthetic_mtat(
         f.write(quoted(["clip_id", *MTAT_TAGS, "mp3_path"]))
         for (clip_id, rel), row in zip(clips, rows):
             f.write(quoted([clip_id, *row.tolist(), rel]))
+    mark_synthetic(out, f"Synthetic MagnaTagATune (musiczoo, seed {seed}, {seconds:g} s clips at {sample_rate} Hz)")
     return out

@@ -41,7 +41,12 @@ def test_fit_then_test_through_the_cli(tiny_config, tmp_path, capsys):
     main(["fit", "--config", str(tiny_config)])
     ckpt = tmp_path / "run" / "lightning_logs" / "version_0" / "checkpoints" / "best.ckpt"
     assert ckpt.is_file()
-    hparams = torch.load(ckpt, map_location="cpu", weights_only=True)["hyper_parameters"]
+    saved = torch.load(ckpt, map_location="cpu", weights_only=False)
+    hparams = saved["hyper_parameters"]
+    # The data module's settings travel with the checkpoint, including that the data was synthetic.
+    data_hparams = saved["datamodule_hyper_parameters"]
+    assert data_hparams["split"] == "fault_filtered" and data_hparams["clip_seconds"] == 0.5
+    assert data_hparams["synthetic"] is True
     # Linked from the data module: GTZAN's 10 genres, its sample rate, the task type.
     assert hparams["num_classes"] == 10 and hparams["task"] == "multiclass" and hparams["sample_rate"] == 8000
     assert hparams["label_names"][:3] == ["blues", "classical", "country"]
