@@ -111,29 +111,47 @@ def _source_signature(source: Source) -> list:
     return ["file", st.st_size, st.st_mtime_ns]
 
 
-def _decode(job: tuple[int, Source, int]) -> tuple[int, np.ndarray | None, str]:
-    """Decode one source to mono float16 at ``sample_rate``; returns (index, audio, why_skipped).
+class AudioDecodeError(ValueError):
+    """A source that gives no usable audio; the message says why (the caller names the file)."""
 
-    Runs in a worker process. Any failure is returned as a reason rather than raised: one bad
+
+def decode_audio(source: Source, sample_rate: int) -> np.ndarray:
+    """Decode a file path or encoded bytes to mono float32 at ``sample_rate``.
+
+    The one decoding rule of the project: the cache and ``musiczoo predict`` both use it, so
+    a clip gives the same samples in training and in prediction.
+    """
+    try:
+        if (len(source) if isinstance(source, bytes) else os.path.getsize(source)) == 0:
+            raise AudioDecodeError("empty file (0 bytes)")
+        data, sr = sf.read(io.BytesIO(source) if isinstance(source, bytes) else source,
+                           dtype="float32", always_2d=True)
+    except AudioDecodeError:
+        raise
+    except Exception as e:  # libsndfile reports truncated/unknown formats in many ways
+        # (for a truncated mp3 it says "File does not exist...", though the file does exist)
+        raise AudioDecodeError(f"cannot read audio: truncated, corrupt or not audio (libsndfile: {e})") from None
+    if data.shape[0] == 0:
+        raise AudioDecodeError("empty (no audio frames)")
+    mono = data[:, 0] if data.shape[1] == 1 else data.mean(axis=1)
+    if not np.isfinite(mono).all():
+        raise AudioDecodeError("contains NaN or infinite samples")
+    if sr != sample_rate:
+        mono = AF.resample(torch.from_numpy(mono), sr, sample_rate).numpy()
+    return mono
+
+
+def _decode(job: tuple[int, Source, int]) -> tuple[int, np.ndarray | None, str]:
+    """Decode one source for the cache; returns (index, float16 audio or None, why_skipped).
+
+    Runs in a worker process. A failure is returned as a reason rather than raised: one bad
     file must never stop a build over thousands.
     """
     i, source, sample_rate = job
     try:
-        if (len(source) if isinstance(source, bytes) else os.path.getsize(source)) == 0:
-            return i, None, "empty file (0 bytes)"
-        data, sr = sf.read(io.BytesIO(source) if isinstance(source, bytes) else source,
-                           dtype="float32", always_2d=True)
-    except Exception as e:  # libsndfile reports truncated/unknown formats in many ways
-        # (for a truncated mp3 it says "File does not exist...", though the file does exist)
-        return i, None, f"not decodable: truncated, corrupt or not audio (libsndfile: {e})"
-    if data.shape[0] == 0:
-        return i, None, "empty (no audio frames)"
-    mono = data[:, 0] if data.shape[1] == 1 else data.mean(axis=1)
-    if not np.isfinite(mono).all():
-        return i, None, "contains NaN or infinite samples"
-    if sr != sample_rate:
-        mono = AF.resample(torch.from_numpy(mono), sr, sample_rate).numpy()
-    return i, mono.astype(CACHE_DTYPE), ""
+        return i, decode_audio(source, sample_rate).astype(CACHE_DTYPE), ""
+    except AudioDecodeError as e:
+        return i, None, str(e)
 
 
 def _init_decode_worker():

@@ -25,13 +25,11 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Iterable, Iterator
 
-import soundfile as sf
 import torch
 import torch.nn.functional as F
-import torchaudio.functional as AF
 from tqdm.auto import tqdm
 
-from datamodules.base import chunk_starts
+from datamodules.base import AudioDecodeError, chunk_starts, decode_audio
 from datamodules.folder import AUDIO_EXTENSIONS
 
 from .hub import DEFAULT_CHUNK_SECONDS, from_pretrained, load_checkpoint
@@ -45,21 +43,14 @@ class AudioLoadError(ValueError):
 
 
 def load_audio(path: str | Path, sample_rate: int) -> torch.Tensor:
-    """Decode ``path`` (anything soundfile reads) to a mono float32 (samples,) tensor at ``sample_rate``."""
+    """Decode ``path`` (anything soundfile reads) to a mono float32 (samples,) tensor at
+    ``sample_rate``, with the data modules' decoding rule (``datamodules.base.decode_audio``)."""
     if not Path(path).is_file():
         raise AudioLoadError(f"{path}: no such file")
     try:
-        data, sr = sf.read(str(path), dtype="float32", always_2d=True)
-    except Exception as e:  # libsndfile reports truncated or unknown formats in several ways
-        raise AudioLoadError(f"{path}: cannot read audio ({type(e).__name__}: {e})") from None
-    if data.shape[0] == 0:
-        raise AudioLoadError(f"{path}: empty (no audio samples)")
-    mono = torch.from_numpy(data.mean(axis=1))
-    if not torch.isfinite(mono).all():
-        raise AudioLoadError(f"{path}: contains NaN or infinite samples")
-    if sr != sample_rate:
-        mono = AF.resample(mono, sr, sample_rate)
-    return mono.contiguous()
+        return torch.from_numpy(decode_audio(str(path), sample_rate))
+    except AudioDecodeError as e:
+        raise AudioLoadError(f"{path}: {e}") from None
 
 
 def find_audio(paths: Iterable[str | Path]) -> list[Path]:
