@@ -181,7 +181,7 @@ class MusicTask(L.LightningModule):
         target = batch["target"]
         loss = self.loss(logits, target[batch["clip"]])
         self.log(f"{stage}/loss", loss, prog_bar=True, batch_size=len(target), sync_dist=True)
-        self.metrics[stage].update(probs, target if self.hparams.task == "multiclass" else target.long())
+        self.metrics[stage].update(probs, target.long())  # multilabel targets arrive as 0/1 floats
 
     def validation_step(self, batch, batch_idx):
         self._eval_step(batch, "val")
