@@ -1,7 +1,7 @@
 """Train and test every transform x architecture combination and fill ``leaderboard.md``.
 
 Each combination is one ``fit`` then ``test`` through the same CLI and config a user runs
-(``--config`` is the dataset/trainer setup; the grid only swaps ``model.model`` and
+(``--config`` is the dataset/trainer setup; the grid only swaps ``model.architecture`` and
 ``model.transform``). Results are appended to a JSON-lines file as each run finishes, so a
 long grid that dies on one combination keeps everything already measured, and a rerun
 skips what is done. ``leaderboard.md`` is regenerated from that file and is never edited
@@ -32,7 +32,7 @@ DEFAULT_MODELS = "resnet_gru,resnet_vit,fcn,crnn,short_chunk_cnn,short_chunk_res
 def run_one(config: str, model: str, transform: str, overrides: list[str], out_dir: Path) -> dict:
     """fit + test one combination; returns its row (test metrics, data labels, timing)."""
     started = time.perf_counter()
-    cli = build_cli(["--config", config, f"--model.model={model}", f"--model.transform={transform}",
+    cli = build_cli(["--config", config, f"--model.architecture={model}", f"--model.transform={transform}",
                      f"--trainer.default_root_dir={out_dir / f'{model}-{transform}'}", *overrides], run=False)
     cli.trainer.fit(cli.model, datamodule=cli.datamodule)
     ckpt = "best" if cli.trainer.checkpoint_callback and cli.trainer.checkpoint_callback.best_model_path else None
@@ -40,9 +40,8 @@ def run_one(config: str, model: str, transform: str, overrides: list[str], out_d
     data = cli.datamodule
     return {
         "model": model, "transform": transform,
-        "dataset": type(data).__name__.removesuffix("DataModule"),
-        "split": getattr(data, "split", "see config"),
-        "root": str(data.root), "synthetic": data.synthetic,
+        **data.provenance,
+        "root": str(data.root),
         "params_M": round(sum(p.numel() for p in cli.model.net.parameters()) / 1e6, 2),
         "epochs": cli.trainer.current_epoch,  # after fit: epochs completed
         "minutes": round((time.perf_counter() - started) / 60, 1),

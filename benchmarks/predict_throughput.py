@@ -28,9 +28,9 @@ from pathlib import Path
 import soundfile as sf
 import torch
 
-from zoo.hub import from_pretrained, save_pretrained
+from zoo.factory import create_model, from_pretrained
+from zoo.hub import save_pretrained
 from zoo.predict import predict_files
-from zoo.registry import create_model
 
 CLIP = Path(__file__).resolve().parents[1] / "tests" / "data" / "audio" / "Kevin_MacLeod_-_Vibe_Ace.ogg"
 ARCHITECTURES = ["resnet_gru", "resnet_vit", "fcn", "crnn", "short_chunk_cnn", "short_chunk_resnet"]

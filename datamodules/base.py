@@ -7,7 +7,7 @@ list of :class:`Item` per split: a unique ``key``, a ``source`` soundfile can re
 * :class:`AudioCache` decodes each source once (mono, resampled) into one memory-mapped
   float16 file plus a JSON index. Decoding compressed audio and resampling dominate the cost
   of an epoch otherwise, and reading a crop from a memory map is nearly free.
-* :class:`CropDataset` draws a random ``clip_seconds`` crop per clip for training;
+* :class:`CropDataset` draws a random ``chunk_seconds`` crop per clip for training;
   :class:`ChunkDataset` returns evenly spaced chunks covering the whole clip for evaluation,
   so metrics are clip-level as in the literature.
 * :class:`AudioDataModule` wires the two together with the batch contract the task relies on:
@@ -24,10 +24,8 @@ list of :class:`Item` per split: a unique ``key``, a ``source`` soundfile can re
 from __future__ import annotations
 
 import hashlib
-import io
 import json
 import logging
-import math
 import multiprocessing
 import os
 import shutil
@@ -40,11 +38,11 @@ from typing import Sequence, Union
 
 import lightning as L
 import numpy as np
-import soundfile as sf
 import torch
-import torchaudio.functional as AF
 from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
+
+from zoo.audio import DEFAULT_CHUNK_SECONDS, AudioDecodeError, Source, chunk_samples, chunk_starts, decode_audio
 
 log = logging.getLogger(__name__)
 
@@ -54,7 +52,6 @@ CACHE_VERSION = 1
 CACHE_DTYPE = np.dtype("<f2")
 SPLITS = ("train", "val", "test", "predict")
 
-Source = Union[str, os.PathLike, bytes]
 Target = Union[int, Sequence[int]]
 
 
@@ -109,36 +106,6 @@ def _source_signature(source: Source) -> list:
         return ["bytes", len(source), hashlib.blake2b(source, digest_size=16).hexdigest()]
     st = os.stat(source)
     return ["file", st.st_size, st.st_mtime_ns]
-
-
-class AudioDecodeError(ValueError):
-    """A source that gives no usable audio; the message says why (the caller names the file)."""
-
-
-def decode_audio(source: Source, sample_rate: int) -> np.ndarray:
-    """Decode a file path or encoded bytes to mono float32 at ``sample_rate``.
-
-    The one decoding rule of the project: the cache and ``musiczoo predict`` both use it, so
-    a clip gives the same samples in training and in prediction.
-    """
-    try:
-        if (len(source) if isinstance(source, bytes) else os.path.getsize(source)) == 0:
-            raise AudioDecodeError("empty file (0 bytes)")
-        data, sr = sf.read(io.BytesIO(source) if isinstance(source, bytes) else source,
-                           dtype="float32", always_2d=True)
-    except AudioDecodeError:
-        raise
-    except Exception as e:  # libsndfile reports truncated/unknown formats in many ways
-        # (for a truncated mp3 it says "File does not exist...", though the file does exist)
-        raise AudioDecodeError(f"cannot read audio: truncated, corrupt or not audio (libsndfile: {e})") from None
-    if data.shape[0] == 0:
-        raise AudioDecodeError("empty (no audio frames)")
-    mono = data[:, 0] if data.shape[1] == 1 else data.mean(axis=1)
-    if not np.isfinite(mono).all():
-        raise AudioDecodeError("contains NaN or infinite samples")
-    if sr != sample_rate:
-        mono = AF.resample(torch.from_numpy(mono), sr, sample_rate).numpy()
-    return mono
 
 
 def _decode(job: tuple[int, Source, int]) -> tuple[int, np.ndarray | None, str]:
@@ -299,16 +266,6 @@ class AudioCache:
         return clips, skipped
 
 
-def chunk_starts(length: int, size: int) -> np.ndarray:
-    """Start samples of ``ceil(length / size)`` evenly spaced chunks that cover ``length``.
-
-    The first chunk starts at 0 and the last ends at ``length``; chunks overlap a little
-    when ``size`` does not divide ``length``. A clip shorter than a chunk gives one chunk.
-    """
-    n = max(1, math.ceil(length / size))
-    return np.rint(np.linspace(0, max(length - size, 0), n)).astype(np.int64)
-
-
 def _plain_target(target: Target) -> int | list[int]:
     """A target as JSON-ready ints, so equal targets compare and hash equal whatever their type."""
     return int(target) if isinstance(target, (int, np.integer)) else [int(v) for v in target]
@@ -385,15 +342,17 @@ def collate_chunks(examples: list[dict]) -> dict:
 class AudioDataModule(L.LightningDataModule):
     """Base of every data module: a subclass only says what the clips of each split are.
 
-    Subclasses set ``label_names`` in ``__init__`` (and ``task = "multilabel"`` for tagging)
-    and implement :meth:`split_items`. ``prepare_data`` builds (or reuses) the cache of all
+    Subclasses set ``dataset_name``, set ``label_names`` in ``__init__`` (and ``task =
+    "multilabel"`` for tagging), implement :meth:`split_items` and name their split in
+    :attr:`split_name`; a subclass's ``__init__`` declares only its own arguments and passes
+    ``**kwargs`` on (LightningCLI still lists and type-checks the base arguments). ``prepare_data`` builds (or reuses) the cache of all
     splits' items; ``setup`` reads its index; the loaders follow the batch contract in the
     module docstring. Files skipped by the cache are left out of their split.
 
     Args:
         root: where the dataset lives.
         sample_rate: rate every clip is resampled to (the model's input rate).
-        clip_seconds: length of training crops and evaluation chunks.
+        chunk_seconds: length of training crops and evaluation chunks (the model's chunk length).
         batch_size: clips per batch, for training and evaluation alike.
         num_workers: DataLoader worker processes.
         cache_dir: where decoded caches live (default ``$MUSICZOO_CACHE`` or ``~/.cache/musiczoo``).
@@ -402,13 +361,14 @@ class AudioDataModule(L.LightningDataModule):
     """
 
     task: str = "multiclass"
-    cache_name: str = "audio"
+    #: The dataset's name in provenance, results and cache folder names.
+    dataset_name: str = "audio"
 
     def __init__(
         self,
         root: str,
         sample_rate: int = 22050,
-        clip_seconds: float = 3.0,
+        chunk_seconds: float = DEFAULT_CHUNK_SECONDS,
         batch_size: int = 16,
         num_workers: int = 0,
         cache_dir: str | None = None,
@@ -416,14 +376,13 @@ class AudioDataModule(L.LightningDataModule):
         seed: int = 0,
     ):
         super().__init__()
-        # Recorded in checkpoints (with the subclass's own arguments, e.g. the split), so a
-        # published model knows its chunk length, dataset and split.
+        # The init arguments of the whole class chain (e.g. a subclass's split), recorded in checkpoints.
         self.save_hyperparameters()
-        if clip_seconds <= 0 or sample_rate <= 0 or batch_size <= 0:
-            raise ValueError("clip_seconds, sample_rate and batch_size must be positive")
+        if chunk_seconds <= 0 or sample_rate <= 0 or batch_size <= 0:
+            raise ValueError("chunk_seconds, sample_rate and batch_size must be positive")
         self.root = Path(root).expanduser()
         self.sample_rate = int(sample_rate)
-        self.clip_seconds = float(clip_seconds)
+        self.chunk_seconds = float(chunk_seconds)
         self.batch_size = int(batch_size)
         self.num_workers = int(num_workers)
         self.cache_dir = cache_dir
@@ -450,8 +409,24 @@ class AudioDataModule(L.LightningDataModule):
         return is_synthetic(self.root)
 
     @property
-    def clip_samples(self) -> int:
-        return int(round(self.clip_seconds * self.sample_rate))
+    def split_name(self) -> str:
+        """How the clips were split, as results and model cards should name it."""
+        raise NotImplementedError
+
+    @property
+    def provenance(self) -> dict:
+        """Where results come from: ``{"dataset", "split", "synthetic"}``.
+
+        The one owner of these facts: the CLI links it into the task (so checkpoints record
+        it), published configs and model cards copy it from there, and the benchmark runner
+        reads it for the leaderboard.
+        """
+        return {"dataset": self.dataset_name, "split": self.split_name, "synthetic": self.synthetic}
+
+    @property
+    def chunk_size(self) -> int:
+        """Samples per training crop and evaluation chunk."""
+        return chunk_samples(self.chunk_seconds, self.sample_rate)
 
     def _splits_and_cache(self) -> tuple[dict[str, list[Item]], AudioCache]:
         splits = self.split_items()
@@ -465,7 +440,7 @@ class AudioDataModule(L.LightningDataModule):
                 it = Item(it.key, it.source, _plain_target(it.target))
                 if union.setdefault(it.key, it) != it:
                     raise ValueError(f"clip {it.key!r} appears twice with different sources or targets")
-        cache = AudioCache(list(union.values()), sample_rate=self.sample_rate, name=self.cache_name,
+        cache = AudioCache(list(union.values()), sample_rate=self.sample_rate, name=self.dataset_name,
                            cache_dir=self.cache_dir, decode_workers=self.decode_workers)
         return splits, cache
 
@@ -482,8 +457,6 @@ class AudioDataModule(L.LightningDataModule):
         self._splits_and_cache()[1].ensure()
 
     def setup(self, stage: str | None = None):
-        # Recorded with the hyperparameters, so checkpoints and published cards know it.
-        self.hparams["synthetic"] = self.synthetic
         splits, cache = self._splits_and_cache()
         by_key = {c.key: c for c in cache.load()}
         self._audio_file = cache.audio_file
@@ -506,11 +479,11 @@ class AudioDataModule(L.LightningDataModule):
     def train_dataloader(self) -> DataLoader:
         clips = self.clips("train")
         # A ragged last batch of one clip breaks BatchNorm; keep it only if it is all there is.
-        return self._loader(CropDataset(self._audio_file, clips, self.clip_samples), shuffle=True,
+        return self._loader(CropDataset(self._audio_file, clips, self.chunk_size), shuffle=True,
                             drop_last=len(clips) > self.batch_size)
 
     def _eval_loader(self, split: str) -> DataLoader:
-        dataset = ChunkDataset(self._audio_file, self.clips(split), self.clip_samples)
+        dataset = ChunkDataset(self._audio_file, self.clips(split), self.chunk_size)
         return self._loader(dataset, shuffle=False, collate_fn=collate_chunks)
 
     def val_dataloader(self) -> DataLoader:

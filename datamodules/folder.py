@@ -6,10 +6,9 @@ from pathlib import Path
 
 import numpy as np
 
-from .base import AudioDataModule, Item
+from zoo.audio import AUDIO_EXTENSIONS, list_audio_files
 
-#: File name endings taken as audio; anything else in a label folder (notes, cover art) is ignored.
-AUDIO_EXTENSIONS = (".wav", ".au", ".snd", ".aif", ".aiff", ".flac", ".ogg", ".oga", ".opus", ".mp3")
+from .base import AudioDataModule, Item
 
 
 def read_split_list(path: str | Path) -> list[str]:
@@ -60,29 +59,24 @@ class FolderDataModule(AudioDataModule):
     line, e.g. ``jazz/take5.flac``; the first folder is the label) or, without lists, a
     seeded stratified random split by ``val_fraction`` / ``test_fraction``.
 
-    Clip keys are the paths relative to ``root``.
+    Clip keys are the paths relative to ``root``. The other arguments are
+    :class:`~datamodules.base.AudioDataModule`'s.
     """
 
-    cache_name = "folder"
+    dataset_name = "folder"
 
     def __init__(
         self,
         root: str,
-        sample_rate: int = 22050,
-        clip_seconds: float = 3.0,
-        batch_size: int = 16,
-        num_workers: int = 0,
-        cache_dir: str | None = None,
-        decode_workers: int | None = None,
-        seed: int = 0,
         labels: list[str] | None = None,
         val_fraction: float = 0.1,
         test_fraction: float = 0.1,
         train_list: str | None = None,
         val_list: str | None = None,
         test_list: str | None = None,
+        **kwargs,
     ):
-        super().__init__(root, sample_rate, clip_seconds, batch_size, num_workers, cache_dir, decode_workers, seed)
+        super().__init__(root, **kwargs)
         lists = (train_list, val_list, test_list)
         if any(lists) and not all(lists):
             raise ValueError("give all three of train_list, val_list and test_list, or none")
@@ -100,17 +94,11 @@ class FolderDataModule(AudioDataModule):
     def _discover_labels(self) -> list[str]:
         if not self.data_dir.is_dir():
             raise FileNotFoundError(f"dataset folder {self.data_dir} does not exist")
-        labels = sorted(d.name for d in self.data_dir.iterdir() if d.is_dir() and self._audio_files(d))
+        labels = sorted(d.name for d in self.data_dir.iterdir() if d.is_dir() and list_audio_files(d))
         if not labels:
             raise FileNotFoundError(f"no <label>/<audio file> folders under {self.data_dir} "
                                     f"(audio = {', '.join(AUDIO_EXTENSIONS)})")
         return labels
-
-    @staticmethod
-    def _audio_files(folder: Path) -> list[Path]:
-        # Hidden files are skipped: archives made on macOS carry "._name.wav" metadata twins.
-        return sorted(p for p in folder.rglob("*") if p.suffix.lower() in AUDIO_EXTENSIONS
-                      and not p.name.startswith(".") and p.is_file())
 
     def scan(self) -> list[Item]:
         """Every audio file of every label folder, in label then path order."""
@@ -119,8 +107,14 @@ class FolderDataModule(AudioDataModule):
             folder = self.data_dir / label
             if not folder.is_dir():
                 raise FileNotFoundError(f"label folder {folder} does not exist")
-            items += [Item(p.relative_to(self.data_dir).as_posix(), str(p), target) for p in self._audio_files(folder)]
+            items += [Item(p.relative_to(self.data_dir).as_posix(), str(p), target) for p in list_audio_files(folder)]
         return items
+
+    @property
+    def split_name(self) -> str:
+        if self.split_lists:
+            return "lists:" + ",".join(Path(p).name for p in self.split_lists.values())
+        return f"random(val={self.val_fraction:g},test={self.test_fraction:g},seed={self.seed})"
 
     def locate(self, entry: str) -> str:
         """Relative path on disk of a split-list entry (identity here; GTZAN maps extensions)."""

@@ -66,26 +66,20 @@ class GTZANDataModule(FolderDataModule):
     Files named by a split list but absent from disk are an error; files present but
     undecodable (the re-release's empty ``jazz.00054.wav``) are skipped with a warning.
     Clip keys are the paths relative to the genre folders' parent, e.g. ``jazz/jazz.00054.wav``.
+    The other arguments are :class:`~datamodules.base.AudioDataModule`'s.
     """
 
-    cache_name = "gtzan"
+    dataset_name = "gtzan"
 
     def __init__(
         self,
         root: str,
-        sample_rate: int = 22050,
-        clip_seconds: float = 3.0,
-        batch_size: int = 16,
-        num_workers: int = 0,
-        cache_dir: str | None = None,
-        decode_workers: int | None = None,
-        seed: int = 0,
         split: Literal["fault_filtered", "stratified", "kfold"] = "fault_filtered",
         k: int = 10,
         fold: int = 0,
+        **kwargs,
     ):
-        super().__init__(root, sample_rate, clip_seconds, batch_size, num_workers, cache_dir,
-                         decode_workers, seed, labels=list(GENRES))
+        super().__init__(root, labels=list(GENRES), **kwargs)
         if split not in (*SPLIT_LISTS, "kfold"):
             raise ValueError(f"split must be one of {(*SPLIT_LISTS, 'kfold')}, got {split!r}")
         if split == "kfold" and not (k >= 3 and 0 <= fold < k):
@@ -104,6 +98,10 @@ class GTZANDataModule(FolderDataModule):
     @property
     def data_dir(self) -> Path:
         return self.layout[0]
+
+    @property
+    def split_name(self) -> str:
+        return f"kfold(k={self.k},fold={self.fold},seed={self.seed})" if self.split == "kfold" else self.split
 
     def locate(self, entry: str) -> str:
         """The shipped lists name ``.wav`` files; the original tarball has ``.au``."""

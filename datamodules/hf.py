@@ -10,11 +10,15 @@ gives the same samples whichever way it was loaded, and no extra dependency is n
 
 from __future__ import annotations
 
+import csv
+import json
 import logging
 from pathlib import Path
 
 import datasets
 import numpy as np
+
+from zoo.audio import list_audio_files
 
 from .base import AudioDataModule, Item
 from .folder import stratified_split
@@ -23,22 +27,7 @@ log = logging.getLogger(__name__)
 
 #: Our split -> the names datasets use for it, first match wins.
 SPLIT_ALIASES = {"train": ("train",), "val": ("validation", "valid", "val", "dev"), "test": ("test",)}
-
-
-class _AudioReference(datasets.Audio):
-    """An ``Audio`` feature that stores a file's path/bytes without importing torchcodec.
-
-    ``datasets`` >= 4 imports torchcodec in ``Audio.encode_example`` even to store a path,
-    so building an ``audiofolder`` fails without it. The stored Arrow data is the same as
-    ``Audio``'s (``{"bytes", "path"}``), so the prepared dataset is an ordinary one.
-    """
-
-    def encode_example(self, value):
-        if isinstance(value, (str, Path)):
-            return {"bytes": None, "path": str(value)}
-        if isinstance(value, (bytes, bytearray)):
-            return {"bytes": bytes(value), "path": None}
-        return {"bytes": value.get("bytes"), "path": value.get("path")}
+_ALL_SPLIT_NAMES = {name for names in SPLIT_ALIASES.values() for name in names}
 
 
 def _column(ds: datasets.Dataset, name: str) -> list:
@@ -50,15 +39,64 @@ def _splits_of(loaded) -> dict[str, datasets.Dataset]:
     return dict(loaded) if isinstance(loaded, datasets.DatasetDict) else {"train": loaded}
 
 
+def read_audiofolder(root: Path) -> dict[str, datasets.Dataset]:
+    """The ``audiofolder`` layout read with public ``datasets`` API only, without decoding or torchcodec.
+
+    ``load_dataset("audiofolder")`` encodes every file through torchcodec in ``datasets`` >= 4,
+    even to store a path, so the layout is read here: ``metadata.csv`` / ``metadata.jsonl``
+    (a ``file_name`` column plus label columns) in ``root`` or in each split folder; else
+    labels from folder names, ``<split>/<label>/<file>`` when the top-level folders are split
+    names, ``<label>/<file>`` otherwise. The audio column holds ``{"bytes": None, "path"}`` and
+    is cast to ``Audio(decode=False)``, the same Arrow data ``audiofolder`` stores.
+    """
+    split_dirs = [d for d in sorted(root.iterdir()) if d.is_dir() and d.name in _ALL_SPLIT_NAMES]
+    parts = {d.name: d for d in split_dirs} or {"train": root}
+    splits, labelled_by_folder = {}, True
+    for split, folder in parts.items():
+        metadata = next((m for base in (folder, root) for m in (base / "metadata.jsonl", base / "metadata.csv")
+                         if m.is_file()), None)
+        if metadata is not None:
+            labelled_by_folder = False
+            rows = _read_metadata(metadata)
+            base = metadata.parent
+            columns = {k: [r.get(k) for r in rows] for k in rows[0] if k != "file_name"} if rows else {}
+            paths = [str(base / r["file_name"]) for r in rows]
+        else:
+            files = list_audio_files(folder)
+            paths = [str(f) for f in files]
+            columns = {"label": [f.relative_to(folder).parts[0] for f in files]}
+            if any(len(f.relative_to(folder).parts) < 2 for f in files):
+                raise ValueError(f"{folder}: audio files directly in the folder have no label folder and there "
+                                 f"is no metadata.csv/metadata.jsonl naming their labels")
+        ds = datasets.Dataset.from_dict({"audio": [{"bytes": None, "path": p} for p in paths], **columns})
+        splits[split] = ds.cast_column("audio", datasets.Audio(decode=False))
+    if labelled_by_folder:  # folder names are class labels, as audiofolder makes them
+        names = sorted({v for ds in splits.values() for v in ds["label"]})
+        splits = {k: ds.cast_column("label", datasets.ClassLabel(names=names)) for k, ds in splits.items()}
+    return splits
+
+
+def _read_metadata(path: Path) -> list[dict]:
+    if path.suffix == ".jsonl":
+        rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    else:
+        with open(path, newline="") as f:
+            rows = list(csv.DictReader(f))
+    if rows and "file_name" not in rows[0]:
+        raise ValueError(f"{path}: no file_name column")
+    return rows
+
+
 def load_hf(source: str, *, hub_config: str | None = None, cache_dir: str | None = None) -> dict[str, datasets.Dataset]:
     """The splits of a dataset given as a ``save_to_disk`` folder, an ``audiofolder`` folder or a hub id.
 
     * a folder written by ``Dataset(Dict).save_to_disk`` (it holds ``dataset_dict.json`` or
       ``state.json``): ``datasets.load_from_disk``;
-    * any other folder: the ``audiofolder`` layout (``<split>/<label>/<file>``, ``<label>/<file>``
-      or files with a ``metadata.csv``/``metadata.jsonl``), like ``load_dataset("audiofolder",
-      data_dir=...)``;
+    * any other folder: the ``audiofolder`` layout (:func:`read_audiofolder`);
     * anything else is a Hub id (``owner/name``), optionally with a ``hub_config``; needs network.
+      Hub datasets stored as Parquet/Arrow (most are) load as they are; a Hub repository of
+      plain audio files is fetched with ``huggingface_hub.snapshot_download`` and read as an
+      ``audiofolder``.
 
     A plain ``Dataset`` becomes the single split ``train``.
     """
@@ -66,20 +104,20 @@ def load_hf(source: str, *, hub_config: str | None = None, cache_dir: str | None
     if path.is_dir():
         if (path / "dataset_dict.json").is_file() or (path / "state.json").is_file():
             return _splits_of(datasets.load_from_disk(str(path)))
-        builder = datasets.load_dataset_builder("audiofolder", data_dir=str(path), cache_dir=cache_dir)
-    elif source.startswith((".", "/", "~")) or path.exists():
+        return read_audiofolder(path)
+    if source.startswith((".", "/", "~")) or path.exists():
         raise FileNotFoundError(f"{source} is not a folder (expected a save_to_disk or audiofolder folder, "
                                 "or a hub id)")
-    else:
-        try:
-            builder = datasets.load_dataset_builder(source, hub_config, cache_dir=cache_dir)
-        except Exception as e:
-            raise RuntimeError(f"{source!r} is not a local folder and could not be loaded from the Hugging Face "
-                               f"Hub: {type(e).__name__}: {e}") from e
-    # Folder-based builders (audiofolder, hub repos of plain audio files) make their audio
-    # feature with this hook; ours stores path/bytes without torchcodec. Others never call it.
-    builder._base_feature = _AudioReference
-    builder.download_and_prepare()
+    try:
+        builder = datasets.load_dataset_builder(source, hub_config, cache_dir=cache_dir)
+        if builder.name == "audiofolder":
+            from huggingface_hub import snapshot_download
+
+            return read_audiofolder(Path(snapshot_download(source, repo_type="dataset", cache_dir=cache_dir)))
+        builder.download_and_prepare()
+    except Exception as e:
+        raise RuntimeError(f"{source!r} is not a local folder and could not be loaded from the Hugging Face "
+                           f"Hub: {type(e).__name__}: {e}") from e
     return _splits_of(builder.as_dataset())
 
 
@@ -101,40 +139,35 @@ class HFDataModule(AudioDataModule):
     are used when present; other splits are ignored. Clip keys are ``<dataset split>/<row index>``:
     unique, and stable while the dataset is unchanged. Sources are the embedded bytes when the
     dataset stores them, else the file path. The dataset is opened in ``__init__`` (memory-mapped,
-    no audio is read) because the label names size the model.
+    no audio is read) because the label names size the model. The other arguments are
+    :class:`~datamodules.base.AudioDataModule`'s.
     """
 
-    cache_name = "hf"
+    dataset_name = "hf"
 
     def __init__(
         self,
         root: str,
-        sample_rate: int = 22050,
-        clip_seconds: float = 3.0,
-        batch_size: int = 16,
-        num_workers: int = 0,
-        cache_dir: str | None = None,
-        decode_workers: int | None = None,
-        seed: int = 0,
         audio_column: str = "audio",
         label_column: str | list[str] = "label",
         hub_config: str | None = None,
         val_fraction: float = 0.1,
         test_fraction: float = 0.1,
+        **kwargs,
     ):
-        super().__init__(root, sample_rate, clip_seconds, batch_size, num_workers, cache_dir, decode_workers, seed)
+        super().__init__(root, **kwargs)
         self.source = str(root)
         self.audio_column = audio_column
         self.label_columns = [label_column] if isinstance(label_column, str) else list(label_column)
         self.val_fraction, self.test_fraction = float(val_fraction), float(test_fraction)
-        hf_cache = str(Path(cache_dir).expanduser() / "hf_datasets") if cache_dir else None
-        self.dataset = load_hf(self.source, hub_config=hub_config, cache_dir=hf_cache)
+        hf_cache = str(Path(self.cache_dir).expanduser() / "hf_datasets") if self.cache_dir else None
+        self.hf_dataset = load_hf(self.source, hub_config=hub_config, cache_dir=hf_cache)
         self._check_columns()
         self.task, self.label_names = self._label_space()
 
     # ---- labels ------------------------------------------------------------------------
     def _check_columns(self):
-        for split, ds in self.dataset.items():
+        for split, ds in self.hf_dataset.items():
             for column in (self.audio_column, *self.label_columns):
                 if column not in ds.column_names:
                     role = "audio" if column == self.audio_column else "label"
@@ -145,10 +178,10 @@ class HFDataModule(AudioDataModule):
                                 f"{ds.features[self.audio_column]}, not an Audio feature")
 
     def _feature(self) -> datasets.features.features.FeatureType:
-        return next(iter(self.dataset.values())).features[self.label_columns[0]]
+        return next(iter(self.hf_dataset.values())).features[self.label_columns[0]]
 
     def _values(self, column: str) -> list:
-        return [v for ds in self.dataset.values() for v in _column(ds, column)]
+        return [v for ds in self.hf_dataset.values() for v in _column(ds, column)]
 
     def _label_space(self) -> tuple[str, list[str]]:
         """(task, label names), from the label features and, for plain values, the data."""
@@ -193,7 +226,7 @@ class HFDataModule(AudioDataModule):
 
     # ---- splits ------------------------------------------------------------------------
     def _items(self, split: str) -> list[Item]:
-        ds = self.dataset[split]
+        ds = self.hf_dataset[split]
         audio = _column(ds.cast_column(self.audio_column, datasets.Audio(decode=False)), self.audio_column)
         items, missing = [], []
         for row, (a, target) in enumerate(zip(audio, self._targets(ds))):
@@ -206,11 +239,21 @@ class HFDataModule(AudioDataModule):
                                     f"{', '.join(missing[:5])}{', ...' if len(missing) > 5 else ''}")
         return items
 
+    def _own_splits(self) -> dict[str, str | None]:
+        """Our split name -> the dataset's name for it, or None where it has none."""
+        return {ours: next((n for n in names if n in self.hf_dataset), None) for ours, names in SPLIT_ALIASES.items()}
+
+    @property
+    def split_name(self) -> str:
+        drawn = [f"{ours}={fraction:g}" for ours, fraction in (("val", self.val_fraction), ("test", self.test_fraction))
+                 if self._own_splits()[ours] is None]
+        return "own" if not drawn else f"own+random({','.join(drawn)},seed={self.seed})"
+
     def split_items(self) -> dict[str, list[Item]]:
-        own = {ours: next((n for n in names if n in self.dataset), None) for ours, names in SPLIT_ALIASES.items()}
+        own = self._own_splits()
         if own["train"] is None:
-            raise ValueError(f"{self.source} has no 'train' split; its splits are {sorted(self.dataset)}")
-        ignored = sorted(set(self.dataset) - set(own.values()))
+            raise ValueError(f"{self.source} has no 'train' split; its splits are {sorted(self.hf_dataset)}")
+        ignored = sorted(set(self.hf_dataset) - set(own.values()))
         if ignored:
             log.info("%s: ignoring splits %s", self.source, ignored)
         splits = {ours: self._items(name) for ours, name in own.items() if name is not None}

@@ -18,10 +18,6 @@ log = logging.getLogger(__name__)
 
 #: Our split name -> the shipped split's name.
 SPLIT_NAMES = {"train": "train", "val": "valid", "test": "test"}
-#: Input length of the short-chunk models and SampleCNN (3^10 samples, 3.69 s at 16 kHz;
-#: Lee et al. 2017, Won et al. 2020): the literature's default crop for MTAT.
-SHORT_CHUNK_SAMPLES = 59049
-
 
 def _listing(names: list[str], limit: int = 5) -> str:
     return ", ".join(names[:limit]) + (f", ... ({len(names) - limit} more)" if len(names) > limit else "")
@@ -46,24 +42,17 @@ class MTATDataModule(AudioDataModule):
     leaves nothing that looks complete; the next run restarts the build from scratch (it
     does not resume).
 
-    Defaults are the literature's: 16 kHz (MTAT's own rate) and 59,049-sample crops (3.69 s).
+    The sample rate defaults to MTAT's own 16 kHz. The literature's crop is 59,049 samples
+    (3^10, 3.69 s at 16 kHz; Lee et al. 2017, Won et al. 2020): the shipped MTAT configs set
+    ``chunk_seconds: 3.6905625``. The other arguments are :class:`~datamodules.base.AudioDataModule`'s.
     """
 
     task = "multilabel"
-    cache_name = "mtat"
+    dataset_name = "mtat"
+    split_name = "top50"
 
-    def __init__(
-        self,
-        root: str,
-        sample_rate: int = 16000,
-        clip_seconds: float = SHORT_CHUNK_SAMPLES / 16000,
-        batch_size: int = 16,
-        num_workers: int = 0,
-        cache_dir: str | None = None,
-        decode_workers: int | None = None,
-        seed: int = 0,
-    ):
-        super().__init__(root, sample_rate, clip_seconds, batch_size, num_workers, cache_dir, decode_workers, seed)
+    def __init__(self, root: str, sample_rate: int = 16000, **kwargs):
+        super().__init__(root, sample_rate=sample_rate, **kwargs)
         self.label_names = top50_tags()
 
     def split_items(self) -> dict[str, list[Item]]:

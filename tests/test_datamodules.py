@@ -16,7 +16,8 @@ import soundfile as sf
 import torch
 
 import datamodules.base as base
-from datamodules.base import AudioCache, AudioDataModule, Item, chunk_starts
+from datamodules.base import AudioCache, AudioDataModule, Item
+from zoo.audio import chunk_starts
 from datamodules.folder import FolderDataModule
 from datamodules.gtzan import GENRES, GTZANDataModule, split_list
 from datamodules.synthetic import make_synthetic_gtzan
@@ -64,7 +65,7 @@ def count_decodes(monkeypatch):
 def test_gtzan_fault_filtered_split_in_both_layouts(layout, request, tmp_path, caplog, tree_rate):
     root = request.getfixturevalue(f"gtzan_{layout}")
     caplog.set_level(logging.INFO)
-    dm = GTZANDataModule(str(root), sample_rate=tree_rate, clip_seconds=0.5, cache_dir=str(tmp_path), decode_workers=2)
+    dm = GTZANDataModule(str(root), sample_rate=tree_rate, chunk_seconds=0.5, cache_dir=str(tmp_path), decode_workers=2)
     assert (dm.task, dm.num_classes, dm.label_names) == ("multiclass", 10, list(GENRES))
     ext = ".wav" if layout == "rerelease" else ".au"
     assert dm.data_dir == root / ("genres_original" if layout == "rerelease" else "genres")
@@ -174,7 +175,7 @@ def write_mixed_tree(root: Path, labels=("jazz", "rock", "pop")) -> Path:
 
 def test_folder_mixed_formats_and_stratified_split(tmp_path, caplog):
     root = write_mixed_tree(tmp_path / "data")
-    dm = FolderDataModule(str(root), sample_rate=16000, clip_seconds=0.5, cache_dir=str(tmp_path / "cache"),
+    dm = FolderDataModule(str(root), sample_rate=16000, chunk_seconds=0.5, cache_dir=str(tmp_path / "cache"),
                           val_fraction=0.25, test_fraction=0.25, decode_workers=2)
     assert dm.label_names == ["jazz", "pop", "rock"]
     dm.prepare_data()
@@ -334,19 +335,6 @@ def test_cache_of_undecodable_sources_only_is_an_error(tmp_path):
 
 
 # ---- chunks and the batch contract ---------------------------------------------------------
-@pytest.mark.parametrize("length", [1, 7999, 8000, 8001, 12345, 20000, 80000])
-def test_chunk_starts_cover_the_clip(length):
-    size = 8000
-    starts = chunk_starts(length, size)
-    assert len(starts) == max(1, math.ceil(length / size))
-    assert starts[0] == 0 and starts[-1] == max(length - size, 0)
-    covered = np.zeros(length, bool)
-    for s in starts:
-        covered[s:s + size] = True
-    assert covered.all()
-    assert np.all(np.diff(starts) <= size) and np.all(np.diff(starts) > 0)
-
-
 @pytest.fixture
 def contract_module(tmp_path):
     """Four clips of 0.3, 2.5, 1.0 and 1.6 s (8 kHz); 1 s chunks; batches of 3 clips."""
@@ -357,7 +345,7 @@ def contract_module(tmp_path):
     order = "a/short.wav\na/long.wav\nb/exact.wav\nb/two.flac\n"
     for name in ("train", "val", "test"):
         (tmp_path / f"{name}.txt").write_text(order)
-    dm = FolderDataModule(str(root), sample_rate=8000, clip_seconds=1.0, batch_size=3, cache_dir=str(tmp_path / "c"),
+    dm = FolderDataModule(str(root), sample_rate=8000, chunk_seconds=1.0, batch_size=3, cache_dir=str(tmp_path / "c"),
                           decode_workers=1, **{f"{n}_list": str(tmp_path / f"{n}.txt") for n in ("train", "val", "test")})
     dm.prepare_data()
     dm.setup()
@@ -420,10 +408,11 @@ class TagModule(AudioDataModule):
     """A multilabel data module whose items are in-memory encoded files (as a hub dataset gives)."""
 
     task = "multilabel"
-    cache_name = "tags"
+    dataset_name = "tags"
+    split_name = "all"
 
     def __init__(self, items: list, cache_dir: str):
-        super().__init__(root=".", sample_rate=8000, clip_seconds=0.5, batch_size=2, cache_dir=cache_dir,
+        super().__init__(root=".", sample_rate=8000, chunk_seconds=0.5, batch_size=2, cache_dir=cache_dir,
                          decode_workers=1)
         self.label_names = ["guitar", "piano", "vocal"]
         self.items = items

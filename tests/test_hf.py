@@ -42,7 +42,7 @@ def _audio_column(n: int, offset: int = 0, fmt: str = "WAV") -> list[dict]:
 
 
 def _module(root, tmp_path, **kw) -> HFDataModule:
-    kw = {"sample_rate": SR, "clip_seconds": 0.25, "batch_size": 4, "decode_workers": 1,
+    kw = {"sample_rate": SR, "chunk_seconds": 0.25, "batch_size": 4, "decode_workers": 1,
           "cache_dir": str(tmp_path / "cache"), **kw}
     return HFDataModule(str(root), **kw)
 
@@ -202,22 +202,29 @@ def test_audiofolder_without_torchcodec_support(tmp_path):
 
 # ---- hub ids and bad sources --------------------------------------------------------------------
 def test_hub_id_goes_to_the_hub_loader(tmp_path, monkeypatch):
-    """Offline stand-in for the Hub: the id and config reach ``load_dataset_builder`` unchanged."""
-    root = tmp_path / "af"
+    """Offline stand-in for the Hub: a Parquet-backed dataset (how most Hub datasets are stored);
+    the id and config reach ``load_dataset_builder`` unchanged and nothing is decoded."""
+    rows = []
     for i in range(6):
-        _write_wav(root / "train" / GENRES[i % 2] / f"{i}.wav", i)
+        _write_wav(tmp_path / "files" / f"{i}.wav", i)
+        rows.append({"audio": {"bytes": (tmp_path / "files" / f"{i}.wav").read_bytes(), "path": f"{i}.wav"},
+                     "label": i % 2})
+    features = Features({"audio": Audio(decode=False), "label": ClassLabel(names=GENRES[:2])})
+    Dataset.from_list(rows).cast(features).to_parquet(str(tmp_path / "train.parquet"))
     calls = []
     real = datasets.load_dataset_builder
 
     def fake(path, name=None, **kw):
         calls.append((path, name))
-        return real("audiofolder", data_dir=str(root), **kw)
+        return real("parquet", data_files={"train": str(tmp_path / "train.parquet")}, **kw)
 
     monkeypatch.setattr(datasets, "load_dataset_builder", fake)
     dm = HFDataModule("someone/music-genres", hub_config="small", sample_rate=SR, cache_dir=str(tmp_path / "c"),
                       val_fraction=0.34, test_fraction=0.34)
     assert calls == [("someone/music-genres", "small")] and dm.label_names == GENRES[:2]
-    assert {k: len(v) for k, v in dm.split_items().items()} == {"train": 2, "val": 2, "test": 2}
+    items = dm.split_items()
+    assert {k: len(v) for k, v in items.items()} == {"train": 2, "val": 2, "test": 2}
+    assert all(isinstance(it.source, bytes) for v in items.values() for it in v)  # embedded bytes, never decoded
 
 
 def test_bad_sources(tmp_path, monkeypatch):

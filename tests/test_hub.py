@@ -23,19 +23,30 @@ from safetensors.torch import load_file
 from torch.utils.data import DataLoader
 
 from zoo import hub
+from zoo.audio import probabilities
+from zoo.checkpoint import load_checkpoint, load_checkpoint_dict, publish
+from zoo.cli import cmd_predict, cmd_publish, load_model
+from zoo.factory import create_model, from_pretrained
 from zoo.frontends import UnknownNameError
-from zoo.hub import (
-    HubError, PretrainedEntry, UnsafeCheckpointError, cmd_publish, from_pretrained, list_pretrained,
-    load_checkpoint, publish, register_pretrained, save_pretrained,
-)
-from zoo.predict import cmd_predict, load_audio, load_model, predict_files
-from zoo.registry import create_model
+from zoo.hub import HubError, UnsafeCheckpointError, save_pretrained
+from zoo.predict import load_audio, predict_files
+from zoo.pretrained import PRETRAINED, PretrainedEntry, list_pretrained, register_pretrained
 from zoo.task import MusicTask
 
 SR = 16000
 LABELS = ["blues", "jazz", "rock"]
 TINY = {"channels": [8, 16, 16, 16]}
 REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture()
+def empty_pretrained():
+    """An empty ``arch.tag`` table for one test, restored afterwards."""
+    saved = dict(PRETRAINED)
+    PRETRAINED.clear()
+    yield PRETRAINED
+    PRETRAINED.clear()
+    PRETRAINED.update(saved)
 
 
 @pytest.fixture(autouse=True)
@@ -46,18 +57,21 @@ def no_network(monkeypatch):
     monkeypatch.setattr(socket.socket, "connect", refuse)
 
 
+PROVENANCE = {"dataset": "gtzan", "split": "fault_filtered", "synthetic": True}
+
+
 class TinyData(L.LightningDataModule):
     """Random batches in the training batch contract; saves its hyperparameters like a data module
     run through LightningCLI (the path is a ``pathlib`` object, as jsonargparse gives it)."""
 
-    def __init__(self, root: Path = Path("/data/synthetic_gtzan"), clip_seconds: float = 1.0,
-                 split: str = "fault_filtered", dataset: str = "gtzan"):
+    def __init__(self, root: Path = Path("/data/synthetic_gtzan"), chunk_seconds: float = 1.0,
+                 split: str = "fault_filtered"):
         super().__init__()
         self.save_hyperparameters()
 
     def train_dataloader(self):
         g = torch.Generator().manual_seed(0)
-        audio = torch.randn(8, int(self.hparams.clip_seconds * SR), generator=g)
+        audio = torch.randn(8, int(self.hparams.chunk_seconds * SR), generator=g)
         return DataLoader([{"audio": a, "target": torch.tensor(i % 3)} for i, a in enumerate(audio)], batch_size=4)
 
 
@@ -66,7 +80,9 @@ def trained(tmp_path_factory):
     """(checkpoint, published folder, a test wav) of a CRNN trained for 2 steps."""
     tmp = tmp_path_factory.mktemp("trained")
     L.seed_everything(0)
-    task = MusicTask(model="crnn", transform="mel", num_classes=3, sample_rate=SR, label_names=LABELS, model_params=TINY)
+    # chunk_seconds and provenance are what the CLI links in from the data module.
+    task = MusicTask(architecture="crnn", transform="mel", num_classes=3, sample_rate=SR, label_names=LABELS,
+                     model_params=TINY, chunk_seconds=1.0, provenance=PROVENANCE)
     trainer = L.Trainer(max_steps=2, accelerator="cpu", logger=False, enable_checkpointing=False,
                         enable_progress_bar=False, enable_model_summary=False, default_root_dir=tmp)
     trainer.fit(task, datamodule=TinyData())
@@ -102,9 +118,9 @@ def test_publish_writes_safetensors_config_and_card(trained):
     assert config["architecture"] == "crnn" and config["model_params"] == TINY
     assert config["transform"] == "mel" and config["transform_params"]["n_mels"] == 128
     assert config["transform_params"]["f_max"] == SR / 2 and config["sample_rate"] == SR
-    assert config["chunk_seconds"] == 1.0  # the data module's clip_seconds, not the 3 s default
+    assert config["chunk_seconds"] == 1.0  # the data module's chunk_seconds, not the 3 s default
     assert config["label_names"] == LABELS and config["task"] == "multiclass" and config["num_classes"] == 3
-    assert (config["dataset"], config["split"], config["synthetic_data"]) == ("gtzan", "fault_filtered", True)
+    assert (config["dataset"], config["split"], config["synthetic"]) == ("gtzan", "fault_filtered", True)
     assert config["metrics"] == {"test/acc": 0.5, "test/f1_macro": 0.25}  # metrics.json next to the checkpoint
     assert set(config["versions"]) == {"musiczoo", "torch", "torchaudio", "lightning", "timm"}
     assert config["versions"]["torch"] == torch.__version__.split("+")[0]
@@ -115,7 +131,7 @@ def test_from_pretrained_in_a_fresh_process_matches_the_checkpoint(trained, tmp_
     ckpt, folder, wav = trained
     script = textwrap.dedent(f"""
         import json, torch
-        from zoo.hub import from_pretrained
+        from zoo import from_pretrained
         from zoo.predict import load_audio, predict_files
         model = from_pretrained({str(folder)!r})
         assert not model.training
@@ -169,31 +185,53 @@ def test_model_card(trained):
 
 def test_model_card_of_real_data_states_its_caveats(trained, tmp_path):
     model = from_pretrained(trained[1])
-    card = (save_pretrained(model, tmp_path / "real", synthetic_data=False, metrics={}) / "README.md").read_text()
+    card = (save_pretrained(model, tmp_path / "real", synthetic=False, metrics={}) / "README.md").read_text()
     meta = yaml.safe_load(card.split("---\n", 2)[1])
     assert meta["datasets"] == ["gtzan"] and "synthetic-data" not in meta["tags"] and "metrics" not in meta
     assert "synthetic" not in card.lower() and "fault-filtered" in card and "No test results" in card
 
 
-def test_data_provenance_from_lightningcli_hparams():
-    dm = {"_class_path": "datamodules.gtzan.GTZANDataModule", "root": Path("/data/gtzan"), "split": "stratified",
-          "clip_seconds": 3.5, "_instantiator": "lightning.pytorch.cli.instantiate_module"}
-    assert hub._data_provenance(dm) == {"chunk_seconds": 3.5, "dataset": "gtzan", "split": "stratified",
-                                        "synthetic_data": False}
-    assert hub._data_provenance({})["synthetic_data"] is None  # unknown, not "real"
+def test_checkpoint_of_the_earlier_format_still_loads(trained, tmp_path):
+    """Before the redesign a checkpoint named the architecture ``model`` and kept the chunk length
+    (``clip_seconds``), split and synthetic flag only among the data module's hyperparameters."""
+    raw = load_checkpoint_dict(trained[0])
+    hp = raw["hyper_parameters"]
+    hp["model"] = hp.pop("architecture")
+    del hp["chunk_seconds"], hp["provenance"]
+    raw["datamodule_hyper_parameters"] = {"_class_path": "datamodules.gtzan.GTZANDataModule", "root": Path("/data/gtzan"),
+                                          "split": "stratified", "clip_seconds": 3.5, "synthetic": False}
+    torch.save(raw, tmp_path / "old.ckpt")
+    model = load_checkpoint(tmp_path / "old.ckpt")
+    assert (model.config["architecture"], model.config["chunk_seconds"]) == ("crnn", 3.5)
+    assert (model.config["dataset"], model.config["split"], model.config["synthetic"]) == ("gtzan", "stratified", False)
+    torch.testing.assert_close(logits_of(model, trained[2]), logits_of(lightning_net(trained[0]), trained[2]), rtol=0, atol=0)
 
 
-def test_checkpoint_without_datamodule_hparams(trained, tmp_path, caplog):
-    raw = hub.load_checkpoint_dict(trained[0])
-    del raw["datamodule_hyper_parameters"]
+def test_published_folder_of_the_earlier_format_still_loads(trained, tmp_path):
+    """Version 1 of config.json called the synthetic flag ``synthetic_data``."""
+    old = tmp_path / "old"
+    old.mkdir()
+    config = json.loads((trained[1] / "config.json").read_text())
+    config["musiczoo_config_version"] = 1
+    config["synthetic_data"] = config.pop("synthetic")
+    (old / "config.json").write_text(json.dumps(config))
+    (old / "model.safetensors").write_bytes((trained[1] / "model.safetensors").read_bytes())
+    model = from_pretrained(old)
+    assert model.config["synthetic"] is True and "synthetic_data" not in model.config
+    assert json.loads((save_pretrained(model, tmp_path / "again") / "config.json").read_text())["synthetic"] is True
+
+
+def test_checkpoint_without_provenance(trained, tmp_path, caplog):
+    raw = load_checkpoint_dict(trained[0])
+    del raw["datamodule_hyper_parameters"], raw["hyper_parameters"]["provenance"], raw["hyper_parameters"]["chunk_seconds"]
     torch.save(raw, tmp_path / "bare.ckpt")
     with caplog.at_level("WARNING"):
         model = load_checkpoint(tmp_path / "bare.ckpt")
-    assert "records no data module hyperparameters" in caplog.text
+    assert "records no data provenance" in caplog.text
     assert model.config["chunk_seconds"] == 3.0 and model.config["dataset"] is None
     out = publish(tmp_path / "bare.ckpt", tmp_path / "out", metrics={}, dataset="gtzan", chunk_seconds=1.0)
     config = json.loads((out / "config.json").read_text())
-    assert (config["dataset"], config["chunk_seconds"], config["synthetic_data"]) == ("gtzan", 1.0, None)
+    assert (config["dataset"], config["chunk_seconds"], config["synthetic"]) == ("gtzan", 1.0, None)
     assert "Not recorded" not in (out / "README.md").read_text()
 
 
@@ -313,8 +351,7 @@ def test_push_to_hub_up_to_the_upload(trained, tmp_path, monkeypatch):
 
 
 # ---- pretrained names ----------------------------------------------------------------------
-def test_pretrained_names(trained, monkeypatch):
-    monkeypatch.setattr(hub, "PRETRAINED", {})
+def test_pretrained_names(trained, empty_pretrained):
     _, folder, wav = trained
     register_pretrained("crnn.tiny", PretrainedEntry(
         source=str(folder), sample_rate=SR, transform="mel", num_classes=3, transform_params={"n_mels": 128},
@@ -334,18 +371,16 @@ def test_pretrained_names(trained, monkeypatch):
     with pytest.raises(UnknownNameError, match="crnn.tiny"):
         create_model("crnn", num_classes=3, sample_rate=SR, pretrained="nope")
     with pytest.raises(ValueError, match="already registered"):
-        register_pretrained("crnn.tiny", hub.PRETRAINED["crnn.tiny"])
+        register_pretrained("crnn.tiny", PRETRAINED["crnn.tiny"])
 
 
-def test_pretrained_entry_that_disagrees_with_its_folder(trained, monkeypatch):
-    monkeypatch.setattr(hub, "PRETRAINED", {})
+def test_pretrained_entry_that_disagrees_with_its_folder(trained, empty_pretrained):
     register_pretrained("crnn.wrong", PretrainedEntry(source=str(trained[1]), sample_rate=22050, transform="mel", num_classes=3))
     with pytest.raises(HubError, match="disagrees with the registered entry: sample_rate=22050"):
         from_pretrained("crnn.wrong")
 
 
-def test_pretrained_not_yet_uploaded(monkeypatch):
-    monkeypatch.setattr(hub, "PRETRAINED", {})
+def test_pretrained_not_yet_uploaded(monkeypatch, empty_pretrained):
 
     def missing(repo_id, **kwargs):
         raise OSError("404")
@@ -358,9 +393,8 @@ def test_pretrained_not_yet_uploaded(monkeypatch):
 
 
 # ---- every kind of MODEL for `musiczoo predict` ---------------------------------------------
-def test_predict_accepts_every_model_kind(trained, monkeypatch, capsys):
+def test_predict_accepts_every_model_kind(trained, monkeypatch, capsys, empty_pretrained):
     ckpt, folder, wav = trained
-    monkeypatch.setattr(hub, "PRETRAINED", {})
     monkeypatch.setattr(hub, "snapshot_download", lambda repo_id, **kw: str(folder))
     register_pretrained("crnn.tiny", PretrainedEntry(source=str(folder), sample_rate=SR, transform="mel", num_classes=3))
     reference = logits_of(lightning_net(ckpt), wav)
@@ -384,21 +418,21 @@ def test_train_with_the_cli_publish_and_predict(tmp_path, capsys, monkeypatch):
         "seed_everything": 0,
         "trainer": {"accelerator": "cpu", "devices": 1, "max_steps": 2, "logger": False,
                     "enable_progress_bar": False, "enable_model_summary": False, "default_root_dir": str(tmp_path / "run")},
-        "model": {"model": "crnn", "transform": "mel", "model_params": TINY},
+        "model": {"architecture": "crnn", "transform": "mel", "model_params": TINY},
         "data": {"class_path": "datamodules.gtzan.GTZANDataModule",
-                 "init_args": {"root": str(data), "split": "kfold", "k": 3, "sample_rate": 8000, "clip_seconds": 1.0,
+                 "init_args": {"root": str(data), "split": "kfold", "k": 3, "sample_rate": 8000, "chunk_seconds": 1.0,
                                "batch_size": 4, "cache_dir": str(tmp_path / "cache"), "decode_workers": 1}},
     }
     (tmp_path / "fit.yaml").write_text(yaml.safe_dump(config))
     main(["fit", "--config", str(tmp_path / "fit.yaml")])
-    (ckpt,) = (tmp_path / "run" / "checkpoints").glob("*.ckpt")
+    (ckpt,) = (tmp_path / "run" / "checkpoints").glob("best-*.ckpt")  # the task also writes last.ckpt
 
     # The checkpoint records the data module's settings: chunk length, dataset, split.
     main(["publish", str(ckpt), str(tmp_path / "pub")])
     published = json.loads((tmp_path / "pub" / "config.json").read_text())
     assert published["label_names"][:2] == ["blues", "classical"] and published["sample_rate"] == 8000
-    assert published["synthetic_data"] is True and published["chunk_seconds"] == 1.0
-    assert published["dataset"] == "gtzan" and published["split"] == "kfold"
+    assert published["synthetic"] is True and published["chunk_seconds"] == 1.0
+    assert published["dataset"] == "gtzan" and published["split"] == "kfold(k=3,fold=0,seed=0)"
     capsys.readouterr()
 
     clip = sorted(data.rglob("*.wav"))[0]
@@ -407,6 +441,6 @@ def test_train_with_the_cli_publish_and_predict(tmp_path, capsys, monkeypatch):
     task = MusicTask.load_from_checkpoint(ckpt, map_location="cpu", weights_only=False).eval()
     audio = load_audio(clip, 8000)
     with torch.no_grad():
-        expected = task.probabilities(task(torch.stack([audio[:8000], audio[8000:16000]]))).mean(0)
+        expected = probabilities(task(torch.stack([audio[:8000], audio[8000:16000]])), "multiclass").mean(0)
     got = torch.tensor([result["labels"][name] for name in task.label_names])
     torch.testing.assert_close(got, expected, rtol=0, atol=1e-6)

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from zoo.frontends import UnknownNameError, list_frontends
-from zoo.registry import create_model, list_models
+from zoo.factory import build_model, create_model, list_models
 
 SR = 16000
 MODELS = list_models() + ["timm/resnet18"]
@@ -52,9 +52,8 @@ def test_eval_is_deterministic_and_batch_independent():
 
 def test_config_rebuilds_the_same_model():
     model = create_model("resnet_vit", transform="mfcc", num_classes=5, sample_rate=SR, transform_params={"n_mfcc": 30}, depth=2)
-    cfg = model.model_config
-    rebuilt = create_model(cfg["name"], transform=cfg["transform"], num_classes=cfg["num_classes"],
-                           sample_rate=cfg["sample_rate"], transform_params=cfg["transform_params"], **cfg["model_params"])
+    rebuilt = build_model(model.model_config)
+    assert rebuilt.model_config == model.model_config
     rebuilt.load_state_dict(model.state_dict())  # strict: same architecture
     assert not any("fb" in k or "window" in k or "dct" in k for k in model.state_dict())
 

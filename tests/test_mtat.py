@@ -23,6 +23,7 @@ import datamodules.base as base
 from datamodules.mtat import MTATDataModule
 from datamodules.mtat_format import ANNOTATIONS_FILE, MTAT_TAGS, load_top50_split, top50_tags
 from datamodules.synthetic_mtat import make_synthetic_mtat
+from zoo.cli import config_path
 
 REPO = Path(__file__).resolve().parents[1]
 CONFIGS = sorted((REPO / "benchmarks" / "configs").glob("*.yaml"))
@@ -68,7 +69,7 @@ def release(tmp_path_factory) -> Path:
 
 
 def _module(root, cache, **kw) -> MTATDataModule:
-    kw = {"clip_seconds": 1.0, "batch_size": 4, "decode_workers": 1, **kw}
+    kw = {"chunk_seconds": 1.0, "batch_size": 4, "decode_workers": 1, **kw}
     return MTATDataModule(str(root), cache_dir=str(cache), **kw)
 
 
@@ -76,7 +77,13 @@ def _module(root, cache, **kw) -> MTATDataModule:
 def test_defaults_are_the_literatures():
     dm = MTATDataModule("nowhere")
     assert (dm.task, dm.num_classes, dm.label_names) == ("multilabel", 50, top50_tags())
-    assert dm.sample_rate == 16000 and dm.clip_samples == 59049
+    assert dm.sample_rate == 16000 and dm.provenance == {"dataset": "mtat", "split": "top50", "synthetic": False}
+    # The chunk length has one default (3 s); the literature's 59,049-sample crop is set by the MTAT
+    # short-chunk configs, and 29 s by the full-clip ones.
+    for name in ("mtat_short_chunk.yaml", "mtat_resnet_vit.yaml", "mtat_synthetic_tiny.yaml", "mtat_full_clip.yaml"):
+        data = yaml.safe_load(config_path(name).read_text())["data"]["init_args"]
+        dm = MTATDataModule("nowhere", chunk_seconds=data["chunk_seconds"])
+        assert dm.chunk_size == (464000 if name == "mtat_full_clip.yaml" else 59049), name
 
 
 def test_targets_from_the_real_annotation_format(hand, tmp_path):
@@ -209,7 +216,7 @@ def test_fit_and_test_through_the_cli_write_the_per_tag_table(release, tmp_path,
     common = [
         "--config", str(REPO / "benchmarks" / "configs" / "mtat_synthetic_tiny.yaml"),
         f"--data.init_args.root={release}", f"--data.init_args.cache_dir={tmp_path / 'cache'}",
-        "--data.init_args.clip_seconds=1.0", "--data.init_args.batch_size=4", "--data.init_args.decode_workers=1",
+        "--data.init_args.chunk_seconds=1.0", "--data.init_args.batch_size=4", "--data.init_args.decode_workers=1",
         '--model.model_params={"channels": [8, 8, 16, 16], "embed_dim": 16, "depth": 1, "num_heads": 2}',
         f"--trainer.default_root_dir={tmp_path / 'run'}", "--trainer.enable_progress_bar=false",
     ]
@@ -228,7 +235,7 @@ def test_fit_and_test_through_the_cli_write_the_per_tag_table(release, tmp_path,
 def test_every_config_parses_and_builds_its_model(config, monkeypatch):
     """The real CLI parser reads each shipped config; its model runs on the config's crop length."""
     from zoo.cli import build_cli
-    from zoo.registry import create_model
+    from zoo.factory import create_model
 
     monkeypatch.setattr(sys, "argv", ["musiczoo"])
     out = io.StringIO()
@@ -247,9 +254,9 @@ def test_every_config_parses_and_builds_its_model(config, monkeypatch):
     data = cfg["data"]["init_args"]
     num_classes = 50 if cfg["data"]["class_path"].endswith("MTATDataModule") else 10
     model = cfg["model"]
-    net = create_model(model["model"], transform=model["transform"], num_classes=num_classes,
+    net = create_model(model["architecture"], transform=model["transform"], num_classes=num_classes,
                        sample_rate=data["sample_rate"], transform_params=model["transform_params"],
                        **(model["model_params"] or {})).eval()
-    samples = int(round(data["clip_seconds"] * data["sample_rate"]))
+    samples = int(round(data["chunk_seconds"] * data["sample_rate"]))
     with torch.no_grad():
         assert net(torch.zeros(1, samples)).shape == (1, num_classes)

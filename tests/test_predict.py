@@ -18,9 +18,11 @@ import soundfile as sf
 import torch
 import torchaudio.functional as AF
 
-from zoo.hub import from_pretrained, save_pretrained
-from zoo.predict import AudioLoadError, cmd_predict, find_audio, load_audio, predict_files
-from zoo.registry import create_model
+from zoo.audio import expand_audio_paths
+from zoo.cli import cmd_predict
+from zoo.factory import create_model, from_pretrained
+from zoo.hub import save_pretrained
+from zoo.predict import AudioLoadError, load_audio, predict_files
 
 SR = 16000
 CHUNK = 3.0
@@ -105,7 +107,7 @@ def test_unusable_files_are_clear_errors(audio, name, why):
 
 
 def test_folders_are_expanded_recursively(audio):
-    files = find_audio([audio / "short", audio / "long" / "five_minutes.wav", audio / "nowhere.wav"])
+    files = expand_audio_paths([audio / "short", audio / "long" / "five_minutes.wav", audio / "nowhere.wav"])
     names = [f.relative_to(audio).as_posix() for f in files]
     assert names == sorted(f"short/{n}" for n in GOOD + ["corrupt.mp3", "empty.wav"]) + ["long/five_minutes.wav", "nowhere.wav"]
 

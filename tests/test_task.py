@@ -7,15 +7,9 @@ import torch
 from sklearn.metrics import average_precision_score, roc_auc_score
 from torch.utils.data import DataLoader
 
-from zoo.task import MacroTagMetrics, MusicTask, clip_mean
+from zoo.task import MacroTagMetrics, MusicTask
 
 SR = 8000
-
-
-def test_clip_mean_averages_each_clips_chunks():
-    values = torch.tensor([[1.0, 0.0], [3.0, 2.0], [5.0, 5.0], [0.0, 1.0]])
-    clip = torch.tensor([0, 0, 1, 2])
-    assert torch.equal(clip_mean(values, clip, 3), torch.tensor([[2.0, 1.0], [5.0, 5.0], [0.0, 1.0]]))
 
 
 def test_tag_metrics_match_sklearn():
@@ -86,7 +80,7 @@ def test_fit_and_test_with_a_real_trainer(task, tmp_path):
     n_classes = 3
     train = RandomClips(24, n_classes, task)
     val = RandomClips(9, n_classes, task, chunks=2)
-    module = MusicTask(model="crnn", transform="mel", num_classes=n_classes, task=task, sample_rate=SR,
+    module = MusicTask(architecture="crnn", transform="mel", num_classes=n_classes, task=task, sample_rate=SR,
                        transform_params={"n_fft": 512, "hop_length": 256, "n_mels": 64}, lr=3e-3,
                        label_names=["a", "b", "c"], spec_augment=True, freq_mask=4, time_mask=4)
     trainer = L.Trainer(max_epochs=4, accelerator="cpu", default_root_dir=tmp_path, logger=L.pytorch.loggers.CSVLogger(tmp_path),
@@ -106,7 +100,7 @@ def test_fit_and_test_with_a_real_trainer(task, tmp_path):
 
 
 def test_checkpoint_rebuilds_the_model(tmp_path):
-    module = MusicTask(model="fcn", transform="stft", num_classes=4, sample_rate=SR, transform_params={"n_fft": 256})
+    module = MusicTask(architecture="fcn", transform="stft", num_classes=4, sample_rate=SR, transform_params={"n_fft": 256})
     trainer = L.Trainer(max_steps=1, accelerator="cpu", default_root_dir=tmp_path, logger=False, enable_progress_bar=False)
     data = RandomClips(8, 4, "multiclass")
     trainer.fit(module, DataLoader(data, batch_size=4, collate_fn=data.collate))

@@ -2,7 +2,7 @@
 
 The public API is importable from the package root, e.g. ``from zoo import from_pretrained``.
 Names are resolved on first use, so ``import zoo.frontends`` does not pay for importing
-Lightning or the Hugging Face client.
+the Hugging Face client, and nothing outside ``zoo.task`` and ``zoo.cli`` imports Lightning.
 """
 
 from importlib import import_module
@@ -14,9 +14,11 @@ except PackageNotFoundError:  # running from a source tree that is not installed
     __version__ = "0+unknown"
 
 _API = {
-    "create_model": "registry", "list_models": "registry", "register_model": "registry",
-    "from_pretrained": "hub", "save_pretrained": "hub", "publish": "hub", "push_to_hub": "hub",
-    "load_checkpoint": "hub", "list_pretrained": "hub", "register_pretrained": "hub", "PretrainedEntry": "hub",
+    "create_model": "factory", "list_models": "factory", "from_pretrained": "factory",
+    "register_model": "registry",
+    "save_pretrained": "hub", "push_to_hub": "hub",
+    "load_checkpoint": "checkpoint", "publish": "checkpoint",
+    "list_pretrained": "pretrained", "register_pretrained": "pretrained", "PretrainedEntry": "pretrained",
     "predict_files": "predict", "load_audio": "predict",
 }
 

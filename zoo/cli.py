@@ -1,9 +1,11 @@
 """The ``musiczoo`` command.
 
 ``fit | validate | test | predict`` go through LightningCLI with YAML configs (see
-``benchmarks/configs``); the data module's number of classes, task type, label names and
-sample rate are linked into the model, so a config names a dataset and an architecture and
-nothing twice. The extra verbs (``models``, ``synth``, ``quickstart``) are plain argparse.
+``benchmarks/configs``); the data module's number of classes, task type, label names,
+sample rate, chunk length and provenance are linked into the model, so a config names a
+dataset and an architecture and nothing twice. The extra verbs (``models``, ``synth``,
+``quickstart``, ``publish``, ``predict MODEL FILES``) are plain argparse. This is the only
+module that turns errors into exit statuses.
 """
 
 from __future__ import annotations
@@ -33,7 +35,9 @@ class MusicZooCLI(LightningCLI):
         parser.link_arguments("data.num_classes", "model.num_classes", apply_on="instantiate")
         parser.link_arguments("data.task", "model.task", apply_on="instantiate")
         parser.link_arguments("data.label_names", "model.label_names", apply_on="instantiate")
+        parser.link_arguments("data.provenance", "model.provenance", apply_on="instantiate")
         parser.link_arguments("data.init_args.sample_rate", "model.sample_rate", apply_on="parse")
+        parser.link_arguments("data.init_args.chunk_seconds", "model.chunk_seconds", apply_on="parse")
 
 
 def config_path(name: str) -> Path:
@@ -62,7 +66,7 @@ def build_cli(args: list[str], run: bool = True) -> MusicZooCLI:
 
 # ---- extra verbs ---------------------------------------------------------------------
 def cmd_models(argv: list[str]) -> None:
-    from .registry import create_model, describe_model, list_models
+    from .factory import create_model, describe_model, list_models
 
     parser = argparse.ArgumentParser(prog="musiczoo models", description="List the model zoo.")
     parser.add_argument("pattern", nargs="?", default="*", help="glob filter, e.g. 'resnet_*'")
@@ -70,14 +74,14 @@ def cmd_models(argv: list[str]) -> None:
     parser.add_argument("--pretrained", action="store_true", help="list published weights (arch.tag) instead")
     args = parser.parse_args(argv)
     if args.pretrained:
-        from .hub import PRETRAINED, list_pretrained
+        from .pretrained import PRETRAINED, list_pretrained
 
         names = list_pretrained(args.pattern)
         for name in names:
             entry = PRETRAINED[name]
             print(f"{name:32s} {entry.source}  ({entry.dataset}, {entry.split}, {entry.transform} @ {entry.sample_rate} Hz)")
         if not names:
-            print("no published weights registered yet (zoo.hub.register_pretrained adds your own)")
+            print("no published weights registered yet (zoo.register_pretrained adds your own)")
         return
     print(f"{'model':22s} {'mel':>10s} {'mfcc':>10s} {'stft':>10s}   description")
     for name in list_models(args.pattern):
@@ -166,15 +170,84 @@ def cmd_quickstart(argv: list[str]) -> None:
 
 
 def cmd_publish(argv: list[str]) -> None:
-    from .hub import cmd_publish as publish
+    """``musiczoo publish CKPT OUT_DIR [--push-to-hub REPO_ID]``."""
+    parser = argparse.ArgumentParser(prog="musiczoo publish", description=(
+        "Convert a Lightning checkpoint (read weights-only) into model.safetensors + config.json + "
+        "README.md model card, and optionally upload it to the Hugging Face Hub."))
+    parser.add_argument("ckpt", type=Path)
+    parser.add_argument("out_dir", type=Path)
+    parser.add_argument("--push-to-hub", metavar="REPO_ID", help="upload to this Hub model repository (owner/name)")
+    parser.add_argument("--metrics", type=Path, help="JSON file {name: value} of test metrics (default: metrics.json next to CKPT)")
+    parser.add_argument("--dataset", help="training dataset name, if the checkpoint does not record it")
+    parser.add_argument("--split", help="training split name, if the checkpoint does not record it")
+    parser.add_argument("--chunk-seconds", type=float, help="training crop length, if the checkpoint does not record it")
+    parser.add_argument("--synthetic", action="store_true", help="mark the training data as synthetic")
+    args = parser.parse_args(argv)
+    from .checkpoint import publish
 
-    publish(argv)
+    meta = {k: v for k, v in (("dataset", args.dataset), ("split", args.split), ("chunk_seconds", args.chunk_seconds)) if v}
+    if args.synthetic:
+        meta["synthetic"] = True
+    try:
+        metrics = json.loads(args.metrics.read_text()) if args.metrics else None
+        out = publish(args.ckpt, args.out_dir, args.push_to_hub, metrics=metrics, **meta)
+    except (ValueError, OSError) as e:  # HubError, UnknownNameError and bad JSON are ValueErrors
+        sys.exit(f"musiczoo publish: error: {e}")
+    print(f"published to {out}" + (f" and https://huggingface.co/{args.push_to_hub}" if args.push_to_hub else ""))
+
+
+def load_model(spec: str):
+    """A Lightning ``.ckpt`` (weights-only), else a published folder, Hub id or ``arch.tag`` name."""
+    if spec.endswith(".ckpt"):
+        from .checkpoint import load_checkpoint
+
+        return load_checkpoint(spec)
+    from .factory import from_pretrained
+
+    return from_pretrained(spec)
 
 
 def cmd_predict(argv: list[str]) -> None:
-    from .predict import cmd_predict as predict
+    """``musiczoo predict MODEL AUDIO_OR_DIR ...``; exits with status 1 if any file could not be read."""
+    from .audio import expand_audio_paths
+    from .predict import WRITERS, predict_files
 
-    predict(argv)
+    parser = argparse.ArgumentParser(prog="musiczoo predict", description=(
+        "Predict genres or tags of audio files (folders are searched recursively). Each file is cut into "
+        "the model's chunk length and the chunk probabilities are averaged."))
+    parser.add_argument("model", help="published folder, Hugging Face Hub id (owner/name), pretrained name "
+                                      "(arch.tag) or a Lightning .ckpt")
+    parser.add_argument("audio", nargs="+", help="audio files or folders")
+    parser.add_argument("--top-k", type=int, default=5, help="labels per file (0: all; default 5)")
+    parser.add_argument("--format", choices=sorted(WRITERS), default="table")
+    parser.add_argument("--segments", action="store_true", help="also print each chunk's prediction")
+    parser.add_argument("--batch-size", type=int, default=16, help="chunks per forward pass")
+    parser.add_argument("--device", help="e.g. cpu, cuda, cuda:1 (default: cuda if available)")
+    args = parser.parse_args(argv)
+    if args.batch_size < 1:
+        parser.error("--batch-size must be at least 1")
+    try:
+        model = load_model(args.model)
+    except (ValueError, OSError) as e:  # HubError and UnknownNameError are ValueErrors
+        sys.exit(f"musiczoo predict: error: {e}")
+    files = expand_audio_paths(args.audio)
+    if not files:
+        sys.exit(f"musiczoo predict: error: no audio files in {', '.join(args.audio)}")
+    failures = []
+
+    def tracked():
+        for r in predict_files(model, files, top_k=args.top_k, segments=args.segments,
+                               batch_size=args.batch_size, device=args.device):
+            if r.error:
+                failures.append(r.path)
+            yield r
+
+    WRITERS[args.format](tracked(), sys.stdout)
+    sys.stdout.flush()
+    if failures:
+        print(f"musiczoo predict: {len(failures)} of {len(files)} files could not be read: "
+              f"{', '.join(failures[:5])}{', ...' if len(failures) > 5 else ''}", file=sys.stderr)
+        sys.exit(1)
 
 
 EXTRA = {"models": cmd_models, "synth": cmd_synth, "quickstart": cmd_quickstart, "publish": cmd_publish}

@@ -2,11 +2,11 @@
 
 A file of any length, format, sample rate and channel count is mixed to mono, resampled
 to the model's rate and cut into evenly spaced chunks of the model's chunk length that
-cover it (the evaluation chunks of the data modules, ``datamodules.base.chunk_starts``;
-a file shorter than one chunk is zero-padded). Chunk probabilities (softmax for
-multiclass, sigmoid for multilabel) are averaged into the file's prediction, the
-clip-level rule the test metrics use (``zoo.task.clip_mean``), so a published number and
-a prediction on your file mean the same thing.
+cover it (``zoo.audio.chunk_starts``, the evaluation chunks of the data modules; a file
+shorter than one chunk is zero-padded). Chunk probabilities (softmax for multiclass,
+sigmoid for multilabel) are averaged into the file's prediction with ``zoo.audio.clip_mean``,
+the clip-level rule the test metrics use, so a published number and a prediction on your
+file mean the same thing. Nothing here imports Lightning.
 
 Chunks of several files share a batch, so a folder of short files keeps the device as
 busy as one long file. An unreadable file becomes an error entry (and a logged warning);
@@ -15,11 +15,9 @@ the other files go on.
 
 from __future__ import annotations
 
-import argparse
 import csv
 import json
 import logging
-import sys
 from collections import deque
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -29,11 +27,10 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
-from datamodules.base import AudioDecodeError, chunk_starts, decode_audio
-from datamodules.folder import AUDIO_EXTENSIONS
-
-from .hub import DEFAULT_CHUNK_SECONDS, from_pretrained, load_checkpoint
-from .task import clip_mean
+from .audio import (
+    DEFAULT_CHUNK_SECONDS, AudioDecodeError, chunk_samples, chunk_starts, clip_mean, decode_audio,
+    default_label_names, expand_audio_paths, probabilities,
+)
 
 log = logging.getLogger(__name__)
 
@@ -44,32 +41,13 @@ class AudioLoadError(ValueError):
 
 def load_audio(path: str | Path, sample_rate: int) -> torch.Tensor:
     """Decode ``path`` (anything soundfile reads) to a mono float32 (samples,) tensor at
-    ``sample_rate``, with the data modules' decoding rule (``datamodules.base.decode_audio``)."""
+    ``sample_rate``, with the project's one decoding rule (``zoo.audio.decode_audio``)."""
     if not Path(path).is_file():
         raise AudioLoadError(f"{path}: no such file")
     try:
         return torch.from_numpy(decode_audio(str(path), sample_rate))
     except AudioDecodeError as e:
         raise AudioLoadError(f"{path}: {e}") from None
-
-
-def find_audio(paths: Iterable[str | Path]) -> list[Path]:
-    """Files as given, folders expanded recursively to their audio files (sorted, hidden files skipped).
-
-    A path that does not exist is kept, so it is reported with the others instead of
-    stopping the run.
-    """
-    files = []
-    for p in map(Path, paths):
-        if p.is_dir():
-            found = sorted(f for f in p.rglob("*") if f.suffix.lower() in AUDIO_EXTENSIONS
-                           and not f.name.startswith(".") and f.is_file())
-            if not found:
-                log.warning("no audio files (%s) under %s", ", ".join(AUDIO_EXTENSIONS), p)
-            files += found
-        else:
-            files.append(p)
-    return files
 
 
 @dataclass
@@ -113,10 +91,6 @@ def chunk_seconds(model) -> float:
     return float((getattr(model, "config", None) or {}).get("chunk_seconds", DEFAULT_CHUNK_SECONDS))
 
 
-def probabilities(logits: torch.Tensor, task: str) -> torch.Tensor:
-    return logits.softmax(-1) if task == "multiclass" else logits.sigmoid()
-
-
 def _top(probs: torch.Tensor, labels: list[str], top_k: int | None) -> dict[str, float]:
     k = len(labels) if not top_k or top_k <= 0 else min(top_k, len(labels))
     values, idx = probs.topk(k)
@@ -143,11 +117,11 @@ def predict_files(
     """
     if batch_size < 1:
         raise ValueError(f"batch_size must be at least 1, got {batch_size}")
-    files = find_audio(paths)
+    files = expand_audio_paths(paths)
     device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
     sample_rate = model.frontend.sample_rate
-    size = int(round(chunk_seconds(model) * sample_rate))
-    labels = list(model.label_names or [str(i) for i in range(model.num_classes)])
+    size = chunk_samples(chunk_seconds(model), sample_rate)
+    labels = list(model.label_names or default_label_names(model.num_classes))
     task = model.task
     was_training = model.training
     model.to(device).eval()
@@ -256,49 +230,4 @@ def write_csv(results: Iterable[Prediction], out) -> None:
 WRITERS = {"table": write_table, "json": write_json, "csv": write_csv}
 
 
-def load_model(spec: str):
-    """A Lightning ``.ckpt`` (weights-only), else a published folder, Hub id or ``arch.tag`` name."""
-    return load_checkpoint(spec) if spec.endswith(".ckpt") else from_pretrained(spec)
-
-
-def cmd_predict(argv: list[str]) -> None:
-    """``musiczoo predict MODEL AUDIO_OR_DIR ...``; exits with status 1 if any file could not be read."""
-    parser = argparse.ArgumentParser(prog="musiczoo predict", description=(
-        "Predict genres or tags of audio files (folders are searched recursively). Each file is cut into "
-        "the model's chunk length and the chunk probabilities are averaged."))
-    parser.add_argument("model", help="published folder, Hugging Face Hub id (owner/name), pretrained name "
-                                      "(arch.tag) or a Lightning .ckpt")
-    parser.add_argument("audio", nargs="+", help="audio files or folders")
-    parser.add_argument("--top-k", type=int, default=5, help="labels per file (0: all; default 5)")
-    parser.add_argument("--format", choices=sorted(WRITERS), default="table")
-    parser.add_argument("--segments", action="store_true", help="also print each chunk's prediction")
-    parser.add_argument("--batch-size", type=int, default=16, help="chunks per forward pass")
-    parser.add_argument("--device", help="e.g. cpu, cuda, cuda:1 (default: cuda if available)")
-    args = parser.parse_args(argv)
-    if args.batch_size < 1:
-        parser.error("--batch-size must be at least 1")
-    try:
-        model = load_model(args.model)
-    except (ValueError, OSError) as e:  # HubError and UnknownNameError are ValueErrors
-        sys.exit(f"musiczoo predict: error: {e}")
-    files = find_audio(args.audio)
-    if not files:
-        sys.exit(f"musiczoo predict: error: no audio files in {', '.join(args.audio)}")
-    failures = []
-
-    def tracked():
-        for r in predict_files(model, files, top_k=args.top_k, segments=args.segments,
-                               batch_size=args.batch_size, device=args.device):
-            if r.error:
-                failures.append(r.path)
-            yield r
-
-    WRITERS[args.format](tracked(), sys.stdout)
-    sys.stdout.flush()
-    if failures:
-        print(f"musiczoo predict: {len(failures)} of {len(files)} files could not be read: "
-              f"{', '.join(failures[:5])}{', ...' if len(failures) > 5 else ''}", file=sys.stderr)
-        sys.exit(1)
-
-
-__all__ = ["load_audio", "find_audio", "predict_files", "Prediction", "AudioLoadError", "load_model", "cmd_predict"]
+__all__ = ["load_audio", "predict_files", "Prediction", "AudioLoadError", "WRITERS"]

@@ -1,8 +1,9 @@
-"""Model registry: ``@register_model`` + ``create_model`` + ``list_models`` (timm's pattern).
+"""Model registry: ``@register_model`` and ``list_models`` (timm's pattern).
 
 A model is chosen by a string, so "every transform x architecture" is two strings in a
-config and there is no ``if model_type == ...`` chain anywhere. ``timm/<name>`` wraps any
-timm CNN as a one-channel spectrogram model without registering it.
+config and there is no ``if model_type == ...`` chain anywhere. This module is a leaf: it
+builds and loads nothing. The model families register themselves when ``zoo.models`` is
+imported (``zoo.factory`` does that), and ``zoo.factory.create_model`` builds them.
 """
 
 from __future__ import annotations
@@ -10,10 +11,12 @@ from __future__ import annotations
 import fnmatch
 from typing import Callable
 
-from .frontends import UnknownNameError, list_frontends
+from .frontends import UnknownNameError
 
 _MODELS: dict[str, Callable] = {}
+#: ``timm/<name>`` wraps any timm CNN as a one-channel spectrogram model without registering it.
 TIMM_PREFIX = "timm/"
+_TIMM_ENTRY = "timm"
 
 
 def register_model(fn: Callable | None = None, *, name: str | None = None):
@@ -30,60 +33,20 @@ def register_model(fn: Callable | None = None, *, name: str | None = None):
 
 
 def list_models(pattern: str = "*") -> list[str]:
-    """Registered model names matching a glob pattern (``timm/<name>`` is open-ended and not listed)."""
-    _import_families()
-    return sorted(n for n in _MODELS if n != "timm" and fnmatch.fnmatch(n, pattern))
+    """Registered architecture names matching a glob pattern (``timm/<name>`` is open-ended and not listed)."""
+    return sorted(n for n in _MODELS if n != _TIMM_ENTRY and fnmatch.fnmatch(n, pattern))
 
 
 def describe_model(name: str) -> str:
     """The one-line docstring of the model's registered constructor."""
-    _import_families()
     return " ".join((_MODELS[name].__doc__ or "").split())
 
 
-def create_model(
-    name: str,
-    transform: str = "mel",
-    num_classes: int = 10,
-    sample_rate: int = 22050,
-    transform_params: dict | None = None,
-    pretrained: str | None = None,
-    **kwargs,
-):
-    """Build a model by name: waveform (B, samples) at ``sample_rate`` in, logits (B, num_classes) out."""
-    _import_families()
-    if transform not in list_frontends():
-        raise UnknownNameError(f"unknown transform {transform!r}; valid transforms: {', '.join(list_frontends())}")
-    if name.startswith(TIMM_PREFIX):
-        ctor = _MODELS["timm"]
-        kwargs = {"timm_name": name[len(TIMM_PREFIX):], **kwargs}
-    elif name in _MODELS and name != "timm":
-        ctor = _MODELS[name]
-    else:
-        valid = list_models() + [f"{TIMM_PREFIX}<timm model>"]
-        raise UnknownNameError(f"unknown model {name!r}; valid models: {', '.join(valid)}")
-    model = ctor(
-        transform=transform,
-        num_classes=num_classes,
-        sample_rate=sample_rate,
-        transform_params=dict(transform_params or {}),
-        **kwargs,
-    )
-    model.model_config = {
-        "name": name,
-        "transform": transform,
-        "num_classes": num_classes,
-        "sample_rate": sample_rate,
-        "transform_params": model.frontend.config(),
-        "model_params": kwargs if not name.startswith(TIMM_PREFIX) else {k: v for k, v in kwargs.items() if k != "timm_name"},
-    }
-    if pretrained:
-        from .hub import load_pretrained_weights
-
-        load_pretrained_weights(model, name, pretrained)
-    return model
-
-
-def _import_families():
-    """Importing the model files runs their ``@register_model`` decorators."""
-    from .models import cnn, resnet_gru, resnet_vit, timm_cnn  # noqa: F401
+def model_entrypoint(architecture: str) -> tuple[Callable, dict]:
+    """The constructor of ``architecture`` and the extra arguments the name implies (the timm model name)."""
+    if architecture.startswith(TIMM_PREFIX) and _TIMM_ENTRY in _MODELS:
+        return _MODELS[_TIMM_ENTRY], {"timm_name": architecture[len(TIMM_PREFIX):]}
+    if architecture in _MODELS and architecture != _TIMM_ENTRY:
+        return _MODELS[architecture], {}
+    valid = list_models() + [f"{TIMM_PREFIX}<timm model>"]
+    raise UnknownNameError(f"unknown model {architecture!r}; valid models: {', '.join(valid)}")

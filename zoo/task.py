@@ -16,6 +16,7 @@ from typing import Literal
 import lightning as L
 import torch
 import torch.nn.functional as F
+from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.utilities import rank_zero_info
 from torch import nn
 from torchaudio.transforms import FrequencyMasking, TimeMasking
@@ -24,7 +25,8 @@ from torchmetrics.classification import MulticlassAccuracy, MulticlassConfusionM
 from torchmetrics.functional.classification import binary_auroc, binary_average_precision
 from torchmetrics.utilities import dim_zero_cat
 
-from .registry import create_model
+from .audio import DEFAULT_CHUNK_SECONDS, clip_mean, default_label_names, probabilities
+from .factory import create_model
 
 TaskType = Literal["multiclass", "multilabel"]
 
@@ -86,20 +88,15 @@ class MacroTagMetrics(Metric):
         }
 
 
-def clip_mean(values: torch.Tensor, clip: torch.Tensor, num_clips: int) -> torch.Tensor:
-    """Average chunk rows of ``values`` into one row per clip."""
-    sums = values.new_zeros((num_clips, *values.shape[1:])).index_add_(0, clip, values)
-    counts = torch.bincount(clip, minlength=num_clips).clamp_min(1).to(values.dtype)
-    return sums / counts.view(-1, *([1] * (values.dim() - 1)))
-
-
 class MusicTask(L.LightningModule):
     """Train and evaluate any zoo model on any front-end.
 
     Args:
-        model: zoo model name (``musiczoo models`` lists them), e.g. ``resnet_gru``, ``timm/resnet18``.
+        architecture: zoo model name (``musiczoo models`` lists them), e.g. ``resnet_gru``, ``timm/resnet18``.
         transform: ``mel``, ``mfcc`` or ``stft``.
-        num_classes, task, sample_rate, label_names: normally linked from the data module.
+        num_classes, task, sample_rate, chunk_seconds, label_names, provenance: linked from the
+            data module by the CLI, so the checkpoint records what a published model needs
+            (``provenance`` is the data module's ``{"dataset", "split", "synthetic"}``).
         transform_params: front-end settings (n_fft, hop_length, n_mels, n_mfcc, f_min, f_max, top_db).
         model_params: architecture settings passed to the model constructor.
         lr, weight_decay: AdamW; no weight decay on biases and normalisation weights.
@@ -110,12 +107,14 @@ class MusicTask(L.LightningModule):
 
     def __init__(
         self,
-        model: str = "resnet_gru",
+        architecture: str = "resnet_gru",
         transform: str = "mel",
         num_classes: int = 10,
         task: TaskType = "multiclass",
         sample_rate: int = 22050,
+        chunk_seconds: float = DEFAULT_CHUNK_SECONDS,
         label_names: list[str] | None = None,
+        provenance: dict | None = None,
         transform_params: dict | None = None,
         model_params: dict | None = None,
         lr: float = 1e-3,
@@ -134,13 +133,32 @@ class MusicTask(L.LightningModule):
             raise ValueError(f"{len(label_names)} label names for {num_classes} classes")
         self.save_hyperparameters()
         self.net = create_model(
-            model, transform=transform, num_classes=num_classes, sample_rate=sample_rate,
+            architecture, transform=transform, num_classes=num_classes, sample_rate=sample_rate,
             transform_params=transform_params, **(model_params or {}),
         )
         if spec_augment:
             self.net.spec_augment = SpecAugment(freq_mask, time_mask, num_masks)
-        self.label_names = list(label_names) if label_names else [str(i) for i in range(num_classes)]
+        self.label_names = list(label_names) if label_names else default_label_names(num_classes)
         self.metrics = nn.ModuleDict({stage: self._make_metrics() for stage in ("val", "test")})
+
+    @property
+    def monitor(self) -> str:
+        """The validation metric that picks the best checkpoint: accuracy for genres, PR-AUC for tags
+        (the literature's headline metric for MagnaTagATune; ROC-AUC saturates)."""
+        return "val/acc" if self.hparams.task == "multiclass" else "val/pr_auc"
+
+    def configure_callbacks(self):
+        """The best checkpoint by :attr:`monitor` plus ``last.ckpt``, so no config repeats the block
+        and none can monitor a metric its task does not log.
+
+        Only a default: a trainer given its own ``ModelCheckpoint`` with a ``monitor`` keeps it,
+        and one with checkpointing disabled gets none.
+        """
+        configured = self.trainer.checkpoint_callbacks
+        if not configured or any(cb.monitor for cb in configured):
+            return []
+        return [ModelCheckpoint(monitor=self.monitor, mode="max", filename="best-epoch{epoch:03d}",
+                                auto_insert_metric_name=False, save_last=True)]
 
     # ---- metrics -----------------------------------------------------------------
     def _make_metrics(self) -> nn.Module:
@@ -157,9 +175,6 @@ class MusicTask(L.LightningModule):
     def forward(self, waveform: torch.Tensor) -> torch.Tensor:
         return self.net(waveform)
 
-    def probabilities(self, logits: torch.Tensor) -> torch.Tensor:
-        return logits.softmax(-1) if self.hparams.task == "multiclass" else logits.sigmoid()
-
     def loss(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         if self.hparams.task == "multiclass":
             return F.cross_entropy(logits, target, label_smoothing=self.hparams.label_smoothing)
@@ -173,7 +188,7 @@ class MusicTask(L.LightningModule):
     def clip_predictions(self, batch) -> tuple[torch.Tensor, torch.Tensor]:
         """Chunk logits and clip-level probabilities (mean over each clip's chunks)."""
         logits = self(batch["audio"])
-        probs = clip_mean(self.probabilities(logits.float()), batch["clip"], len(batch["key"]))
+        probs = clip_mean(probabilities(logits.float(), self.hparams.task), batch["clip"], len(batch["key"]))
         return logits, probs
 
     def _eval_step(self, batch, stage: str):

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from ..frontends import create_frontend
+from ..predict import AudioLoadError, predict_files
 
 
 class WaveformModel(nn.Module):
@@ -49,7 +52,7 @@ class WaveformModel(nn.Module):
     def forward(self, waveform: torch.Tensor) -> torch.Tensor:
         return self.head(self.dropout(self.embed(waveform)))
 
-    # What the outputs mean; zoo.hub sets both when it loads a published model or checkpoint.
+    # What the outputs mean; zoo.factory.attach_metadata sets both when it loads a published model or checkpoint.
     label_names: list[str] | None = None
     task: str = "multiclass"
 
@@ -59,10 +62,6 @@ class WaveformModel(nn.Module):
         The file is cut into chunks of the model's chunk length and the chunk probabilities
         are averaged, as ``musiczoo predict`` does (see ``zoo.predict.predict_files``).
         """
-        from pathlib import Path
-
-        from ..predict import AudioLoadError, predict_files
-
         if Path(path).is_dir():
             raise IsADirectoryError(f"{path} is a folder; zoo.predict.predict_files predicts every file in one")
         (result,) = predict_files(self, [path], top_k=top_k, device=device, progress=False)

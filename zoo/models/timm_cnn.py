@@ -4,6 +4,8 @@ ImageNet weights cannot be downloaded offline, and their 3-channel stem does not
 from __future__ import annotations
 
 import timm
+
+from ..frontends import UnknownNameError
 from ..registry import register_model
 from .base import WaveformModel
 
@@ -14,8 +16,6 @@ class TimmCNN(WaveformModel):
         try:
             self.backbone = timm.create_model(timm_name, pretrained=False, in_chans=1, num_classes=0)
         except RuntimeError as e:  # timm: "Unknown model (...)"
-            from ..frontends import UnknownNameError
-
             raise UnknownNameError(f"timm/{timm_name}: {e}") from None
         self.build_head(self.backbone.num_features)
 

@@ -1,0 +1,104 @@
+"""The model card: a Hugging Face ``README.md`` generated from a published ``config.json``.
+
+Pure text from the config: what the model does, how to use it, what it was trained on
+(and, loudly, whether that was synthetic), its results and its limitations.
+"""
+
+from __future__ import annotations
+
+import json
+import shlex
+
+import yaml
+
+_METRIC_IDS = {"acc": "accuracy", "f1_macro": "f1", "roc_auc": "roc_auc", "pr_auc": "pr_auc"}
+_TASK_TAGS = {"multiclass": "genre-classification", "multilabel": "music-tagging"}
+_DATASET_NOTES = {
+    "gtzan": "GTZAN has known faults (repeated excerpts, mislabelled and distorted clips; Sturm 2013) and "
+             "artist overlap between random splits; only the fault-filtered split (Kereliuk & Sturm) gives "
+             "numbers comparable with the literature, random or k-fold splits inflate them.",
+    "mtat": "MagnaTagATune tags are noisy, unbalanced and partly synonymous (e.g. 'female', 'woman'); "
+            "a missing tag does not mean the tag does not apply.",
+}
+
+
+def model_card(config: dict, model_id: str) -> str:
+    """A Hugging Face model card: YAML metadata, usage, training data, results, limitations."""
+    arch, transform, task = config["architecture"], config["transform"], config["task"]
+    dataset, synthetic = config.get("dataset"), config.get("synthetic")
+    metrics = config.get("metrics") or {}
+    header = {
+        "library_name": "musiczoo",
+        "pipeline_tag": "audio-classification",
+        "tags": ["audio-classification", "music", task, _TASK_TAGS[task], arch, transform] + (["synthetic-data"] if synthetic else []),
+    }
+    if dataset:
+        header["datasets"] = [f"synthetic-{dataset}" if synthetic and "synthetic" not in dataset else dataset]
+    if metrics:
+        header["metrics"] = sorted({_METRIC_IDS.get(k.split("/")[-1], k.split("/")[-1]) for k in metrics})
+    data_name = f"synthetic {dataset or 'data'}" if synthetic else dataset or "an unrecorded dataset"
+    split = f", split `{config['split']}`" if config.get("split") else ""
+    what = {"multiclass": "music genre classification (one label per clip, softmax)",
+            "multilabel": "music auto-tagging (independent tags, sigmoid)"}[task]
+    labels = config["label_names"]
+    lines = [
+        "---", yaml.safe_dump(header, sort_keys=False).strip(), "---", "",
+        f"# {arch} on {transform} features: {data_name}", "",
+        f"A musiczoo model for {what} from raw audio. The {transform} front-end is the model's first "
+        f"layer, so the model takes a mono waveform at {config['sample_rate']} Hz and returns "
+        f"{config['num_classes']} logits; files are cut into {config['chunk_seconds']:g}-second chunks "
+        f"and the chunk probabilities are averaged.", "",
+    ]
+    if synthetic:
+        lines += ["> **This model was trained on synthetic data** (generated signals, not recorded music). "
+                  "It exists to test the pipeline; its predictions on real music mean nothing.", ""]
+    lines += [
+        "## Usage", "", "```python", "from zoo import from_pretrained", "",
+        f"model = from_pretrained({model_id!r})",
+        'print(model.predict("song.mp3"))  # {label: probability}', "```", "",
+        "```bash", f"musiczoo predict {shlex.quote(model_id)} song.mp3 my_music/ --top-k 3", "```", "",
+        "## Model", "",
+        "| architecture | transform | sample rate | chunk | parameters | task |", "|---|---|---|---|---|---|",
+        f"| {arch} | {transform} | {config['sample_rate']} Hz | {config['chunk_seconds']:g} s | "
+        f"{config.get('num_parameters', 0) / 1e6:.2f} M | {task} |", "",
+        f"Transform parameters: `{json.dumps(config['transform_params'])}`; model parameters: "
+        f"`{json.dumps(config.get('model_params', {}))}`.", "",
+        f"Labels ({len(labels)}): {', '.join(f'`{n}`' for n in labels)}.", "",
+        "## Training data", "",
+    ]
+    if synthetic:
+        layout = f" in the on-disk layout of {dataset}{split}" if dataset else split
+        lines.append(f"Generated audio{layout}: the training data was synthetic, not real music.")
+    elif dataset:
+        lines.append(f"{dataset}{split}.")
+    else:
+        lines.append("Not recorded.")
+    lines += ["", "## Results", ""]
+    if metrics:
+        lines += ["| metric | value |", "|---|---|"] + [f"| {k} | {v:.4f} |" for k, v in sorted(metrics.items())]
+        lines.append("\nClip-level metrics (mean of the chunk probabilities of each clip) on the test split.")
+    else:
+        lines.append("No test results were recorded with this model.")
+    lines += [
+        "", "## Limitations", "",
+        f"- Audio is mixed down to mono and resampled to {config['sample_rate']} Hz; anything above "
+        f"{config['sample_rate'] // 2} Hz is ignored.",
+        "- The model always answers with its own label set: speech, silence or music outside the training "
+        "data still get confident-looking probabilities" + (" that sum to 1." if task == "multiclass" else "."),
+        "- Labels reflect the training dataset's taxonomy and annotators, and its biases in genre, era and culture.",
+    ]
+    note = _DATASET_NOTES.get((dataset or "").lower().replace("synthetic_", "").replace("synthetic-", ""))
+    if note and not synthetic:
+        lines.append(f"- {note}")
+    if synthetic:
+        lines.append("- Trained on synthetic data: not for use on real music.")
+    lines += [
+        "", "## Reproducibility", "",
+        f"Written by musiczoo {config['versions'].get('musiczoo')} (torch {config['versions'].get('torch')}, "
+        f"torchaudio {config['versions'].get('torchaudio')}, lightning {config['versions'].get('lightning')}, "
+        f"timm {config['versions'].get('timm')}); source commit `{config.get('git_commit') or 'unknown'}`. "
+        "Everything needed to rebuild the model is in `config.json`.", "",
+    ]
+    return "\n".join(lines)
+
+

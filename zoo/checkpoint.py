@@ -1,0 +1,115 @@
+"""Lightning checkpoints: read them safely, rebuild their model, publish them.
+
+A ``MusicTask`` checkpoint records everything a published folder needs in the task's
+hyperparameters: the architecture and its settings, the chunk length and sample rate,
+the label names and task, and the data module's ``provenance`` (dataset, split, synthetic),
+all linked from the data module by the CLI. It is read with ``torch.load(weights_only=True)``
+(tensors and plain data only), so a tampered file cannot run code.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import pathlib
+from pathlib import Path
+
+import torch
+
+from .audio import DEFAULT_CHUNK_SECONDS, default_label_names
+from .factory import attach_metadata, build_model, load_state
+from .hub import PROVENANCE_KEYS, HubError, push_to_hub, save_pretrained
+
+log = logging.getLogger(__name__)
+
+# Checkpoints written through LightningCLI hold ``pathlib`` paths among the data module's
+# hyperparameters; these classes only hold strings, so allowing them keeps loading safe.
+_SAFE_CHECKPOINT_GLOBALS = [pathlib.PosixPath, pathlib.PurePosixPath, pathlib.WindowsPath, pathlib.PureWindowsPath]
+
+
+def load_checkpoint_dict(path: str | Path) -> dict:
+    """A Lightning checkpoint as plain data, loaded with ``weights_only=True`` (no code runs)."""
+    path = Path(path)
+    if not path.is_file():
+        raise HubError(f"{path}: no such checkpoint")
+    try:
+        with torch.serialization.safe_globals(_SAFE_CHECKPOINT_GLOBALS):
+            return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:
+        reason = next((line.strip() for line in str(e).splitlines() if "Unsupported global" in line), str(e).splitlines()[0] if str(e) else "")
+        raise HubError(
+            f"{path}: refused to load: it is not a checkpoint of tensors and plain data ({type(e).__name__}: {reason}). "
+            f"Only weights-only loading is used, because unpickling arbitrary objects can run code."
+        ) from None
+
+
+def checkpoint_config(ckpt: dict, path: str | Path) -> dict:
+    """The published config (architecture, chunk length, labels, task, provenance) a checkpoint records.
+
+    Checkpoints written before the task recorded ``architecture``, ``chunk_seconds`` and
+    ``provenance`` (they had ``model``, and the data module's ``clip_seconds``, ``split``
+    and ``synthetic``) are read too.
+    """
+    hp = dict(ckpt.get("hyper_parameters") or {})
+    dm = ckpt.get("datamodule_hyper_parameters") or {}
+    if "architecture" not in hp and "model" in hp:  # before the architecture had one name
+        hp["architecture"] = hp["model"]
+    missing = [k for k in ("architecture", "transform", "num_classes", "sample_rate") if k not in hp]
+    if missing or "state_dict" not in ckpt:
+        raise HubError(f"{path}: not a musiczoo MusicTask checkpoint (missing {', '.join(missing) or 'state_dict'})")
+    provenance = hp.get("provenance") or _legacy_provenance(dm)
+    chunk_seconds = hp.get("chunk_seconds") or dm.get("clip_seconds")
+    if provenance is None or chunk_seconds is None:
+        log.warning("%s records no data provenance: assuming %g-second chunks; dataset, split and synthetic data "
+                    "unknown (musiczoo publish takes --chunk-seconds, --dataset, --split, --synthetic)",
+                    path, DEFAULT_CHUNK_SECONDS)
+    return {
+        "architecture": hp["architecture"], "model_params": hp.get("model_params") or {},
+        "num_classes": hp["num_classes"], "transform": hp["transform"],
+        "transform_params": hp.get("transform_params") or {}, "sample_rate": hp["sample_rate"],
+        "chunk_seconds": float(chunk_seconds or DEFAULT_CHUNK_SECONDS),
+        "task": hp.get("task", "multiclass"),
+        "label_names": list(hp.get("label_names") or default_label_names(hp["num_classes"])),
+        **{k: (provenance or {}).get(k) for k in PROVENANCE_KEYS},
+    }
+
+
+def _legacy_provenance(dm: dict) -> dict | None:
+    """Provenance of a checkpoint written before the task recorded it: the data module's class and hyperparameters."""
+    if not dm:
+        return None
+    class_path = str(dm.get("_class_path") or "")
+    return {"dataset": class_path.split(".")[-2] if "." in class_path else None,
+            "split": None if dm.get("split") is None else str(dm["split"]),
+            "synthetic": bool(dm.get("synthetic"))}
+
+
+def load_checkpoint(path: str | Path):
+    """Rebuild the model of a ``MusicTask`` Lightning checkpoint (weights-only loading) in eval mode,
+    with its label names, task, chunk length and provenance attached."""
+    ckpt = load_checkpoint_dict(path)
+    config = checkpoint_config(ckpt, path)
+    model = build_model(config)
+    load_state(model, {k[len("net."):]: v for k, v in ckpt["state_dict"].items() if k.startswith("net.")}, path)
+    return attach_metadata(model, config)
+
+
+def publish(ckpt_path: str | Path, out_dir: str | Path, push_to_hub_id: str | None = None, *,
+            metrics: dict | None = None, **meta) -> Path:
+    """Turn a Lightning checkpoint into a published folder (and optionally upload it).
+
+    Test metrics come from ``metrics`` or, when not given, from a ``metrics.json`` (a flat
+    ``{name: value}`` object) next to the checkpoint; without either the card says no
+    results were recorded. ``meta`` overrides metadata read from the checkpoint
+    (``dataset``, ``split``, ``synthetic``, ``chunk_seconds``).
+    """
+    ckpt_path = Path(ckpt_path)
+    model = load_checkpoint(ckpt_path)
+    if metrics is None and (ckpt_path.parent / "metrics.json").is_file():
+        metrics = json.loads((ckpt_path.parent / "metrics.json").read_text())
+    if metrics is not None:
+        meta["metrics"] = metrics
+    out = save_pretrained(model, out_dir, model_id=push_to_hub_id, **meta)
+    if push_to_hub_id:
+        push_to_hub(out, push_to_hub_id)
+    return out
