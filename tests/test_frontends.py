@@ -53,12 +53,21 @@ def test_matches_librosa(clip, name, params):
     assert relative_error(ours, reference) < 1e-3
 
 
+# Every parameter away from its default, so a key missing from config() changes the rebuilt front-end.
+NON_DEFAULT = {"n_fft": 512, "hop_length": 128, "f_min": 50.0, "f_max": 6000.0, "top_db": None, "pad_mode": "reflect"}
+NON_DEFAULT_EXTRA = {"mel": {"n_mels": 40}, "mfcc": {"n_mels": 48, "n_mfcc": 13}, "stft": {}}
+
+
 @pytest.mark.parametrize("name", ["mel", "mfcc", "stft"])
-def test_nothing_derived_is_saved(name):
-    frontend = create_frontend(name)
+def test_nothing_derived_is_saved_and_config_rebuilds_it(name):
+    params = {**NON_DEFAULT, **NON_DEFAULT_EXTRA[name]}
+    frontend = create_frontend(name, sample_rate=16000, **params)
     assert dict(frontend.state_dict()) == {}
-    rebuilt = create_frontend(name, **{k: v for k, v in frontend.config().items()})
-    assert rebuilt.config() == frontend.config()
+    assert frontend.config() == params  # every argument is recorded, and nothing else
+    rebuilt = create_frontend(name, sample_rate=16000, **frontend.config())
+    x = torch.randn(2, 16000, generator=torch.Generator().manual_seed(0))
+    torch.testing.assert_close(rebuilt(x), frontend(x), rtol=0, atol=0)
+    assert rebuilt(x).shape != create_frontend(name, sample_rate=16000)(x).shape  # the defaults would differ
 
 
 @pytest.mark.parametrize("name", ["mel", "mfcc", "stft"])
