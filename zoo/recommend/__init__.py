@@ -1,0 +1,1 @@
+"""Content-based music recommendation: nearest neighbours over track embeddings."""
