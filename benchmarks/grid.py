@@ -85,6 +85,27 @@ def render(rows: list[dict], label: str) -> str:
     return "\n".join(lines)
 
 
+def recommendation_section(folder: Path) -> str:
+    """The recommendation tables of ``musiczoo recommend-eval --results`` files in ``folder``
+    (``recommend_*.jsonl``), with the command that remakes them."""
+    from zoo.recommend.benchmark import render_table
+
+    rows = [row for path in sorted(folder.glob("recommend_*.jsonl")) for row in read_results(path)]
+    if not rows:
+        return ""
+    return "\n".join([
+        "## Content-based recommendation", "",
+        "Nearest neighbours by cosine similarity of each library's vectors (`musiczoo recommend-eval`); "
+        "a query's neighbours come from other artists only (Sturm's artist index). Remake with "
+        "`bash benchmarks/recommend_synthetic_gtzan.sh`.", "", render_table(rows)])
+
+
+def write_leaderboard(path: Path, rows: list[dict], label: str, results_dir: Path) -> None:
+    text = render(rows, label)
+    section = recommendation_section(results_dir)
+    path.write_text(text + ("\n" + section if section else ""))
+
+
 def main(argv: list[str] | None = None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--config", help="dataset/trainer config (required unless --render-only)")
@@ -97,7 +118,7 @@ def main(argv: list[str] | None = None):
     parser.add_argument("--render-only", action="store_true", help="rewrite the leaderboard from the results file")
     args, overrides = parser.parse_known_args(argv)
     if args.render_only:
-        args.leaderboard.write_text(render(read_results(args.results), args.label))
+        write_leaderboard(args.leaderboard, read_results(args.results), args.label, args.results.parent)
         return
     if not args.config:
         parser.error("--config is required")
@@ -118,8 +139,8 @@ def main(argv: list[str] | None = None):
             with open(args.results, "a") as f:
                 f.write(json.dumps(row) + "\n")
             rows.append(row)
-            args.leaderboard.write_text(render(rows, args.label))
-    args.leaderboard.write_text(render(rows, args.label))
+            write_leaderboard(args.leaderboard, rows, args.label, args.results.parent)
+    write_leaderboard(args.leaderboard, rows, args.label, args.results.parent)
     print(f"{len(rows)} results -> {args.leaderboard}")
 
 

@@ -31,6 +31,22 @@ def split_list(split: str, part: str) -> list[str]:
         return read_split_list(path)
 
 
+def artists() -> dict[str, str]:
+    """Sturm's artist index (``splits/gtzan_artists.txt``): ``"blues.00000.wav"`` -> ``"John Lee Hooker"``.
+
+    Entries with an unknown artist map to ``""``.
+    """
+    with resources.as_file(resources.files("datamodules") / "splits" / "gtzan_artists.txt") as path:
+        lines = path.read_text(encoding="latin-1").splitlines()
+    index = {}
+    for line in lines:
+        if line.startswith("##") or ":::" not in line:
+            continue
+        name, artist, *_ = (part.strip() for part in line.split(":::"))
+        index[name] = artist
+    return index
+
+
 def find_gtzan(root: str | Path) -> tuple[Path, str]:
     """The folder holding the 10 genre folders, and the clips' extension (``.wav`` or ``.au``).
 

@@ -55,7 +55,9 @@ class Prediction:
     """One file's result: ``labels`` maps label -> probability, highest first (top-k).
 
     ``segments`` (with ``segments=True``) lists each chunk as ``(start_s, end_s, labels)``;
-    ``error`` is set, and ``labels`` empty, when the file could not be read.
+    ``embedding`` (with ``embeddings=True``) is the mean of the chunks' pooled embeddings, the
+    recommender's track vector; ``error`` is set, and ``labels`` empty, when the file could
+    not be read.
     """
 
     path: str
@@ -63,9 +65,12 @@ class Prediction:
     duration_s: float | None = None
     segments: list[tuple[float, float, dict[str, float]]] | None = None
     error: str | None = None
+    embedding: list[float] | None = None
 
     def to_dict(self) -> dict:
         d = asdict(self)
+        if self.embedding is None:
+            del d["embedding"]
         if self.segments is not None:
             d["segments"] = [{"start_s": s, "end_s": e, "labels": lab} for s, e, lab in self.segments]
         return d
@@ -79,6 +84,7 @@ class _Job:
     num_samples: int = 0
     starts: list[int] = field(default_factory=list)
     probs: list[torch.Tensor] = field(default_factory=list)
+    embeddings: list[torch.Tensor] = field(default_factory=list)
     error: str | None = None
 
     @property
@@ -106,6 +112,8 @@ def predict_files(
     batch_size: int = 16,
     device: str | torch.device | None = None,
     progress: bool = True,
+    embeddings: bool = False,
+    max_chunks: int | None = None,
 ) -> Iterator[Prediction]:
     """Yield one :class:`Prediction` per audio file, in order (folders expanded recursively).
 
@@ -113,7 +121,9 @@ def predict_files(
     say what the outputs mean (defaults: class indices, multiclass, 3 s). ``batch_size``
     counts chunks, from one or several files. ``device`` defaults to CUDA when available;
     the model is moved there and used in eval mode (its previous mode is restored).
-    ``top_k`` of None or 0 keeps every label.
+    ``top_k`` of None or 0 keeps every label. ``embeddings`` adds each file's mean chunk
+    embedding; ``max_chunks`` caps the chunks per file (spread evenly over it, see
+    :func:`zoo.audio.chunk_starts`).
     """
     if batch_size < 1:
         raise ValueError(f"batch_size must be at least 1, got {batch_size}")
@@ -133,7 +143,14 @@ def predict_files(
         jobs, chunks = zip(*queue[:n])
         del queue[:n]
         with torch.inference_mode():
-            probs = probabilities(model(torch.stack(chunks).to(device)).float(), task).cpu()
+            batch = torch.stack(chunks).to(device)
+            if embeddings:
+                emb, logits = model.embed_and_logits(batch)
+                for job, e in zip(jobs, emb.float().cpu()):
+                    job.embeddings.append(e)
+            else:
+                logits = model(batch)
+            probs = probabilities(logits.float(), task).cpu()
         for job, p in zip(jobs, probs):
             job.probs.append(p)
 
@@ -152,7 +169,7 @@ def predict_files(
                 failed += 1
                 pending.append(_Job(path, error=str(e)))
             else:
-                job = _Job(path, len(wave), chunk_starts(len(wave), size).tolist())
+                job = _Job(path, len(wave), chunk_starts(len(wave), size, max_chunks).tolist())
                 pending.append(job)
                 queue += [(job, _window(wave, s, size)) for s in job.starts]
             while len(queue) >= batch_size:
@@ -178,12 +195,15 @@ def _result(job: _Job, labels, top_k, segments, sample_rate, size) -> Prediction
     if job.error:
         return Prediction(str(job.path), error=job.error)
     probs = torch.stack(job.probs)
-    file_probs = clip_mean(probs, torch.zeros(len(probs), dtype=torch.long), 1)[0]
+    one_clip = torch.zeros(len(probs), dtype=torch.long)
+    file_probs = clip_mean(probs, one_clip, 1)[0]
+    embedding = clip_mean(torch.stack(job.embeddings), one_clip, 1)[0].tolist() if job.embeddings else None
     timeline = None
     if segments:
         timeline = [(s / sample_rate, min(s + size, job.num_samples) / sample_rate, _top(p, labels, top_k))
                     for s, p in zip(job.starts, probs)]
-    return Prediction(str(job.path), _top(file_probs, labels, top_k), job.num_samples / sample_rate, timeline)
+    return Prediction(str(job.path), _top(file_probs, labels, top_k), job.num_samples / sample_rate, timeline,
+                      embedding=embedding)
 
 
 # ---- output formats ----------------------------------------------------------------

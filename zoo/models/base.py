@@ -52,6 +52,11 @@ class WaveformModel(nn.Module):
     def forward(self, waveform: torch.Tensor) -> torch.Tensor:
         return self.head(self.dropout(self.embed(waveform)))
 
+    def embed_and_logits(self, waveform: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The embedding and the logits from one pass (what the recommender stores per chunk)."""
+        embedding = self.embed(waveform)
+        return embedding, self.head(self.dropout(embedding))
+
     # What the outputs mean; zoo.factory.attach_metadata sets both when it loads a published model or checkpoint.
     label_names: list[str] | None = None
     task: str = "multiclass"

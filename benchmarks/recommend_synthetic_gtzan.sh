@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# The recommendation table of the README and leaderboard.md, on SYNTHETIC GTZAN (fault-filtered
+# test split), from scratch: train the genre model (resnet_gru, the quickstart recipe) on each
+# transform and the tagging model (resnet_vit, synthetic MTAT), publish them, index the same
+# synthetic GTZAN folder with each genre model alone and with genre + tagging model, and score
+# every library and feature choice against the random and MFCC baselines.
+#   bash benchmarks/recommend_synthetic_gtzan.sh [OUT]      (about 25 minutes on 2 CPU cores)
+set -euo pipefail
+OUT=${1:-runs/recommend}
+RESULTS=benchmarks/results/recommend_synthetic_gtzan.jsonl
+mkdir -p "$OUT"
+[ -d "$OUT/synthetic_gtzan/genres_original" ] || musiczoo synth gtzan "$OUT/synthetic_gtzan" --seconds 4
+[ -d "$OUT/synthetic_mtat" ] || musiczoo synth mtat "$OUT/synthetic_mtat" --n-clips 500 --seconds 10 --seed 0
+
+train() {  # name config [overrides...]: fit, test with the best checkpoint, publish
+  local name=$1 config=$2; shift 2
+  [ -f "$OUT/models/$name/model.safetensors" ] && return
+  musiczoo fit --config "$config" --trainer.default_root_dir="$OUT/train/$name" "$@"
+  local best; best=$(ls "$OUT/train/$name"/lightning_logs/version_0/checkpoints/best-*.ckpt)
+  musiczoo test --config "$config" --trainer.default_root_dir="$OUT/train/$name" --ckpt_path="$best" "$@"
+  musiczoo publish "$best" "$OUT/models/$name"
+}
+for transform in mel mfcc stft; do
+  train "gtzan_$transform" benchmarks/configs/quickstart.yaml --model.transform="$transform" \
+    --data.init_args.root="$OUT/synthetic_gtzan" --data.init_args.cache_dir="$OUT/cache"
+done
+train mtat_tagging benchmarks/configs/mtat_synthetic_tiny.yaml --trainer.max_epochs=15 \
+  --data.init_args.root="$OUT/synthetic_mtat" --data.init_args.cache_dir="$OUT/cache"
+
+MUSIC="$OUT/synthetic_gtzan/genres_original"
+for transform in mel mfcc stft; do
+  musiczoo index "$OUT/models/gtzan_$transform" "$MUSIC" --out "$OUT/library_$transform"
+done
+musiczoo index "$OUT/models/gtzan_mel" "$OUT/models/mtat_tagging" "$MUSIC" --out "$OUT/library_mel_tagging"
+rm -f "$RESULTS"
+musiczoo recommend-eval "$OUT"/library_mel "$OUT"/library_mfcc "$OUT"/library_stft "$OUT"/library_mel_tagging \
+  --dataset gtzan --results "$RESULTS"
+python -m benchmarks.grid --render-only --results benchmarks/results/synthetic_gtzan.jsonl

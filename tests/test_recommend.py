@@ -1,0 +1,336 @@
+"""The recommender end to end: index a music folder through the CLI, query it, grow it, break it.
+
+A tiny CRNN with random weights is published and used as the "genre model": its vectors are
+arbitrary, but a file and its re-encoded copy still get the same ones, and everything the
+library promises (incremental runs, exclusions, diversification, duplicates, refusals,
+interrupted runs) is checked on real files, a real FAISS index and the real command.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import shutil
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+import torchaudio
+
+from datamodules.synthetic import make_synthetic_gtzan
+from zoo.cli import main
+from zoo.factory import create_model, from_pretrained
+from zoo.hub import save_pretrained
+from zoo.recommend.index import normalize
+from zoo.recommend.library import Library, LibraryError, mmr
+
+SR = 8000
+GENRES = ["blues", "classical", "country", "disco", "hiphop", "jazz", "metal", "pop", "reggae", "rock"]
+REPO = Path(__file__).resolve().parents[1]
+
+
+def tiny_model(tmp: Path, seed: int, sample_rate: int = SR) -> Path:
+    torch.manual_seed(seed)
+    model = create_model("crnn", num_classes=10, sample_rate=sample_rate, channels=[8, 16, 16, 16],
+                         transform_params={"n_fft": 256, "hop_length": 128, "n_mels": 32})
+    return save_pretrained(model.eval(), tmp / f"model-{seed}-{sample_rate}", label_names=GENRES, chunk_seconds=1.0)
+
+
+@pytest.fixture(scope="module")
+def models(tmp_path_factory) -> tuple[Path, Path]:
+    tmp = tmp_path_factory.mktemp("models")
+    return tiny_model(tmp, 0), tiny_model(tmp, 1)
+
+
+@pytest.fixture(scope="module")
+def music(tmp_path_factory) -> Path:
+    """30 synthetic GTZAN clips of 2 s, a corrupt file, and an OGG copy of one clip at a lower rate."""
+    root = make_synthetic_gtzan(tmp_path_factory.mktemp("music"), seconds=2.0, sample_rate=16000, clips_per_genre=3)
+    (root / "rock" / "broken.wav").write_bytes(b"RIFF not really a wav file")
+    y, sr = sf.read(root / "jazz" / "jazz.00001.wav", dtype="float32")
+    (root / "copies").mkdir()
+    half_rate = torchaudio.functional.resample(torch.from_numpy(y), sr, sr // 2).numpy()
+    sf.write(root / "copies" / "jazz-copy.ogg", half_rate, sr // 2)  # lossy, at half the rate
+    return root
+
+
+@pytest.fixture(scope="module")
+def library(models, music, tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("lib") / "library"
+    main(["index", str(models[0]), str(models[1]), str(music), "--out", str(out), "--max-chunks", "4"])
+    return out
+
+
+def index_cli(*args) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "zoo.cli", "index", *map(str, args)], capture_output=True,
+                          text=True, timeout=300, cwd=REPO)
+
+
+def recommend_cli(*args) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "zoo.cli", "recommend", *map(str, args)], capture_output=True,
+                          text=True, timeout=300, cwd=REPO)
+
+
+# ---- indexing ----------------------------------------------------------------------------------
+def test_index_writes_a_documented_library(library, music, caplog):
+    manifest = json.loads((library / "library.json").read_text())
+    assert manifest["complete"] and manifest["format"] == "musiczoo-library" and manifest["tracks"] == 31
+    assert manifest["music_dir"] == str(music.resolve())
+    assert [m["architecture"] for m in manifest["models"]] == ["crnn", "crnn"]
+    assert manifest["models"][0]["fingerprint"] != manifest["models"][1]["fingerprint"]
+    assert [s["id"] for s in manifest["skipped"]] == ["rock/broken.wav"]  # reported, not fatal
+    data = library / manifest["data"]
+    tracks = json.loads((data / "tracks.json").read_text())
+    assert [t["id"] for t in tracks] == sorted(t["id"] for t in tracks) and len(tracks) == 31
+    first = tracks[0]
+    assert set(first) == {"id", "size", "mtime_ns", "sha256", "duration_s", "labels"} and len(first["sha256"]) == 64
+    assert first["duration_s"] == pytest.approx(2.0) and len(first["labels"]) == 2
+    from safetensors.numpy import load_file
+
+    arrays = load_file(str(data / "vectors.safetensors"))
+    assert arrays["model0.probabilities"].shape == (31, 10) and arrays["model0.embedding"].shape[0] == 31
+    assert np.allclose(arrays["model1.probabilities"].sum(axis=1), 1, atol=1e-5)
+    assert sorted(p.name for p in (data / "index").glob("*.faiss")) == [
+        "combined.faiss", "embedding.faiss", "fingerprint.faiss", "probabilities.faiss"]
+    assert (library / "models" / "0" / "model.safetensors").is_file() and not (library / "pending").exists()
+
+
+def test_track_vectors_are_the_models_clip_level_outputs(library, music, models):
+    """A track's probabilities are exactly what ``predict`` says for it with the same chunks."""
+    from zoo.predict import predict_files
+
+    lib = Library.open(library)
+    row = lib.row["blues/blues.00000.wav"]
+    (pred,) = predict_files(from_pretrained(models[0]), [music / "blues" / "blues.00000.wav"], top_k=0,
+                            max_chunks=4, progress=False)
+    np.testing.assert_allclose(lib.arrays["model0.probabilities"][row], [pred.labels[g] for g in GENRES], atol=1e-6)
+
+
+def test_incremental_runs_embed_only_what_changed(models, music, tmp_path):
+    folder = tmp_path / "music"
+    shutil.copytree(music, folder)
+    out = tmp_path / "lib"
+    first = index_cli(models[0], folder, "--out", out, "--max-chunks", "2")
+    assert first.returncode == 0, first.stderr
+    assert "31 tracks (31 embedded, 0 unchanged, 0 dropped, 1 unreadable skipped)" in first.stdout
+    (folder / "blues" / "blues.00000.wav").unlink()
+    shutil.copy(folder / "pop" / "pop.00002.wav", folder / "pop" / "new.wav")
+    (folder / "jazz" / "jazz.00000.wav").touch()  # a new time but the same content: not embedded again
+    again = index_cli(models[0], folder, "--out", out, "--max-chunks", "2")
+    assert again.returncode == 0, again.stderr
+    assert "31 tracks (1 embedded, 30 unchanged, 1 dropped, 1 unreadable skipped)" in again.stdout
+    changed = folder / "rock" / "rock.00000.wav"
+    y, sr = sf.read(changed, dtype="float32")
+    sf.write(changed, y[::-1].copy(), sr)  # same size, new content: embedded again
+    third = index_cli(models[0], folder, "--out", out, "--max-chunks", "2")
+    assert "31 tracks (1 embedded, 30 unchanged, 0 dropped" in third.stdout
+    lib = Library.open(out)
+    assert "pop/new.wav" in lib.row and "blues/blues.00000.wav" not in lib.row
+    # The new copy's vectors equal its source's: same audio, same model.
+    np.testing.assert_allclose(lib.arrays["model0.embedding"][lib.row["pop/new.wav"]],
+                               lib.arrays["model0.embedding"][lib.row["pop/pop.00002.wav"]], atol=1e-5)
+    # A library made with other models or settings is refused, naming the difference.
+    other = index_cli(models[1], folder, "--out", out, "--max-chunks", "2")
+    assert other.returncode != 0 and "built with other models or settings" in other.stderr
+    assert "fingerprint" in other.stderr and len(other.stderr.strip().splitlines()) == 1
+    settings = index_cli(models[0], folder, "--out", out, "--max-chunks", "3")
+    assert "max_chunks 3 (library: 2)" in settings.stderr
+
+
+def test_add_embeds_given_files(models, music, tmp_path):
+    folder = tmp_path / "music"
+    shutil.copytree(music, folder, ignore=shutil.ignore_patterns("broken.wav", "copies"))
+    lib = Library.build([from_pretrained(models[0])], folder, tmp_path / "lib", max_chunks=2, progress=False,
+                        files=sorted(folder.rglob("blues.*.wav")))
+    assert len(lib.tracks) == 3
+    grown = Library.open(tmp_path / "lib").add(sorted(folder.rglob("jazz.*.wav")), progress=False)
+    assert len(grown.tracks) == 6 and len(Library.open(tmp_path / "lib").tracks) == 6
+    with pytest.raises(LibraryError, match="not inside the library's music folder"):
+        grown.add([REPO / "tests" / "data" / "audio" / "Kevin_MacLeod_-_Vibe_Ace.ogg"])
+
+
+def test_a_model_with_another_sample_rate_is_refused(music, tmp_path, library):
+    other = tiny_model(tmp_path, 0, sample_rate=16000)
+    proc = index_cli(other, music, "--out", library)
+    assert proc.returncode != 0 and "sample_rate 16000 (library: 8000)" in proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
+# ---- queries ----------------------------------------------------------------------------------
+def test_re_encoded_copy_ranks_first_and_is_a_duplicate(library):
+    proc = recommend_cli(library, "--track", "jazz/jazz.00001.wav", "-k", "3", "--format", "json")
+    assert proc.returncode == 0, proc.stderr
+    result = json.loads(proc.stdout)
+    ids = [m["id"] for m in result["matches"]]
+    assert ids[0] == "copies/jazz-copy.ogg" and "jazz/jazz.00001.wav" not in ids  # never the query itself
+    pairs = json.loads(recommend_cli(library, "--duplicates", "--format", "json").stdout)
+    assert pairs == [{"a": "copies/jazz-copy.ogg", "b": "jazz/jazz.00001.wav", "similarity": pytest.approx(1, abs=0.01)}]
+
+
+def test_similarity_and_what_matches_share(library):
+    lib = Library.open(library)
+    matches = lib.similar("rock/rock.00000.wav", k=5, feature="probabilities")
+    assert [m.rank for m in matches] == [1, 2, 3, 4, 5]
+    assert all(a.similarity >= b.similarity for a, b in zip(matches, matches[1:]))
+    query = lib.vectors("probabilities")[lib.row["rock/rock.00000.wav"]]
+    for m in matches:
+        assert m.similarity == pytest.approx(float(query @ lib.vectors("probabilities")[lib.row[m.id]]), abs=1e-5)
+        assert set(m.shared) == lib._salient_of_row(lib.row["rock/rock.00000.wav"]) & lib._salient_of_row(lib.row[m.id])
+    by_path = lib.similar(str(lib.music_dir / "rock" / "rock.00000.wav"), k=5, feature="probabilities")
+    assert [m.id for m in by_path] == [m.id for m in matches]
+
+
+def test_liked_set_is_the_normalised_mean_and_is_excluded(library):
+    lib = Library.open(library)
+    liked = ["metal/metal.00000.wav", "metal/metal.00001.wav", "disco/disco.00002.wav"]
+    matches = lib.like(liked, k=len(lib.tracks) - 3)
+    assert not set(liked) & {m.id for m in matches} and len(matches) == len(lib.tracks) - 3
+    profile = normalize(lib.vectors("combined")[[lib.row[t] for t in liked]].mean(axis=0, keepdims=True))[0]
+    expected = sorted((r for r in range(len(lib.tracks)) if lib.tracks[r].id not in liked),
+                      key=lambda r: -float(profile @ lib.vectors("combined")[r]))
+    assert [m.id for m in matches[:5]] == [lib.tracks[r].id for r in expected[:5]]
+
+
+def test_diversification_changes_the_list(library):
+    lib = Library.open(library)
+    plain = [m.id for m in lib.similar("pop/pop.00000.wav", k=6, feature="embedding")]
+    assert [m.id for m in lib.similar("pop/pop.00000.wav", k=6, feature="embedding", diversify=1.0)] == plain
+    varied = [m.id for m in lib.similar("pop/pop.00000.wav", k=6, feature="embedding", diversify=0.3)]
+    assert varied != plain and varied[0] == plain[0]
+
+
+def test_mmr_on_a_hand_made_example():
+    """Query (1, 0); c0 and c1 are near-twins close to it, c2 points elsewhere.
+
+    sim(q, .) = 0.9950, 0.9929, 0.8944; sim(c0, c1) = 0.9998, sim(c0, c2) = 0.8454. After c0,
+    lambda 0.5 scores c1 at 0.5 * 0.9929 - 0.5 * 0.9998 = -0.0035 and c2 at
+    0.5 * 0.8944 - 0.5 * 0.8454 = +0.0245, so it takes c2; lambda 1 keeps the plain order.
+    """
+    query = np.array([1.0, 0.0], np.float32)
+    candidates = normalize(np.array([[1.0, 0.1], [1.0, 0.12], [1.0, -0.5]]))
+    sims = candidates @ query
+    assert mmr(query, candidates, sims, 2, 1.0) == [0, 1]
+    assert mmr(query, candidates, sims, 2, 0.5) == [0, 2]
+    with pytest.raises(LibraryError, match="between 0 and 1"):
+        mmr(query, candidates, sims, 2, 1.5)
+
+
+def test_audio_from_outside_the_library(library, music, tmp_path):
+    src = music / "hiphop" / "hiphop.00002.wav"
+    y, sr = sf.read(src, dtype="float32")
+    outside = tmp_path / "outside.flac"
+    sf.write(outside, y, sr)
+    proc = recommend_cli(library, "--audio", outside, "-k", "2", "--format", "csv")
+    assert proc.returncode == 0, proc.stderr
+    rows = list(csv.DictReader(io.StringIO(proc.stdout)))
+    assert len(rows) == 2 and rows[0]["id"] == "hiphop/hiphop.00002.wav" and rows[0]["rank"] == "1"
+    assert rows[0]["query"].startswith(f"{outside} (")  # the file and its top labels
+    assert len(Library.open(library).tracks) == 31  # nothing was added
+
+
+# ---- bad input: one line each --------------------------------------------------------------------
+@pytest.mark.parametrize("args,message", [
+    (["--track", "nope.wav"], "no track 'nope.wav'"),
+    (["--audio", "tests/conftest.py"], "cannot read audio"),
+    (["--track", "jazz/jazz.00001.wav", "--diversify", "2"], "between 0 and 1"),
+])
+def test_bad_queries_get_one_line(library, args, message):
+    proc = recommend_cli(library, *args)
+    assert proc.returncode != 0 and message in proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1 and "Traceback" not in proc.stderr
+
+
+def test_bad_libraries_get_one_line(models, music, tmp_path):
+    proc = recommend_cli(tmp_path, "--track", "x")
+    assert "not a musiczoo library" in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
+    empty = tmp_path / "empty_music"
+    empty.mkdir()
+    (empty / "notes.txt").write_text("no audio here")
+    proc = index_cli(models[0], empty, "--out", tmp_path / "empty_lib")
+    assert proc.returncode != 0 and "no audio files found" in proc.stderr and "Traceback" not in proc.stderr
+    moved = tmp_path / "moved"
+    shutil.copytree(music, moved / "music")
+    assert index_cli(models[0], moved / "music", "--out", tmp_path / "lib", "--max-chunks", "1").returncode == 0
+    (moved / "music").rename(moved / "elsewhere")
+    proc = recommend_cli(tmp_path / "lib", "--track", "jazz/jazz.00001.wav")
+    assert "is gone (moved or deleted)" in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
+    # Pointing the library at the folder's new place embeds nothing again.
+    proc = index_cli(models[0], moved / "elsewhere", "--out", tmp_path / "lib", "--max-chunks", "1")
+    assert "(0 embedded, 31 unchanged, 0 dropped" in proc.stdout
+
+
+def test_an_interrupted_index_loses_nothing_and_is_never_taken_as_complete(models, music, tmp_path):
+    """The indexing process is SIGKILLed right after its first shard is written."""
+    out = tmp_path / "lib"
+    script = textwrap.dedent(f"""
+        import os, signal
+        import zoo.recommend.library as library
+        from zoo.cli import main
+        library.SHARD_TRACKS = 8
+        write = library._write_shard
+        def write_then_die(*args):
+            write(*args)
+            os.kill(os.getpid(), signal.SIGKILL)
+        library._write_shard = write_then_die
+        main(["index", {str(models[0])!r}, {str(music)!r}, "--out", {str(out)!r}, "--max-chunks", "2"])
+    """)
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300, cwd=REPO)
+    assert proc.returncode == -9
+    assert len(list((out / "pending").glob("shard-*.json"))) == 1
+    with pytest.raises(LibraryError, match="did not finish"):
+        Library.open(out)
+    done = index_cli(models[0], music, "--out", out, "--max-chunks", "2")
+    assert done.returncode == 0, done.stderr
+    # 8 tracks came from the killed run's shard; only the other 23 were embedded now.
+    assert "31 tracks (23 embedded, 8 unchanged" in done.stdout
+    assert len(Library.open(out).tracks) == 31 and not (out / "pending").exists()
+
+
+# ---- recommend-eval ------------------------------------------------------------------------------
+def test_recommend_eval_on_gtzan_layout(models, gtzan_rerelease, tmp_path, capsys):
+    """The fault-filtered test split of a GTZAN tree: every feature choice and both baselines,
+    scored with the artist filter, and written as JSON lines."""
+    from zoo.recommend import evaluate
+    from zoo.recommend.benchmark import gtzan_ground_truth
+
+    data = gtzan_rerelease / "genres_original"
+    test_files = [data / line for line in
+                  (REPO / "datamodules" / "splits" / "gtzan_test_filtered.txt").read_text().split()]
+    Library.build([from_pretrained(models[0])], data, tmp_path / "lib", max_chunks=1, files=test_files, progress=False)
+    results = tmp_path / "results.jsonl"
+    main(["recommend-eval", str(tmp_path / "lib"), "--dataset", "gtzan", "-k", "5", "--results", str(results)])
+    rows = [json.loads(line) for line in results.read_text().splitlines()]
+    assert [(r["models"], r["feature"]) for r in rows] == [
+        ("crnn/mel", "embedding"), ("crnn/mel", "probabilities"), ("crnn/mel", "combined"),
+        ("baseline: random", "-"), ("baseline: MFCC mean+std", "-")]
+    assert all(r["data"] == "SYNTHETIC GTZAN fault-filtered test split (290 tracks)" and r["synthetic"] for r in rows)
+    # The figures are the metrics of the library's own vectors, artist-filtered.
+    lib = Library.open(tmp_path / "lib")
+    rows_, genres, artists, _ = gtzan_ground_truth(lib)
+    ids = evaluate.neighbours(lib.vectors("embedding")[rows_], 5, exclude_same=artists)
+    expected = evaluate.genre_metrics(ids, genres, 5, exclude_same=artists)
+    assert rows[0]["metrics"]["precision@5"] == pytest.approx(expected["precision@k"], abs=1e-4)
+    assert rows[0]["metrics"]["map@5"] == pytest.approx(expected["map@k"], abs=1e-4)
+    assert len(set(artists)) > 30  # Sturm's index gives the split's real artists
+    table = capsys.readouterr().out
+    assert "### Recommendation on SYNTHETIC GTZAN fault-filtered test split (290 tracks)" in table
+    assert "| baseline: MFCC mean+std | - |" in table
+
+
+def test_recommend_eval_on_mtat_layout(models, tmp_path, capsys):
+    from datamodules.synthetic_mtat import make_synthetic_mtat
+
+    root = make_synthetic_mtat(tmp_path / "mtat", n_clips=80, seconds=1.0, sample_rate=SR, n_broken=0)
+    mp3s = sorted(root.rglob("*.mp3"))
+    Library.build([from_pretrained(models[0])], root, tmp_path / "lib", max_chunks=1, files=mp3s, progress=False)
+    main(["recommend-eval", str(tmp_path / "lib"), "--dataset", "mtat", "-k", "3"])
+    table = capsys.readouterr().out
+    assert "MTAT top-50 test split" in table and "| jaccard@3 | ndcg@3 |" in table
+    with pytest.raises(SystemExit, match="no track of the GTZAN fault-filtered test split"):
+        main(["recommend-eval", str(tmp_path / "lib"), "--dataset", "gtzan"])

@@ -1,0 +1,148 @@
+"""``musiczoo recommend-eval``: how good a library's recommendations are, against baselines.
+
+The ground truth comes from the dataset layout the library was indexed from:
+
+* GTZAN (``<genre>/<genre>.000NN.<ext>`` anywhere below the music folder): a neighbour is
+  relevant when it has the query's genre; precision@k and mAP@k. Only the tracks of one
+  fault-filtered split are evaluated (``test`` by default: the genre models never trained
+  on them), and a query's neighbours come from other artists' tracks only (Sturm's artist
+  index), otherwise the figure measures artist identity (Flexer & Schnitzer 2010).
+* MagnaTagATune (``annotations_final.csv`` in the music folder): graded relevance by the
+  top-50 tags; mean tag Jaccard@k and nDCG@k over the top-50 split's test clips.
+
+Each library is scored with each feature choice (embedding, probabilities, combined), and
+two baselines are scored on the same tracks: random neighbours, and per-track MFCC mean and
+standard deviation vectors (z-scored over the collection), the hand-crafted representation
+of early music similarity work.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from datamodules.base import is_synthetic
+from datamodules.gtzan import GENRES, artists, split_list
+from datamodules.mtat_format import ANNOTATIONS_FILE, load_top50_split, read_annotations, top50_label_matrix
+
+from ..audio import AudioDecodeError, decode_audio
+from ..frontends import create_frontend
+from . import evaluate
+from .library import FEATURES, Library, LibraryError
+
+_GTZAN_NAME = re.compile(r"(?:^|/)([a-z]+)/(\1\.\d{5})\.[a-z0-9]+$")
+GTZAN_SPLITS = {"train": "train", "val": "valid", "test": "test"}
+#: The hand-crafted baseline's MFCCs: librosa-style, 20 coefficients at 22,050 Hz.
+MFCC_RATE, MFCC_COEFFICIENTS = 22050, 20
+
+
+def gtzan_ground_truth(library: Library, split: str = "test") -> tuple[list[int], np.ndarray, np.ndarray, str]:
+    """(library rows, genre index per row, artist per row, data label) for one fault-filtered split."""
+    if split not in GTZAN_SPLITS:
+        raise LibraryError(f"unknown GTZAN split {split!r}; valid: {', '.join(GTZAN_SPLITS)}")
+    wanted = {Path(entry).stem for entry in split_list("fault_filtered", GTZAN_SPLITS[split])}
+    artist_of = artists()
+    rows, genres, names = [], [], []
+    for row, track in enumerate(library.tracks):
+        match = _GTZAN_NAME.search(track.id)
+        if match and match.group(1) in GENRES and match.group(2) in wanted:
+            rows.append(row)
+            genres.append(GENRES.index(match.group(1)))
+            # Tracks without a known artist are each their own artist.
+            names.append(artist_of.get(f"{match.group(2)}.wav") or f"unknown:{match.group(2)}")
+    if not rows:
+        raise LibraryError(f"{library.root}: no track of the GTZAN fault-filtered {split} split "
+                           f"(<genre>/<genre>.000NN.wav) in the library of {library.music_dir}")
+    return rows, np.array(genres), np.array(names, dtype=object), f"GTZAN fault-filtered {split} split ({len(rows)} tracks)"
+
+
+def mtat_ground_truth(library: Library, split: str = "test") -> tuple[list[int], np.ndarray, None, str]:
+    """(library rows, top-50 tag matrix per row, no artists, data label) for the top-50 split."""
+    annotations = library.music_dir / ANNOTATIONS_FILE
+    if not annotations.is_file():
+        raise LibraryError(f"no {ANNOTATIONS_FILE} in {library.music_dir}: the MTAT ground truth needs the release's annotations")
+    _, tag_names, labels, paths = read_annotations(annotations)
+    tags = dict(zip(paths, top50_label_matrix(tag_names, labels)))
+    wanted = {path for _, path in load_top50_split({"val": "valid"}.get(split, split))}
+    rows = [row for row, t in enumerate(library.tracks) if t.id in wanted and t.id in tags]
+    if not rows:
+        raise LibraryError(f"{library.root}: no track of the MTAT top-50 {split} split in the library")
+    return rows, np.stack([tags[library.tracks[r].id] for r in rows]), None, f"MTAT top-50 {split} split ({len(rows)} clips)"
+
+
+def mfcc_baseline(paths: list[Path], progress: bool = True) -> np.ndarray:
+    """Per-track MFCC mean and standard deviation over time, z-scored over the collection."""
+    frontend = create_frontend("mfcc", sample_rate=MFCC_RATE, n_mfcc=MFCC_COEFFICIENTS)
+    rows = []
+    for path in tqdm(paths, desc="MFCC baseline", unit="file", disable=not progress):
+        try:
+            audio = torch.from_numpy(decode_audio(str(path), MFCC_RATE))
+        except AudioDecodeError as e:
+            raise LibraryError(f"{path}: {e}") from None
+        with torch.no_grad():
+            mfcc = frontend(audio[None])[0, 0].numpy()
+        rows.append(evaluate.mfcc_stats(mfcc))
+    return evaluate.standardize(np.stack(rows))
+
+
+def _score(ids: np.ndarray, truth: np.ndarray, dataset: str, k: int, groups) -> dict:
+    if dataset == "gtzan":
+        return evaluate.genre_metrics(ids, truth, k, exclude_same=groups)
+    return evaluate.tag_metrics(ids, truth, k, exclude_same=groups)
+
+
+def evaluate_libraries(paths: list[str | Path], dataset: str, *, split: str = "test", k: int = 10, seed: int = 0,
+                       baselines: bool = True, progress: bool = True) -> list[dict]:
+    """One result row per (library, feature choice), then one per baseline, on the same tracks."""
+    if dataset not in ("gtzan", "mtat"):
+        raise LibraryError(f"unknown dataset {dataset!r}; valid: gtzan, mtat")
+    truth_of = gtzan_ground_truth if dataset == "gtzan" else mtat_ground_truth
+    results, reference = [], None
+    for path in paths:
+        library = Library.open(path)
+        rows, truth, groups, data = truth_of(library, split)
+        if reference is None:
+            reference = (library, rows, truth, groups, data)
+        elif [library.tracks[r].id for r in rows] != [reference[0].tracks[r].id for r in reference[1]]:
+            raise LibraryError(f"{path} and {paths[0]} hold different tracks; compare libraries of one music folder")
+        models = " + ".join(f"{m['architecture']}/{m['transform']}" for m in library.model_entries)
+        for feature in FEATURES:
+            ids = evaluate.neighbours(library.vectors(feature)[rows], k, exclude_same=groups)
+            results.append(_row(library, data, models, feature, k, _score(ids, truth, dataset, k, groups)))
+    library, rows, truth, groups, data = reference
+    if baselines:
+        ids = evaluate.random_neighbours(len(rows), k, seed, exclude_same=groups)
+        results.append(_row(library, data, "baseline: random", "-", k, _score(ids, truth, dataset, k, groups)))
+        mfcc = mfcc_baseline([library.path_of(library.tracks[r]) for r in rows], progress)
+        ids = evaluate.neighbours(mfcc, k, exclude_same=groups)
+        results.append(_row(library, data, "baseline: MFCC mean+std", "-", k, _score(ids, truth, dataset, k, groups)))
+    return results
+
+
+def _row(library: Library, data: str, models: str, feature: str, k: int, metrics: dict) -> dict:
+    synthetic = is_synthetic(library.music_dir)
+    return {"data": ("SYNTHETIC " if synthetic else "") + data, "synthetic": synthetic, "models": models,
+            "feature": feature, "k": k, "library": str(library.root),
+            "metrics": {name.replace("@k", f"@{k}"): (None if value != value else round(float(value), 4))
+                        for name, value in metrics.items()}}
+
+
+def render_table(results: list[dict]) -> str:
+    """Markdown: one table per data set, rows as evaluated (libraries, then baselines)."""
+    lines = []
+    for data in dict.fromkeys(r["data"] for r in results):
+        group = [r for r in results if r["data"] == data]
+        names = [m for m in group[0]["metrics"] if not m.endswith("_queries")]
+        lines += [f"### Recommendation on {data}", ""]
+        if group[0]["synthetic"]:
+            lines += ["Synthetic data: these figures test the recommender, not music similarity.", ""]
+        lines += ["| models | features | " + " | ".join(names) + " |", "|---|---|" + "---:|" * len(names)]
+        for r in group:
+            values = " | ".join("n/a" if r["metrics"][m] is None else f"{r['metrics'][m]:.3f}" for m in names)
+            lines.append(f"| {r['models']} | {r['feature']} | {values} |")
+        lines.append("")
+    return "\n".join(lines)

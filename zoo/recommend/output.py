@@ -1,0 +1,50 @@
+"""Recommendations as a table, JSON or CSV (the formats ``musiczoo predict`` writes)."""
+
+from __future__ import annotations
+
+import csv
+import json
+
+from .library import Match
+
+CSV_COLUMNS = ["query", "rank", "id", "similarity", "shared", "labels", "duration_s", "path"]
+
+
+def write_table(query: str, matches: list[Match], out) -> None:
+    """A header naming the query, then one line per match: rank, similarity, id, shared labels."""
+    print(f"like {query}:", file=out)
+    width = max((len(m.id) for m in matches), default=0)
+    for m in matches:
+        shared = f"  shares {', '.join(m.shared)}" if m.shared else ""
+        print(f"  {m.rank:>3}  {m.similarity:6.3f}  {m.id:<{width}}  ({m.duration_s:.1f} s){shared}", file=out)
+
+
+def write_json(query: str, matches: list[Match], out) -> None:
+    json.dump({"query": query, "matches": [m.to_dict() for m in matches]}, out, indent=1, allow_nan=False)
+    print(file=out)
+
+
+def write_csv(query: str, matches: list[Match], out) -> None:
+    w = csv.writer(out)
+    w.writerow(CSV_COLUMNS)
+    for m in matches:
+        w.writerow([query, m.rank, m.id, f"{m.similarity:.6f}", ";".join(m.shared),
+                    ";".join(f"{k}={v:.4f}" for k, v in m.labels.items()), f"{m.duration_s:.3f}", m.path])
+
+
+WRITERS = {"table": write_table, "json": write_json, "csv": write_csv}
+
+
+def write_duplicates(pairs: list[tuple[str, str, float]], fmt: str, out) -> None:
+    """Near-identical pairs, most similar first, in the same three formats."""
+    if fmt == "json":
+        json.dump([{"a": a, "b": b, "similarity": s} for a, b, s in pairs], out, indent=1, allow_nan=False)
+        print(file=out)
+    elif fmt == "csv":
+        w = csv.writer(out)
+        w.writerow(["a", "b", "similarity"])
+        w.writerows([a, b, f"{s:.6f}"] for a, b, s in pairs)
+    else:
+        print(f"{len(pairs)} near-duplicate pairs", file=out)
+        for a, b, s in pairs:
+            print(f"  {s:6.4f}  {a}  =  {b}", file=out)
