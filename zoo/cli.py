@@ -30,6 +30,7 @@ EXTRA_VERBS = """extra commands:
   musiczoo index MODEL [MODEL ...] MUSIC_DIR --out LIBRARY     embed a music folder for recommendation
   musiczoo recommend LIBRARY --track ID | --audio FILE | --like ID ID ... | --duplicates
   musiczoo recommend-eval LIBRARY [LIBRARY ...] --dataset gtzan|mtat  score recommendations vs baselines
+  musiczoo serve LIBRARY [--port 8765]       the listening room: a local web page (pip install -e '.[web]')
   (`musiczoo predict --config ...` is LightningCLI's predict over a data module)"""
 
 
@@ -349,8 +350,27 @@ def cmd_recommend_eval(argv: list[str]) -> None:
     print(render_table(rows))
 
 
+def cmd_serve(argv: list[str]) -> None:
+    """``musiczoo serve LIBRARY [--host 127.0.0.1] [--port 8765]``."""
+    parser = argparse.ArgumentParser(prog="musiczoo serve", description=(
+        "The listening room: a local web page to browse a library, hear its tracks, see what the models "
+        "think of them and hear the tracks they were matched with. Needs the web extra."))
+    parser.add_argument("library", type=Path)
+    parser.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)")
+    parser.add_argument("--port", type=int, default=8765)
+    args = parser.parse_args(argv)
+    try:
+        from .web.app import serve
+    except ImportError as e:
+        sys.exit(f"musiczoo serve: error: the web extra is not installed ({e}); pip install -e '.[web]'")
+    try:
+        serve(args.library, host=args.host, port=args.port)
+    except (ValueError, OSError) as e:
+        sys.exit(f"musiczoo serve: error: {e}")
+
+
 EXTRA = {"models": cmd_models, "synth": cmd_synth, "quickstart": cmd_quickstart, "publish": cmd_publish,
-         "index": cmd_index, "recommend": cmd_recommend, "recommend-eval": cmd_recommend_eval}
+         "index": cmd_index, "recommend": cmd_recommend, "recommend-eval": cmd_recommend_eval, "serve": cmd_serve}
 
 
 def is_file_predict(argv: list[str]) -> bool:

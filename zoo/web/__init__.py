@@ -1,0 +1,1 @@
+"""The listening room: a local web page for a recommendation library (``musiczoo serve``)."""

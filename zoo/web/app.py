@@ -1,0 +1,239 @@
+"""The listening room: a local web page to hear a library's recommendations (``musiczoo serve``).
+
+A small FastAPI app and one static page (``zoo/web/static``, no CDN: every asset is served
+from here, so it works offline). The page lists the library's tracks; selecting one plays
+it, shows its genre/tag probabilities, its per-chunk timeline and the model's own input
+picture, and the tracks most similar to it; liked tracks get recommendations as a set; an
+audio file from outside the library can be dropped in (the cold-start case).
+
+Safe by default: the server binds to 127.0.0.1; tracks are addressed by their row number
+only, so no path from the client is ever opened, and a file resolving outside the music
+folder (a symlink out) is refused; uploads are capped in size and duration, decoded in a
+temporary folder that is removed afterwards, and an undecodable upload is a 400 answer,
+not a crash.
+"""
+
+from __future__ import annotations
+
+import io
+import ipaddress
+import logging
+import os
+import tempfile
+import time
+from functools import lru_cache
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+import torch
+from fastapi import FastAPI, HTTPException, Query, Request, UploadFile
+from fastapi.responses import FileResponse, Response
+from fastapi.staticfiles import StaticFiles
+from PIL import Image
+from pydantic import BaseModel
+
+from ..audio import AudioDecodeError, decode_audio
+from ..predict import predict_files
+from ..recommend.library import FEATURES, Library, LibraryError
+
+log = logging.getLogger(__name__)
+
+STATIC = Path(__file__).resolve().parent / "static"
+MAX_UPLOAD_BYTES = 50 * 2**20
+MAX_UPLOAD_SECONDS = 15 * 60
+#: The spectrogram picture covers at most this much of a track (the model's input is chunked anyway).
+PICTURE_SECONDS = 30.0
+#: Colour map of the pictures: dark blue (quiet) to yellow (loud), like matplotlib's viridis.
+_ANCHORS = np.array([[68, 1, 84], [59, 82, 139], [33, 145, 140], [94, 201, 98], [253, 231, 37]], np.float32)
+_LUT = np.stack([np.interp(np.linspace(0, 4, 256), np.arange(5), _ANCHORS[:, c]) for c in range(3)], 1).astype(np.uint8)
+
+
+class LikeRequest(BaseModel):
+    tracks: list[int]
+    k: int = 10
+    feature: str = "combined"
+    diversify: float | None = None
+
+
+def _model_name(entry: dict) -> str:
+    return f"{entry['architecture']}/{entry['transform']}"
+
+
+def create_app(library_path: str | os.PathLike, *, max_upload_bytes: int = MAX_UPLOAD_BYTES,
+               max_upload_seconds: float = MAX_UPLOAD_SECONDS) -> FastAPI:
+    """The app serving one library (opened once, here, so a broken library fails before serving)."""
+    library = Library.open(library_path)
+    music_dir = library.music_dir.resolve()
+    app = FastAPI(title="musiczoo listening room", docs_url=None, redoc_url=None, openapi_url=None)
+    app.state.library = library
+
+    def track_file(n: int) -> Path:
+        """The file of track ``n``: only ever a library track, and only inside the music folder."""
+        if not 0 <= n < len(library.tracks):
+            raise HTTPException(404, f"no track {n} (the library has {len(library.tracks)})")
+        path = library.path_of(library.tracks[n]).resolve()
+        if not path.is_relative_to(music_dir):
+            raise HTTPException(403, f"track {n} resolves outside the music folder")
+        if not path.is_file():
+            raise HTTPException(404, f"track {n}'s file is missing (moved or deleted?)")
+        return path
+
+    def summary(n: int) -> dict:
+        track = library.tracks[n]
+        labels = {}
+        for per_model in track.labels:
+            labels.update(dict(list(per_model.items())[:3]))
+        return {"n": n, "id": track.id, "name": Path(track.id).name, "duration_s": track.duration_s, "labels": labels}
+
+    def matches_json(matches) -> list[dict]:
+        return [{**m.to_dict(), "n": library.row[m.id], "path": None} for m in matches]
+
+    def query_options(k: int, feature: str, diversify: float | None) -> dict:
+        if feature not in FEATURES:
+            raise HTTPException(422, f"feature must be one of {', '.join(FEATURES)}")
+        if not 1 <= k <= 100:
+            raise HTTPException(422, "k must be between 1 and 100")
+        if diversify is not None and not 0 <= diversify <= 1:
+            raise HTTPException(422, "diversify must be between 0 and 1")
+        return {"k": k, "feature": feature, "diversify": diversify}
+
+    @lru_cache(maxsize=256)
+    def segments(n: int, model: int) -> list[dict]:
+        (result,) = predict_files(library.models()[model], [track_file(n)], top_k=3, segments=True, progress=False)
+        if result.error:
+            raise HTTPException(422, result.error)
+        return [{"start_s": s, "end_s": e, "labels": lab} for s, e, lab in result.segments]
+
+    @lru_cache(maxsize=128)
+    def picture(n: int, model: int) -> bytes:
+        net = library.models()[model]
+        rate = net.frontend.sample_rate
+        try:
+            audio = torch.from_numpy(decode_audio(str(track_file(n)), rate)[: int(PICTURE_SECONDS * rate)])
+        except AudioDecodeError as e:
+            raise HTTPException(422, f"track {n}: {e}") from None
+        with torch.no_grad():
+            features = net.frontend.to("cpu")(audio[None])[0, 0].numpy()  # the model's own input
+        low, high = np.percentile(features, [1, 99])
+        scaled = np.clip((features - low) / max(high - low, 1e-6), 0, 1)
+        image = Image.fromarray(_LUT[(scaled[::-1] * 255).astype(np.uint8)])  # low frequencies at the bottom
+        buffer = io.BytesIO()
+        image.resize((min(max(image.width, 400), 1600), max(image.height, 128)), Image.NEAREST).save(buffer, "PNG")
+        return buffer.getvalue()
+
+    @app.get("/api/library")
+    def library_info() -> dict:
+        return {"tracks": len(library.tracks), "music_folder": music_dir.name, "features": list(FEATURES),
+                "models": [{"name": _model_name(m), "task": m["task"], "labels": m["label_names"]}
+                           for m in library.model_entries]}
+
+    @app.get("/api/tracks")
+    def tracks(q: str = "", offset: int = Query(0, ge=0), limit: int = Query(200, ge=1, le=1000)) -> dict:
+        needle = q.strip().lower()
+        found = [n for n, t in enumerate(library.tracks)
+                 if not needle or needle in t.id.lower() or any(needle in name.lower() for m in t.labels for name in m)]
+        return {"total": len(found), "tracks": [summary(n) for n in found[offset:offset + limit]]}
+
+    @app.get("/api/tracks/{n}")
+    def track(n: int) -> dict:
+        track_file(n)
+        predictions = []
+        for i, entry in enumerate(library.model_entries):
+            probs = library.arrays[f"model{i}.probabilities"][n]
+            order = np.argsort(-probs)
+            predictions.append({"model": _model_name(entry), "task": entry["task"],
+                                "probabilities": {entry["label_names"][j]: round(float(probs[j]), 4) for j in order}})
+        return {**summary(n), "predictions": predictions}
+
+    @app.get("/api/tracks/{n}/audio")
+    def audio(n: int) -> FileResponse:
+        return FileResponse(track_file(n))  # answers Range requests (206), so seeking works
+
+    @app.get("/api/tracks/{n}/segments")
+    def track_segments(n: int, model: int = Query(0, ge=0)) -> dict:
+        if model >= len(library.model_entries):
+            raise HTTPException(404, f"no model {model}")
+        return {"model": _model_name(library.model_entries[model]), "segments": segments(n, model)}
+
+    @app.get("/api/tracks/{n}/spectrogram.png")
+    def spectrogram(n: int, model: int = Query(0, ge=0)) -> Response:
+        if model >= len(library.model_entries):
+            raise HTTPException(404, f"no model {model}")
+        return Response(picture(n, model), media_type="image/png")
+
+    @app.get("/api/tracks/{n}/similar")
+    def similar(n: int, k: int = 10, feature: str = "combined", diversify: float | None = None) -> dict:
+        track_file(n)
+        started = time.perf_counter()
+        matches = library.similar(n, **query_options(k, feature, diversify))
+        return {"matches": matches_json(matches), "seconds": time.perf_counter() - started}
+
+    @app.post("/api/like")
+    def like(request: LikeRequest) -> dict:
+        for n in request.tracks:
+            track_file(n)
+        if not request.tracks:
+            raise HTTPException(422, "like at least one track")
+        matches = library.like(request.tracks, **query_options(request.k, request.feature, request.diversify))
+        return {"matches": matches_json(matches)}
+
+    @app.post("/api/upload")
+    async def upload(request: Request, file: UploadFile, k: int = 10, feature: str = "combined",
+                     diversify: float | None = None) -> dict:
+        options = query_options(k, feature, diversify)
+        declared = int(request.headers.get("content-length") or 0)
+        if declared > max_upload_bytes:
+            raise HTTPException(413, f"upload too large: at most {max_upload_bytes // 2**20} MiB")
+        suffix = Path(file.filename or "upload").suffix.lower()[:10]
+        with tempfile.TemporaryDirectory(prefix="musiczoo-upload-") as tmp:
+            path = Path(tmp) / f"upload{suffix}"
+            size = 0
+            with open(path, "wb") as out:
+                while block := await file.read(1 << 20):
+                    size += len(block)
+                    if size > max_upload_bytes:
+                        raise HTTPException(413, f"upload too large: at most {max_upload_bytes // 2**20} MiB")
+                    out.write(block)
+            try:
+                seconds = sf.info(str(path)).duration
+            except Exception:
+                raise HTTPException(400, f"{file.filename}: cannot read audio (not an audio file, or damaged)") from None
+            if seconds > max_upload_seconds:
+                raise HTTPException(400, f"{file.filename}: {seconds / 60:.1f} minutes is longer than the "
+                                         f"{max_upload_seconds / 60:.0f} allowed")
+            try:
+                labels, matches = library.similar_to_audio(path, **options)
+            except LibraryError as e:
+                raise HTTPException(400, str(e).replace(str(path), file.filename or "upload")) from None
+        return {"name": file.filename, "duration_s": seconds, "labels": labels, "matches": matches_json(matches)}
+
+    @app.get("/")
+    def page() -> FileResponse:
+        return FileResponse(STATIC / "index.html")
+
+    app.mount("/static", StaticFiles(directory=STATIC), name="static")
+    return app
+
+
+def exposure_warning(host: str) -> str | None:
+    """A warning when ``host`` is reachable from other machines (anything but a loopback address)."""
+    try:
+        loopback = host == "localhost" or ipaddress.ip_address(host).is_loopback
+    except ValueError:  # a host name
+        loopback = False
+    if loopback:
+        return None
+    return f"warning: serving on {host}: anyone who can reach this machine can list and play the library's files"
+
+
+def serve(library_path: str | os.PathLike, *, host: str = "127.0.0.1", port: int = 8765) -> None:
+    """Run the listening room until interrupted."""
+    import uvicorn
+
+    app = create_app(library_path)
+    warning = exposure_warning(host)
+    if warning:
+        print(warning, flush=True)
+    print(f"listening room for {library_path}: http://{'[::1]' if host == '::1' else host}:{port}/", flush=True)
+    uvicorn.run(app, host=host, port=port, log_level="warning")
