@@ -1,0 +1,204 @@
+"""The listening room in a real browser: a real library, a real server, a headless Chromium.
+
+A small synthetic library (20 clips of 2 s) is indexed through the real CLI with a tiny CRNN of
+random weights, served by uvicorn on a free local port in a background thread, and driven with
+Playwright as a researcher would: search, select a track, hear it, read its predictions,
+timeline and picture, like tracks and ask for recommendations, drop in outside audio (a real
+WAV, then a text file named .wav). A full-page screenshot is left in
+``test-artifacts/listening_room.png`` for a human to look at.
+
+Skipped when Chromium (``/usr/bin/chromium``; Playwright's own browsers are not used) or
+Playwright is not installed.
+"""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+
+CHROMIUM = Path("/usr/bin/chromium")
+if not CHROMIUM.exists():
+    pytest.skip(f"browser test needs Chromium at {CHROMIUM} (not installed)", allow_module_level=True)
+sync_api = pytest.importorskip("playwright.sync_api", reason="browser test needs Playwright")
+uvicorn = pytest.importorskip("uvicorn", reason="browser test needs uvicorn")
+expect = sync_api.expect
+
+from datamodules.synthetic import make_synthetic_gtzan  # noqa: E402
+from zoo.cli import main  # noqa: E402
+from zoo.factory import create_model  # noqa: E402
+from zoo.hub import save_pretrained  # noqa: E402
+from zoo.web.app import create_app  # noqa: E402
+
+REPO = Path(__file__).resolve().parents[1]
+SCREENSHOT = REPO / "test-artifacts" / "listening_room.png"
+GENRES = ["blues", "classical", "country", "disco", "hiphop", "jazz", "metal", "pop", "reggae", "rock"]
+TIMEOUT_MS = 15_000
+
+
+@pytest.fixture(scope="module")
+def library(tmp_path_factory) -> Path:
+    """20 synthetic clips (2 s, 16 kHz) indexed with a tiny random CRNN through ``musiczoo index``."""
+    tmp = tmp_path_factory.mktemp("web")
+    torch.manual_seed(0)
+    net = create_model("crnn", num_classes=10, sample_rate=8000, channels=[8, 16, 16, 16],
+                       transform_params={"n_fft": 256, "hop_length": 128, "n_mels": 32})
+    model = save_pretrained(net.eval(), tmp / "model", label_names=GENRES, chunk_seconds=1.0)
+    music = make_synthetic_gtzan(tmp / "music", seconds=2.0, sample_rate=16000, clips_per_genre=2)
+    out = tmp / "library"
+    main(["index", str(model), str(music), "--out", str(out), "--max-chunks", "2"])
+    return out
+
+
+@pytest.fixture(scope="module")
+def server(library):
+    """The app on a free 127.0.0.1 port, served from a background thread; yields its base URL."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    server = uvicorn.Server(uvicorn.Config(create_app(library), log_level="warning", lifespan="off"))
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 20
+    while not server.started:  # explicit wait for uvicorn's own "started" flag
+        assert thread.is_alive() and time.monotonic() < deadline, "the server did not start"
+        time.sleep(0.02)
+    yield f"http://127.0.0.1:{port}"
+    server.should_exit = True
+    thread.join(timeout=10)
+    sock.close()
+
+
+@pytest.fixture(scope="module")
+def browser():
+    with sync_api.sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), headless=True)
+        yield browser
+        browser.close()
+
+
+@pytest.fixture()
+def page(browser, server):
+    """A fresh page on the listening room; fails the test on any script error or alert()."""
+    context = browser.new_context(viewport={"width": 1440, "height": 900})
+    page = context.new_page()
+    page.set_default_timeout(TIMEOUT_MS)
+    errors: list[str] = []
+    page.on("pageerror", lambda error: errors.append(f"script error: {error}"))
+    page.on("dialog", lambda dialog: (errors.append(f"dialog: {dialog.message}"), dialog.dismiss()))
+    page.goto(server + "/")
+    yield page
+    context.close()
+    assert not errors, errors
+
+
+def wav_file(path: Path, seconds: float = 2.0, rate: int = 16000) -> Path:
+    """A chord with a little noise: real audio, not in the library."""
+    t = np.arange(int(seconds * rate)) / rate
+    y = sum(0.2 * np.sin(2 * np.pi * f * t) for f in (220.0, 277.2, 329.6))
+    y = y + 0.02 * np.random.default_rng(0).standard_normal(t.size)
+    sf.write(path, y.astype(np.float32), rate)
+    return path
+
+
+def match_ns(page, selector: str = "#similar .match") -> list[int]:
+    return [int(n) for n in page.locator(selector).evaluate_all("rows => rows.map(r => r.dataset.n)")]
+
+
+def wait_for_track_views(page, n: int) -> None:
+    """The selected track's bars, timeline, picture and similar list are all on the page."""
+    expect(page.locator("#bars .bar")).to_have_count(10)  # one model of 10 genres: all ten shown
+    expect(page.locator("#timeline .segment").first).to_be_visible()
+    page.wait_for_function(
+        """n => { const img = document.querySelector('#spectrogram');
+                  return img.src.includes(`/api/tracks/${n}/spectrogram.png`) && img.complete && img.naturalWidth > 0; }""",
+        arg=n)
+    expect(page.locator('#similar[data-query="track"] .match').first).to_be_visible()
+
+
+def test_a_listening_session(page, tmp_path):
+    started = time.monotonic()
+    # -- the library: 20 tracks listed with their top labels; the search narrows the list
+    expect(page.locator("#library-info")).to_contain_text("20 tracks")
+    tracks = page.locator("#track-list .track")
+    expect(tracks).to_have_count(20)
+    expect(tracks.first.locator(".chip").first).to_be_visible()
+    expect(page.locator("#more")).to_be_hidden()  # everything fits in the first page
+    page.fill("#search", "metal.00001")
+    expect(tracks).to_have_count(1)
+    expect(tracks.first).to_contain_text("metal.00001.wav")
+    page.fill("#search", "")
+    expect(tracks).to_have_count(20)
+
+    # -- select a track: player, bars, timeline, picture, similar tracks
+    tracks.nth(2).click()
+    n = int(tracks.nth(2).get_attribute("data-n"))
+    expect(tracks.nth(2)).to_have_class("track selected")
+    expect(page.locator("#track-title")).to_have_text(tracks.nth(2).locator(".track-name").inner_text())
+    wait_for_track_views(page, n)
+    values = [float(v) for v in page.locator("#bars .bar-value").all_inner_texts()]
+    assert values == sorted(values, reverse=True) and sum(values) == pytest.approx(1, abs=0.01)  # softmax, highest first
+    segments = page.locator("#timeline .segment")
+    assert segments.count() >= 1 and "\n" in segments.first.get_attribute("title")  # tooltip: time range + probabilities
+    expect(page.locator("#similar-heading")).to_have_text(f"Similar to {page.locator('#track-title').inner_text()}")
+    expect(page.locator("#similar .match")).to_have_count(10)  # k = 10 by default
+    assert n not in match_ns(page)
+
+    # -- the audio element loads the track (loadedmetadata fired: readyState >= HAVE_METADATA)
+    player = page.locator("#player")
+    assert player.get_attribute("src").endswith(f"/api/tracks/{n}/audio")
+    page.wait_for_function("() => { const a = document.querySelector('#player'); return a.readyState >= 1 || a.error; }")
+    duration = player.evaluate("a => a.error ? -a.error.code : a.duration")
+    assert duration == pytest.approx(2.0, abs=0.05)
+
+    # -- controls: k and the feature are sent with the query
+    page.fill("#k", "5")
+    page.locator("#k").dispatch_event("change")
+    expect(page.locator("#similar .match")).to_have_count(5)
+    page.select_option("#feature", "embedding")
+    expect(page.locator("#similar-status")).to_contain_text("embedding")
+    page.check("#diversify")
+    expect(page.locator("#lambda")).to_be_enabled()
+    expect(page.locator("#similar-status")).to_contain_text("λ 0.70")
+
+    # -- like two of the similar tracks, then ask for recommendations for the liked set
+    liked = match_ns(page)[:2]
+    for i in range(2):
+        page.locator("#similar .match .like-button").nth(i).click()
+    expect(page.locator("#liked .liked-track")).to_have_count(2)
+    expect(page.locator("#similar .match .like-button[aria-pressed=true]")).to_have_count(2)
+    page.click("#recommend-liked")
+    expect(page.locator("#similar-heading")).to_have_text("Recommended for 2 liked tracks")
+    expect(page.locator('#similar[data-query="liked"] .match')).to_have_count(5)
+    assert not set(liked) & set(match_ns(page))  # liked tracks are never recommended back
+
+    # -- outside audio: a real WAV gets predictions and its nearest library tracks
+    page.set_input_files("#upload-input", str(wav_file(tmp_path / "chord.wav")))
+    expect(page.locator("#upload-result")).to_be_visible()
+    expect(page.locator("#upload-title")).to_contain_text("chord.wav")
+    expect(page.locator("#upload-result .bar").first).to_be_visible()
+    expect(page.locator("#upload-matches .match")).to_have_count(5)
+
+    # -- a text file named .wav: the server's 400 is a message on the page, and the page goes on
+    (tmp_path / "notes.wav").write_text("these are my notes, not audio\n")
+    page.set_input_files("#upload-input", str(tmp_path / "notes.wav"))
+    expect(page.locator("#message")).to_be_visible()
+    expect(page.locator("#message")).to_contain_text("notes.wav: cannot read audio")
+    expect(page.locator("#upload-matches .match")).to_have_count(5)  # the earlier answer is still there
+    other = tracks.nth(7)
+    other.click()
+    other_n = int(other.get_attribute("data-n"))
+    expect(page.locator("#track-title")).to_have_text(other.locator(".track-name").inner_text())
+    wait_for_track_views(page, other_n)
+    expect(page.locator("#similar-heading")).to_contain_text("Similar to")
+
+    SCREENSHOT.parent.mkdir(exist_ok=True)
+    page.screenshot(path=str(SCREENSHOT), full_page=True)
+    assert SCREENSHOT.stat().st_size > 10_000
+    assert time.monotonic() - started < 60
