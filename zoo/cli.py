@@ -31,6 +31,8 @@ EXTRA_VERBS = """extra commands:
   musiczoo recommend LIBRARY --track ID | --audio FILE | --like ID ID ... | --duplicates
   musiczoo recommend-eval LIBRARY [LIBRARY ...] --dataset gtzan|mtat  score recommendations vs baselines
   musiczoo serve LIBRARY [--port 8765]       the listening room: a local web page (pip install -e '.[web]')
+  musiczoo download gtzan|mtat --root DIR    download, check and unpack a real dataset, then verify it
+  musiczoo verify gtzan|mtat --root DIR      is a copy complete and usable? (counts, every file decoded)
   (`musiczoo predict --config ...` is LightningCLI's predict over a data module)"""
 
 
@@ -369,8 +371,51 @@ def cmd_serve(argv: list[str]) -> None:
         sys.exit(f"musiczoo serve: error: {e}")
 
 
+def cmd_download(argv: list[str]) -> None:
+    """``musiczoo download gtzan|mtat --root DIR``: fetch (resumable, checked), unpack, verify."""
+    from datamodules.download import RELEASES, DownloadError, download
+
+    parser = argparse.ArgumentParser(prog="musiczoo download", description=(
+        "Download a dataset from its known sources (tried in order; interrupted downloads resume), check sizes "
+        "and checksums, unpack it into the layout the data modules read, then verify it."))
+    parser.add_argument("dataset", choices=sorted(RELEASES))
+    parser.add_argument("--root", type=Path, required=True, help="where the dataset goes")
+    parser.add_argument("--delete-archives", action="store_true", help="remove the archives after unpacking")
+    parser.add_argument("--workers", type=int, help="decoding processes for the verification")
+    args = parser.parse_args(argv)
+    try:
+        reports = download(args.dataset, args.root, keep_archives=not args.delete_archives)
+    except (DownloadError, OSError) as e:
+        sys.exit(f"musiczoo download: error: {e}")
+    for report in reports:
+        for attempt in report.attempts:
+            print(f"{report.name}: {attempt.source}: {attempt.outcome}")
+    cmd_verify([args.dataset, "--root", str(args.root)] + (["--workers", str(args.workers)] if args.workers else []))
+
+
+def cmd_verify(argv: list[str]) -> None:
+    """``musiczoo verify gtzan|mtat --root DIR``; exit status 1 when the data modules could not run on it."""
+    from datamodules.verify import verify
+
+    parser = argparse.ArgumentParser(prog="musiczoo verify", description=(
+        "Check a copy of GTZAN or MagnaTagATune: file counts per folder against the release, every file "
+        "decoded, the release's known faulty files named as such."))
+    parser.add_argument("dataset", choices=["gtzan", "mtat"])
+    parser.add_argument("--root", type=Path, required=True)
+    parser.add_argument("--workers", type=int, help="decoding processes (default min(4, CPUs))")
+    args = parser.parse_args(argv)
+    try:
+        report = verify(args.dataset, args.root, workers=args.workers)
+    except (ValueError, OSError) as e:
+        sys.exit(f"musiczoo verify: error: {e}")
+    print(report.summary())
+    if not report.usable:
+        sys.exit(1)
+
+
 EXTRA = {"models": cmd_models, "synth": cmd_synth, "quickstart": cmd_quickstart, "publish": cmd_publish,
-         "index": cmd_index, "recommend": cmd_recommend, "recommend-eval": cmd_recommend_eval, "serve": cmd_serve}
+         "index": cmd_index, "recommend": cmd_recommend, "recommend-eval": cmd_recommend_eval, "serve": cmd_serve,
+         "download": cmd_download, "verify": cmd_verify}
 
 
 def is_file_predict(argv: list[str]) -> bool:
