@@ -252,3 +252,20 @@ def test_musiczoo_download_ends_verified(server, monkeypatch, tmp_path, capsys):
     out = capsys.readouterr().out
     assert f"genres.tar.gz: {server}/genres.tar.gz: downloaded, MD5 matches the published checksum" in out
     assert out.strip().splitlines()[-1] == "usable: yes"
+
+
+def test_disk_and_permission_failures_are_explained(server, monkeypatch, gtzan_tarball, tmp_path):
+    """The process runs as root here, so a full disk and a read-only folder are simulated at the write."""
+    import errno
+
+    Files.files["/genres.tar.gz"] = gtzan_tarball
+    point_gtzan_at(monkeypatch, Source(url=f"{server}/genres.tar.gz"), md5_sum=None)
+    for error, message in ((OSError(errno.ENOSPC, "No space left on device"), "the disk is full; free space"),
+                           (PermissionError(errno.EACCES, "Permission denied", "genres.tar.gz.part"),
+                            "permission denied (genres.tar.gz.part); choose a --root you can write to")):
+        def failing_fetch(url, part, progress, timeout, error=error):
+            raise error
+
+        monkeypatch.setattr(dl, "_http_fetch", failing_fetch)
+        with pytest.raises(DownloadError, match=message.replace("(", r"\(").replace(")", r"\)")):
+            download("gtzan", tmp_path, progress=False)
