@@ -29,6 +29,7 @@ import logging
 import multiprocessing
 import os
 import shutil
+import socket
 import tempfile
 import time
 from collections import Counter
@@ -42,12 +43,15 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
-from zoo.audio import DEFAULT_CHUNK_SECONDS, AudioDecodeError, Source, chunk_samples, chunk_starts, decode_audio
+from zoo.audio import (
+    DEFAULT_CHUNK_SECONDS, AudioDecodeError, Source, chunk_samples, chunk_starts, decode_blocks,
+)
 
 log = logging.getLogger(__name__)
 
 #: Bumped whenever the cache layout or the decoding changes, so old caches are not reused.
-CACHE_VERSION = 1
+#: 2: streamed decoding; raw-guessed, damaged-header and out-of-range files refused; min_seconds.
+CACHE_VERSION = 2
 #: Little-endian float16: half the disk and page cache of float32, ~-66 dB relative error.
 CACHE_DTYPE = np.dtype("<f2")
 SPLITS = ("train", "val", "test", "predict")
@@ -108,17 +112,40 @@ def _source_signature(source: Source) -> list:
     return ["file", st.st_size, st.st_mtime_ns]
 
 
-def _decode(job: tuple[int, Source, int]) -> tuple[int, np.ndarray | None, str]:
-    """Decode one source for the cache; returns (index, float16 audio or None, why_skipped).
+def _decode(job: tuple[int, Source, int, float, str]) -> tuple[int, int, str]:
+    """Decode one source block by block into the float16 file ``part``; returns (index,
+    samples written, why_skipped).
 
-    Runs in a worker process. A failure is returned as a reason rather than raised: one bad
-    file must never stop a build over thousands.
+    Runs in a worker process; only a block is in memory at a time, so a two-hour file costs
+    what a short one does (the parent appends ``part`` to the cache and deletes it). A
+    failure, or a clip shorter than ``min_seconds``, is returned as a reason rather than
+    raised: one bad file must never stop a build over thousands.
     """
-    i, source, sample_rate = job
+    i, source, sample_rate, min_seconds, part = job
+    length = 0
     try:
-        return i, decode_audio(source, sample_rate).astype(CACHE_DTYPE), ""
+        with open(part, "wb") as out:
+            for block in decode_blocks(source, sample_rate):
+                # decode_blocks refuses |x| > zoo.audio.MAX_SAMPLE, far below float16's 65504: no inf is stored.
+                out.write(block.astype(CACHE_DTYPE).tobytes())
+                length += len(block)
     except AudioDecodeError as e:
-        return i, None, str(e)
+        os.remove(part)
+        return i, 0, str(e)
+    if length < chunk_samples(min_seconds, sample_rate):
+        os.remove(part)
+        return i, 0, f"{SHORT}: {length / sample_rate:.2f} s, the minimum is {min_seconds:g} s"
+    return i, length, ""
+
+
+def _process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        pass  # alive, another user's
+    return True
 
 
 def _init_decode_worker():
@@ -126,10 +153,25 @@ def _init_decode_worker():
     torch.set_num_threads(1)
 
 
+#: How a skip reason for a clip below ``min_seconds`` starts; any other reason is an unreadable file.
+SHORT = "too short"
+
+
 def _summary(skipped: list[dict], total: int) -> str:
+    """One line: how many files were skipped, of which kind, and the first ten by name."""
+    short = sum(s["reason"].startswith(SHORT) for s in skipped)
     names = ", ".join(f"{s['key']} ({s['reason']})" for s in skipped[:10])
     more = f", ... and {len(skipped) - 10} more" if len(skipped) > 10 else ""
-    return f"skipped {len(skipped)} of {total} files: {names}{more}"
+    return (f"skipped {len(skipped)} of {total} files ({len(skipped) - short} unreadable, {short} too short): "
+            f"{names}{more}")
+
+
+class CacheNotWritableError(PermissionError):
+    """The cache directory cannot be written; the message names it (not a temporary folder)."""
+
+
+#: File in a build folder naming its builder (``host pid``), see ``AudioCache._remove_stale_builds``.
+BUILDER_FILE = "builder"
 
 
 class AudioCache:
@@ -139,20 +181,24 @@ class AudioCache:
     targets, sample rate and :data:`CACHE_VERSION`, so any change builds a new cache and an
     unchanged dataset reuses the old one. The build writes into a temporary folder that is
     renamed into place only when complete: an interrupted build never leaves a cache that
-    looks valid. Unreadable or empty sources are skipped with a warning naming each one and
-    recorded in the index, so a reused cache reports them too.
+    looks valid. Unreadable or empty sources, and clips shorter than ``min_seconds``, are
+    skipped with a warning naming each one and recorded in the index, so a reused cache
+    reports them too. Files are decoded block by block, so memory does not grow with duration.
     """
 
     def __init__(self, items: Sequence[Item], *, sample_rate: int, name: str = "audio",
-                 cache_dir: str | os.PathLike | None = None, decode_workers: int | None = None):
+                 cache_dir: str | os.PathLike | None = None, decode_workers: int | None = None,
+                 min_seconds: float = 0.0):
         repeated = sorted(k for k, n in Counter(it.key for it in items).items() if n > 1)
         if repeated:
             raise ValueError(f"{len(repeated)} clip keys appear more than once: {repeated[:5]}")
         self.items = sorted((Item(it.key, it.source, _plain_target(it.target)) for it in items), key=lambda it: it.key)
         self.sample_rate = int(sample_rate)
         self.decode_workers = decode_workers or min(4, os.cpu_count() or 1)
+        self.min_seconds = float(min_seconds)
         fingerprint = {
             "version": CACHE_VERSION, "sample_rate": self.sample_rate, "dtype": CACHE_DTYPE.str,
+            "min_seconds": self.min_seconds,
             "items": [[it.key, _source_signature(it.source), it.target] for it in self.items],
         }
         self.fingerprint = hashlib.sha256(json.dumps(fingerprint).encode()).hexdigest()
@@ -172,7 +218,18 @@ class AudioCache:
         return self.index_file.is_file()
 
     def ensure(self) -> None:
-        """Build the cache unless it exists; either way report the skipped files."""
+        """Build the cache unless it exists whole; either way report the skipped files.
+
+        Leftovers of killed builds are removed first, and a cache whose files no longer match
+        its index (a truncated ``audio.f16``, a damaged index) is rebuilt with a warning.
+        """
+        self._remove_stale_builds()
+        damage = self._damage() if self.exists() else None
+        if damage:
+            log.warning("audio cache %s is damaged (%s); rebuilding it", self.folder, damage)
+            broken = self.folder.with_name(f".{self.folder.name}.broken-{os.getpid()}")
+            os.replace(self.folder, broken)  # out of the way at once, so no reader sees it half deleted
+            shutil.rmtree(broken, ignore_errors=True)
         if self.exists():
             index = self._read_index()
             log.info("reusing audio cache %s (%d clips)", self.folder, len(index["clips"]))
@@ -187,18 +244,40 @@ class AudioCache:
             raise FileNotFoundError(
                 f"audio cache {self.folder} does not exist: call prepare_data() first "
                 "(the Trainer does), or the dataset changed since it was built")
+        damage = self._damage()
+        if damage:
+            raise RuntimeError(f"audio cache {self.folder} is damaged ({damage}): call prepare_data() to rebuild it")
         return [Clip(c["key"], c["offset"], c["length"], c["target"]) for c in self._read_index()["clips"]]
 
     def _read_index(self) -> dict:
         return json.loads(self.index_file.read_text())
 
+    def _damage(self) -> str | None:
+        """Why the cache's files do not match its index, or None. A memory map of a short
+        ``audio.f16`` would otherwise fail later with numpy's cryptic "expanded size"."""
+        try:
+            clips = self._read_index()["clips"]
+        except (OSError, ValueError, KeyError) as e:
+            return f"unreadable index: {e}"
+        expected = sum(c["length"] for c in clips) * CACHE_DTYPE.itemsize
+        actual = self.audio_file.stat().st_size if self.audio_file.is_file() else None
+        if actual != expected:
+            return f"audio.f16 holds {actual} bytes, its index describes {expected}"
+        return None
+
     def build(self) -> None:
         """Decode every source with ``decode_workers`` processes and write the cache atomically."""
-        self.folder.parent.mkdir(parents=True, exist_ok=True)
-        self._remove_stale_builds()
-        tmp = Path(tempfile.mkdtemp(prefix=f".{self.folder.name}.building-", dir=self.folder.parent))
+        try:
+            self.folder.parent.mkdir(parents=True, exist_ok=True)
+            tmp = Path(tempfile.mkdtemp(prefix=f".{self.folder.name}.building-", dir=self.folder.parent))
+        except PermissionError:
+            raise CacheNotWritableError(
+                f"cache directory {self.folder.parent} is not writable: pass a writable cache_dir "
+                "or set $MUSICZOO_CACHE") from None
         os.chmod(tmp, 0o755)  # mkdtemp's 0700 would hide a shared cache from other users
         try:
+            # Who builds here, so a later start removes this folder only once its builder is gone.
+            (tmp / BUILDER_FILE).write_text(f"{socket.gethostname()} {os.getpid()}\n")
             clips, skipped = self._decode_into(tmp / "audio.f16")
             index = {"version": CACHE_VERSION, "fingerprint": self.fingerprint,
                      "sample_rate": self.sample_rate, "dtype": CACHE_DTYPE.str,
@@ -218,19 +297,37 @@ class AudioCache:
             log.warning(_summary(skipped, len(self.items)))
         log.info("built audio cache %s (%d clips)", self.folder, len(clips))
 
-    def _remove_stale_builds(self, max_age_s: float = 6 * 3600) -> None:
+    def _remove_stale_builds(self, max_age_s: float = 6 * 3600, min_age_s: float = 60) -> None:
         """Delete build folders of this cache left by a killed process (SIGKILL skips the
-        cleanup). A build still running elsewhere keeps writing, so only folders untouched
-        for ``max_age_s`` are removed; a real MTAT build is tens of GB."""
-        now = time.time()
+        cleanup; a real MTAT build is tens of GB).
+
+        A folder whose builder (pid recorded in it, on this host) is gone is removed once it
+        is ``min_age_s`` old; a build still running is never touched. A folder without a
+        readable builder of this host (another machine sharing the cache, or an older
+        version) is removed only when untouched for ``max_age_s``.
+        """
+        now, here = time.time(), socket.gethostname()
         for stale in self.folder.parent.glob(f".{self.folder.name}.building-*"):
-            newest = max([stale.stat().st_mtime] + [p.stat().st_mtime for p in stale.iterdir()])
-            if now - newest > max_age_s:
+            builder = stale / BUILDER_FILE
+            try:
+                host, pid = builder.read_text().split()
+                gone = host == here and now - builder.stat().st_mtime > min_age_s and not _process_alive(int(pid))
+            except (OSError, ValueError):
+                host = ""
+            if host != here:
+                try:
+                    gone = now - max([stale.stat().st_mtime] + [p.stat().st_mtime for p in stale.iterdir()]) > max_age_s
+                except FileNotFoundError:
+                    continue  # finished or removed meanwhile
+            if gone:
                 log.warning("removing an interrupted cache build %s", stale)
                 shutil.rmtree(stale, ignore_errors=True)
 
     def _decode_into(self, audio_path: Path) -> tuple[list[dict], list[dict]]:
-        jobs = [(i, it.source, self.sample_rate) for i, it in enumerate(self.items)]
+        """Decode every item into ``audio_path``: each one streams into a part file of its own
+        (workers cannot know where it starts in the cache), appended in key order."""
+        jobs = [(i, it.source, self.sample_rate, self.min_seconds, str(audio_path.with_name(f"{i}.part")))
+                for i, it in enumerate(self.items)]
         clips, skipped, offset = [], [], 0
         progress = tqdm(total=len(jobs), desc=f"decoding to {self.sample_rate} Hz", unit="file")
         with open(audio_path, "wb") as out, progress:
@@ -246,16 +343,17 @@ class AudioCache:
                 threads = torch.get_num_threads()
                 torch.set_num_threads(1)
             try:
-                for i, audio, reason in results:  # in order, so offsets are deterministic
+                for i, length, reason in results:  # in order, so offsets are deterministic
                     item = self.items[i]
-                    if audio is None:
+                    if reason:
                         log.warning("skipping %s: %s", item.key, reason)
                         skipped.append({"key": item.key, "reason": reason})
                     else:
-                        out.write(audio.tobytes())
-                        clips.append({"key": item.key, "offset": offset, "length": len(audio),
-                                      "target": item.target})
-                        offset += len(audio)
+                        with open(jobs[i][-1], "rb") as part:
+                            shutil.copyfileobj(part, out, 1 << 20)
+                        os.remove(jobs[i][-1])
+                        clips.append({"key": item.key, "offset": offset, "length": length, "target": item.target})
+                        offset += length
                     progress.update()
             finally:
                 if pool is not None:
@@ -358,6 +456,10 @@ class AudioDataModule(L.LightningDataModule):
         cache_dir: where decoded caches live (default ``$MUSICZOO_CACHE`` or ``~/.cache/musiczoo``).
         decode_workers: processes decoding files while building the cache (default min(4, CPUs)).
         seed: seed of any random split the subclass draws.
+        min_clip_seconds: clips shorter than this, or than half of ``chunk_seconds`` if that is
+            less, are skipped by the cache (named and counted): a crop that is mostly zero padding
+            teaches the model silence, not the label, and a clip of half a chunk or more never
+            gives one. 0 keeps every clip.
     """
 
     task: str = "multiclass"
@@ -374,12 +476,15 @@ class AudioDataModule(L.LightningDataModule):
         cache_dir: str | None = None,
         decode_workers: int | None = None,
         seed: int = 0,
+        min_clip_seconds: float = 1.0,
     ):
         super().__init__()
         # The init arguments of the whole class chain (e.g. a subclass's split), recorded in checkpoints.
         self.save_hyperparameters()
         if chunk_seconds <= 0 or sample_rate <= 0 or batch_size <= 0:
             raise ValueError("chunk_seconds, sample_rate and batch_size must be positive")
+        if min_clip_seconds < 0:
+            raise ValueError(f"min_clip_seconds must not be negative, got {min_clip_seconds}")
         self.root = Path(root).expanduser()
         self.sample_rate = int(sample_rate)
         self.chunk_seconds = float(chunk_seconds)
@@ -388,6 +493,7 @@ class AudioDataModule(L.LightningDataModule):
         self.cache_dir = cache_dir
         self.decode_workers = decode_workers
         self.seed = int(seed)
+        self.min_clip_seconds = float(min_clip_seconds)
         self.label_names: list[str] = []
         self._clips: dict[str, list[Clip]] = {}
         self._audio_file: Path | None = None
@@ -441,7 +547,8 @@ class AudioDataModule(L.LightningDataModule):
                 if union.setdefault(it.key, it) != it:
                     raise ValueError(f"clip {it.key!r} appears twice with different sources or targets")
         cache = AudioCache(list(union.values()), sample_rate=self.sample_rate, name=self.dataset_name,
-                           cache_dir=self.cache_dir, decode_workers=self.decode_workers)
+                           cache_dir=self.cache_dir, decode_workers=self.decode_workers,
+                           min_seconds=min(self.min_clip_seconds, self.chunk_seconds / 2))
         return splits, cache
 
     def _check_target(self, it: Item):
@@ -464,6 +571,11 @@ class AudioDataModule(L.LightningDataModule):
         self._clips.setdefault("predict", self._clips.get("test", []))
         log.info("%s: %s clips", type(self).__name__,
                  ", ".join(f"{name} {len(c)}" for name, c in self._clips.items()))
+        short = sum(c.length < self.chunk_size for c in by_key.values())
+        if short > len(by_key) / 2:
+            log.warning("chunk_seconds %g s is longer than %d of the %d clips of %s: their crops and chunks are "
+                        "zero-padded; a shorter chunk_seconds fits this dataset", self.chunk_seconds, short,
+                        len(by_key), self.dataset_name)
 
     def clips(self, split: str) -> list[Clip]:
         """The decoded clips of ``split`` (after ``setup``)."""

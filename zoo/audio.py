@@ -4,7 +4,9 @@ One rule each, used everywhere, so a clip gives the same samples, chunks and cli
 probabilities whether it is cached for training, predicted from the command line or
 indexed for recommendation:
 
-* :func:`decode_audio`: any file soundfile reads -> mono float32 at the model's rate;
+* :func:`decode_blocks` / :func:`decode_audio`: any file soundfile reads -> mono float32 at the
+  model's rate, streamed in blocks or all at once; garbage, damaged headers and out-of-range
+  samples are refused with the reason;
 * :func:`list_audio_files` / :func:`expand_audio_paths`: which files count as audio;
 * :data:`DEFAULT_CHUNK_SECONDS`, :func:`chunk_samples`, :func:`chunk_starts`: the chunk
   length (the one name for it everywhere is ``chunk_seconds``) and where chunks start;
@@ -21,8 +23,9 @@ import io
 import logging
 import math
 import os
+import struct
 from pathlib import Path
-from typing import Iterable, Union
+from typing import Iterable, Iterator, Union
 
 import numpy as np
 import soundfile as sf
@@ -46,30 +49,197 @@ class AudioDecodeError(ValueError):
     """A source that gives no usable audio; the message says why (the caller names the file)."""
 
 
-def decode_audio(source: Source, sample_rate: int) -> np.ndarray:
-    """Decode a file path or encoded bytes to mono float32 at ``sample_rate``.
+#: Input seconds read per block by :func:`decode_blocks`: memory stays a few MB whatever the duration.
+BLOCK_SECONDS = 10.0
 
-    The one decoding rule of the project: the training cache, ``musiczoo predict`` and the
-    recommender all use it, so a clip gives the same samples in each.
+#: Largest sample magnitude accepted. Decoded PCM is within [-1, 1]; float files may overshoot a
+#: little, but values far beyond are not audio (and would overflow the float16 cache, max 65504).
+MAX_SAMPLE = 1e4
+
+
+def printable_name(path: str | os.PathLike) -> str:
+    """A file name that can be printed and written to JSON/CSV: a name that is not valid UTF-8
+    (possible on Linux) shows its odd bytes as ``\\xNN`` instead of breaking the output."""
+    return os.fsencode(path).decode("utf-8", "backslashreplace")
+
+
+def _open(source: Source) -> tuple[sf.SoundFile, int]:
+    """Open ``source`` with soundfile; returns the file and its size in bytes.
+
+    A path is opened by its bytes (``os.fsencode``): soundfile encodes a ``str`` path
+    strictly, so a name that is not valid UTF-8 would otherwise fail as if it were corrupt.
     """
-    try:
-        if (len(source) if isinstance(source, bytes) else os.path.getsize(source)) == 0:
-            raise AudioDecodeError("empty file (0 bytes)")
-        data, sr = sf.read(io.BytesIO(source) if isinstance(source, bytes) else source,
-                           dtype="float32", always_2d=True)
-    except AudioDecodeError:
-        raise
-    except Exception as e:  # libsndfile reports truncated/unknown formats in many ways
-        # (for a truncated mp3 it says "File does not exist...", though the file does exist)
-        raise AudioDecodeError(f"cannot read audio: truncated, corrupt or not audio (libsndfile: {e})") from None
-    if data.shape[0] == 0:
-        raise AudioDecodeError("empty (no audio frames)")
-    mono = data[:, 0] if data.shape[1] == 1 else data.mean(axis=1)
-    if not np.isfinite(mono).all():
+    size = len(source) if isinstance(source, bytes) else os.path.getsize(source)
+    if size == 0:
+        raise AudioDecodeError("empty file (0 bytes)")
+    return sf.SoundFile(io.BytesIO(source) if isinstance(source, bytes) else os.fsencode(source)), size
+
+
+def _stated_data_end(source: Source, fmt: str, size: int) -> tuple[int, bool] | None:
+    """(where the header says the audio data ends, whether the data must reach the end of the
+    file) for AU, WAV and AIFF; None for other formats or a header that states no size."""
+    if fmt not in ("AU", "WAV", "WAVEX", "AIFF"):
+        return None
+    with (io.BytesIO(source) if isinstance(source, bytes) else open(os.fsencode(source), "rb")) as f:
+        if fmt == "AU":  # magic, data offset, data size (0xFFFFFFFF: unknown); the data runs to the end
+            head = f.read(12)
+            offset, length = struct.unpack(">II" if head[:4] == b".snd" else "<II", head[4:12])
+            return None if length == 0xFFFFFFFF else (offset + length, True)
+        # RIFF/FORM: chunks (id, size) from byte 12; other chunks may follow the audio data
+        order, data_id = ("<I", b"data") if fmt != "AIFF" else (">I", b"SSND")
+        pos = 12
+        while pos + 8 <= size:
+            f.seek(pos)
+            head = f.read(8)
+            (length,) = struct.unpack(order, head[4:])
+            if head[:4] == data_id:
+                return None if length in (0, 0xFFFFFFFF) else (pos + 8 + length, False)
+            pos += 8 + length + (length & 1)
+    return None
+
+
+def _check_container(f: sf.SoundFile, source: Source, size: int) -> None:
+    """Refuse a file whose container libsndfile had to guess, or whose header states more
+    (or, for AU, other) audio data than the file holds: such a file decodes as noise or as
+    a clip of the wrong length, and a model would answer confidently on it."""
+    kind = (Path(os.fsdecode(source)).suffix.lstrip(".").upper() if not isinstance(source, bytes) else "") or f.format
+    if f.format == "RAW":
+        raise AudioDecodeError(f"not a valid {kind} file (no valid header; libsndfile guessed a raw stream)")
+    stated = _stated_data_end(source, f.format, size)
+    if stated and (stated[0] > size or (stated[1] and stated[0] != size)):
+        raise AudioDecodeError(f"not a valid {kind} file (its header states {stated[0]} bytes of header and "
+                               f"audio data, the file holds {size}: truncated or damaged)")
+
+
+def _check_range(x: np.ndarray) -> None:
+    peak = float(np.abs(x).max()) if x.size else 0.0
+    if not math.isfinite(peak):
         raise AudioDecodeError("contains NaN or infinite samples")
-    if sr != sample_rate:
-        mono = AF.resample(torch.from_numpy(mono), sr, sample_rate).numpy()
-    return mono
+    if peak > MAX_SAMPLE:
+        raise AudioDecodeError(f"sample values out of range (max |x| = {peak:.3g}); not normalised audio")
+
+
+class _StreamResampler:
+    """torchaudio's ``resample`` applied block by block, with the one-shot result.
+
+    ``AF.resample`` is a strided convolution: output group ``j`` (``new`` samples, rates
+    reduced by their gcd) reads input ``[j*orig - width, j*orig + orig + width)``. Each call
+    here resamples a window that starts on a multiple of ``orig`` and reaches ``margin``
+    samples (>= width) past the groups it keeps, so every kept sample sees exactly the input
+    (or, at the true start and end, the zero padding) that the one-shot call sees.
+    """
+
+    def __init__(self, orig: int, new: int):
+        self.rates = (orig, new)
+        g = math.gcd(orig, new)
+        self.orig, self.new = orig // g, new // g
+        width = math.ceil(6 * self.orig / (min(self.orig, self.new) * 0.99))  # AF.resample's defaults
+        self.margin = math.ceil((width + 1) / self.orig) * self.orig
+        self.buffer = np.zeros(0, np.float32)
+        self.buffer_start = 0  # input index of buffer[0], a multiple of orig
+        self.groups_done = 0
+
+    def push(self, x: np.ndarray, last: bool = False) -> np.ndarray:
+        """Resampled output for all groups that ``x`` (and what came before) completes."""
+        self.buffer = np.concatenate([self.buffer, x])
+        end = self.buffer_start + len(self.buffer)
+        groups = math.ceil(end / self.orig) if last else max((end - self.margin) // self.orig, 0)
+        if groups <= self.groups_done:
+            return np.zeros(0, np.float32)
+        start = max(self.groups_done * self.orig - self.margin, self.buffer_start)
+        window = torch.from_numpy(self.buffer[start - self.buffer_start:])
+        out = AF.resample(window, *self.rates).numpy()
+        first = (self.groups_done - start // self.orig) * self.new
+        out = out[first:first + (groups - self.groups_done) * self.new]
+        self.groups_done = groups
+        keep = max(groups * self.orig - self.margin, self.buffer_start)
+        self.buffer, self.buffer_start = self.buffer[keep - self.buffer_start:], keep
+        return out
+
+
+class AudioStream:
+    """An opened, checked audio source whose mono blocks at ``sample_rate`` are read on iteration.
+
+    ``length`` (output samples) is known before any audio is decoded, from the header, so a
+    caller can place chunks first and fill them as blocks arrive. Iterate once; the file is
+    closed when iteration ends (or by :meth:`close`).
+    """
+
+    def __init__(self, source: Source, sample_rate: int, block_seconds: float = BLOCK_SECONDS):
+        try:
+            self._file, size = _open(source)
+        except AudioDecodeError:
+            raise
+        except Exception as e:  # libsndfile reports truncated/unknown formats in many ways
+            # (for a truncated mp3 it says "File does not exist...", though the file does exist)
+            why = getattr(e, "error_string", e)  # without soundfile's "Error opening <name>:"; the caller names the file
+            raise AudioDecodeError(f"cannot read audio: truncated, corrupt or not audio (libsndfile: {why})") from None
+        try:
+            _check_container(self._file, source, size)
+            if self._file.frames == 0:
+                raise AudioDecodeError("empty (no audio frames)")
+        except BaseException:
+            self._file.close()
+            raise
+        self.source_rate, self.frames = self._file.samplerate, self._file.frames
+        self.sample_rate = int(sample_rate)
+        self.length = math.ceil(self.frames * self.sample_rate / self.source_rate)
+        self.block_frames = max(1, int(block_seconds * self.source_rate))
+
+    def close(self) -> None:
+        self._file.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def __iter__(self) -> Iterator[np.ndarray]:
+        resampler = _StreamResampler(self.source_rate, self.sample_rate) if self.source_rate != self.sample_rate else None
+        done = 0
+        try:
+            while True:
+                try:
+                    data = self._file.read(self.block_frames, dtype="float32", always_2d=True)
+                except Exception as e:
+                    raise AudioDecodeError(f"cannot read audio after {done} frames: truncated or corrupt "
+                                           f"(libsndfile: {getattr(e, 'error_string', e)})") from None
+                last = len(data) == 0 or done + len(data) >= self.frames
+                if len(data) == 0 and done < self.frames:
+                    raise AudioDecodeError(f"truncated: the header states {self.frames} frames, the file holds {done}")
+                done += len(data)
+                _check_range(data)  # before mixing, where +x and -x channels would cancel
+                mono = data[:, 0] if data.shape[1] == 1 else data.mean(axis=1)
+                if resampler is not None:
+                    mono = resampler.push(mono, last)
+                    _check_range(mono)
+                if len(mono):
+                    yield mono
+                if last:
+                    return
+        finally:
+            self.close()
+
+
+def decode_blocks(source: Source, sample_rate: int, block_seconds: float = BLOCK_SECONDS) -> AudioStream:
+    """Decode a file path or encoded bytes to mono float32 blocks at ``sample_rate``.
+
+    The one decoding rule of the project, streamed: about ``block_seconds`` of input is held
+    at a time, and the blocks joined equal the one-shot ``AF.resample`` of the whole mono mix
+    (to float rounding). Opening checks the container and raises :class:`AudioDecodeError`
+    at once; the returned stream knows its ``length`` before decoding.
+    """
+    return AudioStream(source, sample_rate, block_seconds)
+
+
+def decode_audio(source: Source, sample_rate: int) -> np.ndarray:
+    """Decode a file path or encoded bytes to mono float32 at ``sample_rate``, all at once.
+
+    The convenience for short clips; the training cache, ``musiczoo predict`` and the
+    recommender all decode with :func:`decode_blocks`, so a clip gives the same samples in each.
+    """
+    return np.concatenate(list(decode_blocks(source, sample_rate)))
 
 
 def is_audio_file(path: Path) -> bool:

@@ -9,8 +9,10 @@ the clip-level rule the test metrics use, so a published number and a prediction
 file mean the same thing. Nothing here imports Lightning.
 
 Chunks of several files share a batch, so a folder of short files keeps the device as
-busy as one long file. An unreadable file becomes an error entry (and a logged warning);
-the other files go on.
+busy as one long file. Files are decoded block by block (``zoo.audio.decode_blocks``): the
+chunk positions come from the header's length, and chunks are filled as blocks stream in,
+so memory does not grow with a file's duration. An unreadable file becomes an error entry
+(and a logged warning); the other files go on.
 """
 
 from __future__ import annotations
@@ -23,13 +25,14 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Iterable, Iterator
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from .audio import (
-    DEFAULT_CHUNK_SECONDS, AudioDecodeError, chunk_samples, chunk_starts, clip_mean, decode_audio,
-    default_label_names, expand_audio_paths, probabilities,
+    DEFAULT_CHUNK_SECONDS, AudioDecodeError, AudioStream, chunk_samples, chunk_starts, clip_mean, decode_audio,
+    decode_blocks, default_label_names, expand_audio_paths, printable_name, probabilities,
 )
 
 log = logging.getLogger(__name__)
@@ -43,11 +46,22 @@ def load_audio(path: str | Path, sample_rate: int) -> torch.Tensor:
     """Decode ``path`` (anything soundfile reads) to a mono float32 (samples,) tensor at
     ``sample_rate``, with the project's one decoding rule (``zoo.audio.decode_audio``)."""
     if not Path(path).is_file():
-        raise AudioLoadError(f"{path}: no such file")
+        raise AudioLoadError(f"{printable_name(path)}: no such file")
     try:
         return torch.from_numpy(decode_audio(str(path), sample_rate))
     except AudioDecodeError as e:
-        raise AudioLoadError(f"{path}: {e}") from None
+        raise AudioLoadError(f"{printable_name(path)}: {e}") from None
+
+
+def open_audio(path: str | Path, sample_rate: int) -> AudioStream:
+    """:func:`load_audio` as a stream of blocks (``zoo.audio.decode_blocks``): the file is opened
+    and checked now, its blocks are decoded as they are read."""
+    if not Path(path).is_file():
+        raise AudioLoadError(f"{printable_name(path)}: no such file")
+    try:
+        return decode_blocks(str(path), sample_rate)
+    except AudioDecodeError as e:
+        raise AudioLoadError(f"{printable_name(path)}: {e}") from None
 
 
 @dataclass
@@ -89,7 +103,7 @@ class _Job:
 
     @property
     def done(self) -> bool:
-        return len(self.probs) == len(self.starts)
+        return self.error is not None or len(self.probs) == len(self.starts)
 
 
 def chunk_seconds(model) -> float:
@@ -162,18 +176,24 @@ def predict_files(
     bar = tqdm(total=len(files), unit="file", desc="predicting", disable=not progress)
     try:
         for path in files:
+            job = _Job(path)
+            pending.append(job)
             try:
-                wave = load_audio(path, sample_rate)
-            except AudioLoadError as e:
-                log.warning("skipping %s", e)
+                stream = open_audio(path, sample_rate)
+                job.num_samples = stream.length
+                job.starts = chunk_starts(stream.length, size, max_chunks).tolist()
+                if stream.length < size / 2:
+                    log.warning("%s: %.2f s of audio is zero-padded to the model's %.2f s chunk; most of its input "
+                                "is silence", printable_name(path), stream.length / sample_rate, size / sample_rate)
+                for chunk in _chunks(stream, job.starts, size):
+                    queue.append((job, chunk))
+                    if len(queue) >= batch_size:
+                        run_batch(batch_size)
+            except (AudioLoadError, AudioDecodeError) as e:  # the latter: a problem found mid-file
+                job.error = str(e) if isinstance(e, AudioLoadError) else f"{printable_name(path)}: {e}"
+                queue[:] = [(j, c) for j, c in queue if j is not job]
+                log.warning("skipping %s", job.error)
                 failed += 1
-                pending.append(_Job(path, error=str(e)))
-            else:
-                job = _Job(path, len(wave), chunk_starts(len(wave), size, max_chunks).tolist())
-                pending.append(job)
-                queue += [(job, _window(wave, s, size)) for s in job.starts]
-            while len(queue) >= batch_size:
-                run_batch(batch_size)
             yield from finished()
         while queue:
             run_batch(min(batch_size, len(queue)))
@@ -185,24 +205,42 @@ def predict_files(
         log.warning("%d of %d files could not be read", failed, len(files))
 
 
-def _window(wave: torch.Tensor, start: int, size: int) -> torch.Tensor:
-    """``size`` samples from ``start`` (a view), zero-padded only for a file shorter than one chunk."""
-    chunk = wave[start:start + size]
-    return chunk if len(chunk) == size else F.pad(chunk, (0, size - len(chunk)))
+def _chunks(blocks: Iterable[np.ndarray], starts: list[int], size: int) -> Iterator[torch.Tensor]:
+    """The ``size``-sample windows at ``starts`` (ascending), filled as ``blocks`` stream in.
+
+    Only the samples from the next window's start on are kept, so memory is about one chunk
+    plus one block whatever the file's length. A file shorter than one chunk gives one
+    zero-padded window.
+    """
+    held, held_from, k = np.zeros(0, np.float32), 0, 0
+    for block in blocks:
+        held = np.concatenate([held, block])
+        end = held_from + len(held)
+        while k < len(starts) and starts[k] + size <= end:
+            yield torch.from_numpy(held[starts[k] - held_from:][:size].copy())
+            k += 1
+        keep = min(starts[k], end) if k < len(starts) else end
+        held, held_from = held[keep - held_from:], keep
+    for start in starts[k:]:
+        chunk = torch.from_numpy(held[start - held_from:][:size].copy())
+        yield F.pad(chunk, (0, size - len(chunk)))
 
 
 def _result(job: _Job, labels, top_k, segments, sample_rate, size) -> Prediction:
     if job.error:
-        return Prediction(str(job.path), error=job.error)
+        return Prediction(printable_name(job.path), error=job.error)
     probs = torch.stack(job.probs)
     one_clip = torch.zeros(len(probs), dtype=torch.long)
     file_probs = clip_mean(probs, one_clip, 1)[0]
+    if not torch.isfinite(probs).all():  # never a confident-looking answer made of NaN
+        return Prediction(printable_name(job.path), error=f"{printable_name(job.path)}: the model gave non-finite "
+                          "probabilities on this file")
     embedding = clip_mean(torch.stack(job.embeddings), one_clip, 1)[0].tolist() if job.embeddings else None
     timeline = None
     if segments:
         timeline = [(s / sample_rate, min(s + size, job.num_samples) / sample_rate, _top(p, labels, top_k))
                     for s, p in zip(job.starts, probs)]
-    return Prediction(str(job.path), _top(file_probs, labels, top_k), job.num_samples / sample_rate, timeline,
+    return Prediction(printable_name(job.path), _top(file_probs, labels, top_k), job.num_samples / sample_rate, timeline,
                       embedding=embedding)
 
 
@@ -224,8 +262,9 @@ def write_table(results: Iterable[Prediction], out) -> None:
 
 
 def write_json(results: Iterable[Prediction], out) -> None:
-    """One JSON array of ``Prediction.to_dict()`` objects."""
-    json.dump([r.to_dict() for r in results], out, indent=1)
+    """One JSON array of ``Prediction.to_dict()`` objects; never a bare NaN or Infinity, which
+    is not JSON (``ValueError`` instead: decoding refuses the audio that would give one)."""
+    json.dump([r.to_dict() for r in results], out, indent=1, allow_nan=False)
     print(file=out)
 
 

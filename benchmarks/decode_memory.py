@@ -1,0 +1,159 @@
+"""Peak memory of prediction and of the cache build on long files: one-shot decoding vs streaming.
+
+Until streaming, a file was decoded whole (``sf.read``), mixed to mono and resampled in one
+``torchaudio.functional.resample`` call, so memory grew with the duration: a 20-minute
+44.1 kHz stereo WAV took gigabytes in ``musiczoo predict``. Now ``zoo.audio.decode_blocks``
+reads, mixes and resamples block by block, ``predict_files`` fills chunks as blocks arrive
+and the cache build writes each block into its float16 file.
+
+For 1 min, 20 min and 2 h of 44.1 kHz stereo 16-bit audio (WAVs written in blocks; the 2 h
+one is 1.27 GB and is deleted afterwards) this measures the peak resident memory
+(``resource.getrusage``, ``ru_maxrss``) of a fresh process per case:
+
+* ``floor``: the imports (the same in every case) and the model, nothing decoded;
+* ``predict``: a small random CRNN (16 kHz, 3 s chunks, batches of 16) on the file;
+  one-shot = the old method (``sf.read`` whole + ``AF.resample``, chunks of the whole wave),
+  streaming = ``zoo.predict.predict_files``;
+* ``cache``: decoding the file into a float16 cache at 16 kHz; one-shot = the old
+  ``_decode`` (whole clip decoded, converted, written), streaming =
+  ``datamodules.base.AudioCache.build`` with in-process decoding.
+
+    python benchmarks/decode_memory.py [--minutes 1 20 120] [--dir /tmp]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+RATE, CHANNELS, MODEL_RATE = 44100, 2, 16000
+REPO = Path(__file__).resolve().parents[1]
+
+
+def write_wav(path: Path, seconds: float, block_seconds: float = 30.0) -> None:
+    """A stereo 16-bit WAV of tones and noise, written in blocks so writing it needs little memory."""
+    import numpy as np
+    import soundfile as sf
+
+    rng = np.random.default_rng(0)
+    total, block = int(seconds * RATE), int(block_seconds * RATE)
+    with sf.SoundFile(path, "w", RATE, CHANNELS, subtype="PCM_16") as f:
+        for start in range(0, total, block):
+            t = np.arange(start, min(start + block, total)) / RATE
+            tone = 0.3 * np.sin(2 * np.pi * 220 * t) + 0.1 * np.sin(2 * np.pi * 3520 * t)
+            noise = rng.normal(0, 0.02, (len(t), CHANNELS))
+            f.write((tone[:, None] + noise).astype(np.float32))
+
+
+def _model():
+    import torch
+
+    from zoo.factory import create_model
+
+    torch.manual_seed(0)
+    model = create_model("crnn", transform="mel", num_classes=4, sample_rate=MODEL_RATE, channels=[8, 16, 16, 16])
+    model.config = {"chunk_seconds": 3.0}
+    return model.eval()
+
+
+def _one_shot_decode(path: str):
+    """The old decoding: the whole file in memory, mixed and resampled in one call."""
+    import soundfile as sf
+    import torch
+    import torchaudio.functional as AF
+
+    data, sr = sf.read(path, dtype="float32", always_2d=True)
+    mono = data.mean(axis=1)
+    del data
+    return AF.resample(torch.from_numpy(mono), sr, MODEL_RATE)
+
+
+def case(name: str, path: str, workdir: str) -> None:
+    """Run one case in this (fresh) process."""
+    import torch
+
+    import datamodules.base  # noqa: F401  every case imports the same modules, so only the decoding differs
+    import zoo.predict  # noqa: F401
+
+    torch.set_num_threads(1)
+    if name == "floor":
+        _model()
+    elif name == "predict-one-shot":
+        from zoo.audio import chunk_starts, probabilities
+
+        model, size = _model(), 3 * MODEL_RATE
+        wave = _one_shot_decode(path)
+        starts = chunk_starts(len(wave), size).tolist()
+        with torch.inference_mode():
+            for i in range(0, len(starts), 16):
+                batch = torch.stack([wave[s:s + size] for s in starts[i:i + 16]])
+                probabilities(model(batch), "multiclass")
+    elif name == "predict-streaming":
+        from zoo.predict import predict_files
+
+        (result,) = predict_files(_model(), [path], batch_size=16, device="cpu", progress=False)
+        assert result.error is None, result.error
+    elif name == "cache-one-shot":
+        import numpy as np
+
+        _model()  # the same floor as the other cases
+        audio = _one_shot_decode(path).numpy().astype(np.dtype("<f2"))
+        Path(workdir, "audio.f16").write_bytes(audio.tobytes())
+    elif name == "cache-streaming":
+        from datamodules.base import AudioCache, Item
+
+        _model()
+        AudioCache([Item("x", path, 0)], sample_rate=MODEL_RATE, cache_dir=workdir, decode_workers=1).build()
+    else:
+        raise SystemExit(f"unknown case {name}")
+    print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)  # KiB on Linux
+
+
+def measure(name: str, path: Path, workdir: Path) -> tuple[float, float]:
+    """(peak RSS in MiB, seconds) of ``name`` in a fresh interpreter."""
+    start = time.perf_counter()
+    out = subprocess.run([sys.executable, __file__, "--case", name, "--file", str(path), "--dir", str(workdir)],
+                         check=True, capture_output=True, text=True, cwd=REPO,
+                         env={**os.environ, "PYTHONPATH": str(REPO)})
+    return int(out.stdout.split()[-1]) / 1024, time.perf_counter() - start
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--minutes", type=float, nargs="+", default=[1, 20, 120])
+    parser.add_argument("--dir", default=None, help="where the WAVs are written (default: a temporary folder)")
+    parser.add_argument("--case", help=argparse.SUPPRESS)
+    parser.add_argument("--file", help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.case:
+        return case(args.case, args.file, args.dir)
+
+    with tempfile.TemporaryDirectory(dir=args.dir) as tmp:
+        tmp = Path(tmp)
+        wav = tmp / "tiny.wav"
+        write_wav(wav, 1.0)
+        floor, _ = measure("floor", wav, tmp)
+        print(f"floor (imports + model, nothing decoded): {floor:.0f} MiB peak RSS\n")
+        print("| audio (44.1 kHz stereo) | what | one-shot peak MiB | streaming peak MiB | one-shot / streaming "
+              "| above floor: one-shot / streaming MiB | seconds one-shot / streaming |")
+        print("|---|---|---:|---:|---:|---:|---:|")
+        for minutes in args.minutes:
+            wav = tmp / f"{minutes:g}min.wav"
+            write_wav(wav, minutes * 60)
+            for what in ("predict", "cache"):
+                (old, t_old), (new, t_new) = (measure(f"{what}-{how}", wav, Path(tempfile.mkdtemp(dir=tmp)))
+                                              for how in ("one-shot", "streaming"))
+                print(f"| {minutes:g} min ({wav.stat().st_size / 2**20:.0f} MiB WAV) | {what} | {old:.0f} | {new:.0f} "
+                      f"| {old / new:.1f}x | {old - floor:.0f} / {new - floor:.0f} | {t_old:.1f} / {t_new:.1f} |",
+                      flush=True)
+            wav.unlink()
+
+
+if __name__ == "__main__":
+    main()
