@@ -4,8 +4,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import socket
+
+import lightning as L
 import pytest
+import torch
 import yaml
+from torch.utils.data import DataLoader
 
 from datamodules.synthetic import make_synthetic_gtzan
 
@@ -61,3 +66,50 @@ def tiny_config(tmp_path, gtzan_rerelease, tree_rate) -> Path:
     path = tmp_path / "tiny.yaml"
     path.write_text(yaml.safe_dump(cfg))
     return path
+
+
+@pytest.fixture()
+def no_network(monkeypatch):
+    """Any socket connection fails the test: the Hub and every host stay untouched."""
+    def refuse(*args, **kwargs):
+        raise OSError("tests must not use the network")
+
+    monkeypatch.setattr(socket.socket, "connect", refuse)
+
+
+# A tiny CRNN trained for two steps: what the publishing and loading tests publish and load.
+TINY_SR = 16000
+TINY_LABELS = ["blues", "jazz", "rock"]
+TINY_CRNN = {"channels": [8, 16, 16, 16]}
+TINY_PROVENANCE = {"dataset": "gtzan", "split": "fault_filtered", "synthetic": True}
+
+
+class TinyData(L.LightningDataModule):
+    """Random batches in the training batch contract; saves its hyperparameters like a data module
+    run through LightningCLI (the path is a ``pathlib`` object, as jsonargparse gives it)."""
+
+    def __init__(self, root: Path = Path("/data/synthetic_gtzan"), chunk_seconds: float = 1.0,
+                 split: str = "fault_filtered"):
+        super().__init__()
+        self.save_hyperparameters()
+
+    def train_dataloader(self):
+        g = torch.Generator().manual_seed(0)
+        audio = torch.randn(8, int(self.hparams.chunk_seconds * TINY_SR), generator=g)
+        return DataLoader([{"audio": a, "target": torch.tensor(i % 3)} for i, a in enumerate(audio)], batch_size=4)
+
+
+def train_tiny_crnn(folder: Path) -> Path:
+    """Train the tiny CRNN for 2 steps with a real Trainer and save its checkpoint as ``folder/tiny.ckpt``."""
+    from zoo.task import MusicTask
+
+    L.seed_everything(0)
+    # chunk_seconds and provenance are what the CLI links in from the data module.
+    task = MusicTask(architecture="crnn", transform="mel", num_classes=3, sample_rate=TINY_SR, label_names=TINY_LABELS,
+                     model_params=TINY_CRNN, chunk_seconds=1.0, provenance=TINY_PROVENANCE)
+    trainer = L.Trainer(max_steps=2, accelerator="cpu", logger=False, enable_checkpointing=False,
+                        enable_progress_bar=False, enable_model_summary=False, default_root_dir=folder)
+    trainer.fit(task, datamodule=TinyData())
+    ckpt = folder / "tiny.ckpt"
+    trainer.save_checkpoint(ckpt)
+    return ckpt

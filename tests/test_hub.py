@@ -6,13 +6,11 @@ process, pretrained names, the Hub) is checked against it. The Hub is never cont
 """
 
 import json
-import socket
 import subprocess
 import sys
 import textwrap
 from pathlib import Path
 
-import lightning as L
 import numpy as np
 import pytest
 import soundfile as sf
@@ -20,8 +18,8 @@ import torch
 import yaml
 from huggingface_hub import HfApi
 from safetensors.torch import load_file
-from torch.utils.data import DataLoader
 
+from tests.conftest import TINY_CRNN, TINY_LABELS, TINY_SR, train_tiny_crnn
 from zoo import hub
 from zoo.audio import probabilities
 from zoo.checkpoint import load_checkpoint, load_checkpoint_dict, publish
@@ -33,9 +31,8 @@ from zoo.predict import load_audio, predict_files
 from zoo.pretrained import PRETRAINED, PretrainedEntry, list_pretrained, register_pretrained
 from zoo.task import MusicTask
 
-SR = 16000
-LABELS = ["blues", "jazz", "rock"]
-TINY = {"channels": [8, 16, 16, 16]}
+SR, LABELS, TINY = TINY_SR, TINY_LABELS, TINY_CRNN
+pytestmark = pytest.mark.usefixtures("no_network")
 REPO = Path(__file__).resolve().parents[1]
 
 
@@ -49,45 +46,11 @@ def empty_pretrained():
     PRETRAINED.update(saved)
 
 
-@pytest.fixture(autouse=True)
-def no_network(monkeypatch):
-    def refuse(*args, **kwargs):
-        raise OSError("tests must not use the network")
-
-    monkeypatch.setattr(socket.socket, "connect", refuse)
-
-
-PROVENANCE = {"dataset": "gtzan", "split": "fault_filtered", "synthetic": True}
-
-
-class TinyData(L.LightningDataModule):
-    """Random batches in the training batch contract; saves its hyperparameters like a data module
-    run through LightningCLI (the path is a ``pathlib`` object, as jsonargparse gives it)."""
-
-    def __init__(self, root: Path = Path("/data/synthetic_gtzan"), chunk_seconds: float = 1.0,
-                 split: str = "fault_filtered"):
-        super().__init__()
-        self.save_hyperparameters()
-
-    def train_dataloader(self):
-        g = torch.Generator().manual_seed(0)
-        audio = torch.randn(8, int(self.hparams.chunk_seconds * SR), generator=g)
-        return DataLoader([{"audio": a, "target": torch.tensor(i % 3)} for i, a in enumerate(audio)], batch_size=4)
-
-
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
     """(checkpoint, published folder, a test wav) of a CRNN trained for 2 steps."""
     tmp = tmp_path_factory.mktemp("trained")
-    L.seed_everything(0)
-    # chunk_seconds and provenance are what the CLI links in from the data module.
-    task = MusicTask(architecture="crnn", transform="mel", num_classes=3, sample_rate=SR, label_names=LABELS,
-                     model_params=TINY, chunk_seconds=1.0, provenance=PROVENANCE)
-    trainer = L.Trainer(max_steps=2, accelerator="cpu", logger=False, enable_checkpointing=False,
-                        enable_progress_bar=False, enable_model_summary=False, default_root_dir=tmp)
-    trainer.fit(task, datamodule=TinyData())
-    ckpt = tmp / "run" / "tiny.ckpt"
-    trainer.save_checkpoint(ckpt)
+    ckpt = train_tiny_crnn(tmp / "run")
     (ckpt.parent / "metrics.json").write_text(json.dumps({"test/acc": 0.5, "test/f1_macro": 0.25}))
     folder = publish(ckpt, tmp / "published")
     wav = tmp / "clip.wav"

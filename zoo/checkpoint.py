@@ -18,7 +18,14 @@ import torch
 
 from .audio import DEFAULT_CHUNK_SECONDS, default_label_names
 from .factory import attach_metadata, build_model, load_state
-from .hub import PROVENANCE_KEYS, HubError, push_to_hub, save_pretrained
+from .hub import (
+    MAX_NUM_CLASSES,
+    PROVENANCE_KEYS,
+    HubError,
+    push_to_hub,
+    save_pretrained,
+    validate_config,
+)
 
 log = logging.getLogger(__name__)
 
@@ -57,21 +64,36 @@ def checkpoint_config(ckpt: dict, path: str | Path) -> dict:
     missing = [k for k in ("architecture", "transform", "num_classes", "sample_rate") if k not in hp]
     if missing or "state_dict" not in ckpt:
         raise HubError(f"{path}: not a musiczoo MusicTask checkpoint (missing {', '.join(missing) or 'state_dict'})")
+    if not isinstance(dm, dict):
+        dm = {}
     provenance = hp.get("provenance") or _legacy_provenance(dm)
-    chunk_seconds = hp.get("chunk_seconds") or dm.get("clip_seconds")
+    if provenance is not None and not isinstance(provenance, dict):
+        raise HubError(f"{path} (hyper_parameters): provenance must be a mapping of {', '.join(PROVENANCE_KEYS)}, "
+                       f"got {type(provenance).__name__}")
+    chunk_seconds = hp["chunk_seconds"] if hp.get("chunk_seconds") is not None else dm.get("clip_seconds")
     if provenance is None or chunk_seconds is None:
         log.warning("%s records no data provenance: assuming %g-second chunks; dataset, split and synthetic data "
                     "unknown (musiczoo publish takes --chunk-seconds, --dataset, --split, --synthetic)",
                     path, DEFAULT_CHUNK_SECONDS)
-    return {
+    if chunk_seconds is None:
+        chunk_seconds = DEFAULT_CHUNK_SECONDS
+    elif isinstance(chunk_seconds, int) and not isinstance(chunk_seconds, bool):
+        chunk_seconds = float(chunk_seconds)
+    num_classes = hp["num_classes"]
+    label_names = hp.get("label_names")
+    if label_names is None and isinstance(num_classes, int) and 1 <= num_classes <= MAX_NUM_CLASSES:
+        label_names = default_label_names(num_classes)
+    config = {
         "architecture": hp["architecture"], "model_params": hp.get("model_params") or {},
-        "num_classes": hp["num_classes"], "transform": hp["transform"],
+        "num_classes": num_classes, "transform": hp["transform"],
         "transform_params": hp.get("transform_params") or {}, "sample_rate": hp["sample_rate"],
-        "chunk_seconds": float(chunk_seconds or DEFAULT_CHUNK_SECONDS),
+        "chunk_seconds": chunk_seconds,
         "task": hp.get("task", "multiclass"),
-        "label_names": list(hp.get("label_names") or default_label_names(hp["num_classes"])),
+        "label_names": list(label_names) if isinstance(label_names, (list, tuple)) else label_names,
         **{k: (provenance or {}).get(k) for k in PROVENANCE_KEYS},
     }
+    # The same schema as a published config.json, checked before any model is built.
+    return validate_config(config, f"{path} (hyper_parameters)")
 
 
 def _legacy_provenance(dm: dict) -> dict | None:
@@ -89,19 +111,20 @@ def load_checkpoint(path: str | Path):
     with its label names, task, chunk length and provenance attached."""
     ckpt = load_checkpoint_dict(path)
     config = checkpoint_config(ckpt, path)
-    model = build_model(config)
+    model = build_model(config, f"{path} (hyper_parameters)")
     load_state(model, {k[len("net."):]: v for k, v in ckpt["state_dict"].items() if k.startswith("net.")}, path)
     return attach_metadata(model, config)
 
 
 def publish(ckpt_path: str | Path, out_dir: str | Path, push_to_hub_id: str | None = None, *,
-            metrics: dict | None = None, **meta) -> Path:
+            metrics: dict | None = None, force: bool = False, **meta) -> Path:
     """Turn a Lightning checkpoint into a published folder (and optionally upload it).
 
     Test metrics come from ``metrics`` or, when not given, from a ``metrics.json`` (a flat
     ``{name: value}`` object) next to the checkpoint; without either the card says no
     results were recorded. ``meta`` overrides metadata read from the checkpoint
-    (``dataset``, ``split``, ``synthetic``, ``chunk_seconds``).
+    (``dataset``, ``split``, ``synthetic``, ``chunk_seconds``). A non-empty ``out_dir`` is
+    refused unless ``force`` (see ``zoo.hub.save_pretrained``).
     """
     ckpt_path = Path(ckpt_path)
     model = load_checkpoint(ckpt_path)
@@ -109,7 +132,7 @@ def publish(ckpt_path: str | Path, out_dir: str | Path, push_to_hub_id: str | No
         metrics = json.loads((ckpt_path.parent / "metrics.json").read_text())
     if metrics is not None:
         meta["metrics"] = metrics
-    out = save_pretrained(model, out_dir, model_id=push_to_hub_id, **meta)
+    out = save_pretrained(model, out_dir, model_id=push_to_hub_id, force=force, **meta)
     if push_to_hub_id:
         push_to_hub(out, push_to_hub_id)
     return out

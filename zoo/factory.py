@@ -8,15 +8,29 @@ checkpoint and a training run rebuild an architecture the same way.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import torch
+from torch.overrides import TorchFunctionMode
 
 from . import models  # noqa: F401  (importing the families registers them)
 from .frontends import UnknownNameError, list_frontends
-from .hub import HubError, read_config, read_weights, resolve_folder
+from .hub import (
+    CONFIG_NAME,
+    MAX_HEAD_PARAMETERS,
+    MAX_PARAMETERS,
+    HubError,
+    is_hub_id,
+    read_config,
+    read_weights,
+    resolve_folder,
+)
 from .pretrained import PRETRAINED, list_pretrained, mismatches
-from .registry import describe_model, list_models, model_entrypoint
+from .registry import TIMM_PREFIX, describe_model, list_models, model_entrypoint
+
+#: A plain timm architecture name; ``hf-hub:``/``hf_hub:``/``local-dir:`` sources or paths make timm fetch or read files.
+_PLAIN_TIMM_NAME = re.compile(r"[A-Za-z0-9_][\w.-]*")
 
 
 def create_model(
@@ -35,6 +49,11 @@ def create_model(
     """
     if transform not in list_frontends():
         raise UnknownNameError(f"unknown transform {transform!r}; valid transforms: {', '.join(list_frontends())}")
+    if isinstance(architecture, str) and architecture.startswith(TIMM_PREFIX) \
+            and not _PLAIN_TIMM_NAME.fullmatch(architecture[len(TIMM_PREFIX):]):
+        raise UnknownNameError(
+            f"{architecture!r}: only plain timm architecture names are accepted (e.g. timm/resnet18); a source such "
+            f"as hf-hub: or local-dir: is refused because timm would download or read files to build it")
     ctor, implied = model_entrypoint(architecture)
     model = ctor(transform=transform, num_classes=num_classes, sample_rate=sample_rate,
                  transform_params=dict(transform_params or {}), **implied, **model_params)
@@ -51,19 +70,63 @@ def create_model(
     return model
 
 
-def build_model(config: dict):
-    """An untrained model with the architecture a config (config.json, or checkpoint hyperparameters) describes."""
+class _WeightsOnMeta(TorchFunctionMode):
+    """``torch.empty`` (how layers allocate their weights) on the meta device: a model's parameters
+    are counted without allocating them, while the front-end's small buffers are computed as usual."""
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        kwargs = dict(kwargs or {})
+        if func is torch.empty:
+            kwargs["device"] = "meta"
+        return func(*args, **kwargs)
+
+
+def _build(config: dict):
     return create_model(config["architecture"], transform=config["transform"], num_classes=config["num_classes"],
                         sample_rate=config["sample_rate"], transform_params=config.get("transform_params"),
                         **(config.get("model_params") or {}))
+
+
+def build_model(config: dict, source: str | Path | None = None):
+    """An untrained model with the architecture a config (config.json, or checkpoint hyperparameters) describes.
+
+    The model is first sized without allocating its weights: a config whose head (embedding x
+    classes) or whole model is beyond ``MAX_HEAD_PARAMETERS`` / ``MAX_PARAMETERS`` is refused.
+    With ``source`` (the file the config came from), a config that does not build is a
+    :class:`HubError` naming it.
+    """
+    where = source if source is not None else "config"
+    try:
+        with torch.random.fork_rng(devices=[]), _WeightsOnMeta():  # the probe leaves the random state alone
+            probe = _build(config)
+        head = sum(p.numel() for p in probe.head.parameters()) if isinstance(getattr(probe, "head", None), torch.nn.Module) else 0
+        total = sum(p.numel() for p in probe.parameters())
+        del probe
+        if head > MAX_HEAD_PARAMETERS:
+            raise HubError(f"{where}: num_classes {config['num_classes']} makes a head of {head:,} parameters "
+                           f"(at most {MAX_HEAD_PARAMETERS:,})")
+        if total > MAX_PARAMETERS:
+            raise HubError(f"{where}: architecture {config['architecture']!r} with model_params "
+                           f"{config.get('model_params') or {}} has {total:,} parameters (at most {MAX_PARAMETERS:,})")
+        return _build(config)
+    except HubError:
+        raise
+    except (TypeError, ValueError, RuntimeError, NotImplementedError) as e:
+        if source is None:
+            raise
+        raise HubError(f"{source}: architecture {config['architecture']!r} cannot be built from its settings "
+                       f"(model_params {config.get('model_params') or {}}): {type(e).__name__}: "
+                       f"{(str(e).splitlines() or [''])[0]}") from None
 
 
 def load_state(model: torch.nn.Module, state: dict, source) -> None:
     """Strict loading (every weight present, nothing left over), with an error that names ``source``."""
     try:
         model.load_state_dict(state)
-    except RuntimeError as e:
-        raise HubError(f"{source}: the weights do not fit the architecture built from the config: {e}") from None
+    except RuntimeError as e:  # one line: torch lists every key on its own line
+        details = "; ".join(line.strip() for line in str(e).splitlines()[1:] if line.strip()) or str(e)
+        details = details if len(details) <= 400 else details[:397] + "..."
+        raise HubError(f"{source}: the weights do not fit the architecture built from the config: {details}") from None
 
 
 def attach_metadata(model: torch.nn.Module, config: dict):
@@ -110,8 +173,10 @@ def load_pretrained_weights(model: torch.nn.Module, tag: str) -> None:
 def _pretrained_folder(name: str) -> Path:
     """Download (or find in the cache) the folder of a registered entry and check it against the entry."""
     entry = PRETRAINED[name]
+    # A registered Hub id is unambiguous, even where a local folder shares its owner's name.
+    explicit = f"hf://{entry.source}" if not Path(entry.source).is_dir() and is_hub_id(entry.source) else entry.source
     try:
-        folder = resolve_folder(entry.source)
+        folder = resolve_folder(explicit)
     except HubError as e:
         if not entry.uploaded:
             raise HubError(f"pretrained {name!r}: its weights are not yet uploaded to {entry.source!r}") from e
@@ -131,7 +196,7 @@ def from_pretrained(path_or_hub_id: str | Path):
     source = str(path_or_hub_id)
     folder = _pretrained_folder(source) if not Path(source).is_dir() and source in PRETRAINED else resolve_folder(source)
     config = read_config(folder)
-    model = build_model(config)
+    model = build_model(config, Path(folder) / CONFIG_NAME)
     load_state(model, read_weights(folder), folder)
     return attach_metadata(model, config)
 
