@@ -42,7 +42,7 @@ def test_wrong_names_get_one_line(tiny_config, flag, message):
     proc = subprocess.run([sys.executable, "-m", "zoo.cli", "fit", "--config", str(tiny_config), flag],
                           capture_output=True, text=True, timeout=300)
     assert proc.returncode != 0
-    assert proc.stderr.strip().splitlines()[-1].startswith(f"musiczoo: error: {message}")
+    assert proc.stderr.strip().splitlines()[-1].startswith(f"musiczoo fit: error: {message}")
     assert "Traceback" not in proc.stderr
 
 

@@ -149,7 +149,8 @@ def test_no_network_is_one_line(monkeypatch, tmp_path, capsys):
     point_gtzan_at(monkeypatch, Source(url=f"http://127.0.0.1:{closed_port}/genres.tar.gz"), md5_sum=None)
     with pytest.raises(SystemExit) as e:
         main(["download", "gtzan", "--root", str(tmp_path)])
-    assert "cannot reach the server" in str(e.value) and "\n" not in str(e.value)
+    err = capsys.readouterr().err
+    assert e.value.code == 2 and "cannot reach the server" in err and len(err.strip().splitlines()) == 1
 
 
 def hostile_tar(kind: str) -> bytes:

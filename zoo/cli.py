@@ -12,14 +12,17 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
+import os
 import sys
 import time
+import traceback
 from importlib import resources
 from pathlib import Path
 
+import yaml
 from lightning.pytorch.cli import LightningCLI
 
-from .frontends import UnknownNameError
 
 EXTRA_VERBS = """extra commands:
   musiczoo models [PATTERN] [--pretrained]   list the model zoo (parameter counts) or published weights
@@ -34,6 +37,30 @@ EXTRA_VERBS = """extra commands:
   musiczoo download gtzan|mtat --root DIR    download, check and unpack a real dataset, then verify it
   musiczoo verify gtzan|mtat --root DIR      is a copy complete and usable? (counts, every file decoded)
   (`musiczoo predict --config ...` is LightningCLI's predict over a data module)"""
+
+
+#: Exit status of a command that stopped on an error (argparse uses it for bad arguments too).
+ERROR_STATUS = 2
+#: Set to 1 to see the traceback behind a one-line error (also ``--verbose`` on any verb).
+VERBOSE_ENV = "MUSICZOO_VERBOSE"
+
+
+class CommandError(SystemExit):
+    """An error already worded for the user: ``musiczoo <verb>: error: <message>``.
+
+    A ``SystemExit``, so a verb called from Python ends like a command (the message on
+    stderr); ``main`` prints it as one line with exit status 2.
+    """
+
+    def __init__(self, verb: str, message: str):
+        super().__init__(f"musiczoo {verb}: error: {message}")
+
+    def __str__(self) -> str:
+        return str(self.code)
+
+
+def fail(verb: str, message: str):
+    raise CommandError(verb, message)
 
 
 class MusicZooCLI(LightningCLI):
@@ -188,28 +215,48 @@ def cmd_publish(argv: list[str]) -> None:
     parser.add_argument("--split", help="training split name, if the checkpoint does not record it")
     parser.add_argument("--chunk-seconds", type=float, help="training crop length, if the checkpoint does not record it")
     parser.add_argument("--synthetic", action="store_true", help="mark the training data as synthetic")
+    parser.add_argument("--force", action="store_true", help="publish into a folder that is not empty: replace its "
+                        "model.safetensors, config.json and README.md (each atomically), leave every other file alone")
     args = parser.parse_args(argv)
     from .checkpoint import publish
 
-    meta = {k: v for k, v in (("dataset", args.dataset), ("split", args.split), ("chunk_seconds", args.chunk_seconds)) if v}
+    meta = {k: v for k, v in (("dataset", args.dataset), ("split", args.split), ("chunk_seconds", args.chunk_seconds))
+            if v is not None}  # --chunk-seconds 0 is checked (and refused), not dropped
     if args.synthetic:
         meta["synthetic"] = True
     try:
         metrics = json.loads(args.metrics.read_text()) if args.metrics else None
-        out = publish(args.ckpt, args.out_dir, args.push_to_hub, metrics=metrics, **meta)
+        out = publish(args.ckpt, args.out_dir, args.push_to_hub, metrics=metrics, force=args.force, **meta)
     except (ValueError, OSError) as e:  # HubError, UnknownNameError and bad JSON are ValueErrors
-        sys.exit(f"musiczoo publish: error: {e}")
+        fail("publish", f"{e}")
     print(f"published to {out}" + (f" and https://huggingface.co/{args.push_to_hub}" if args.push_to_hub else ""))
 
 
 def load_model(spec: str):
-    """A Lightning ``.ckpt`` (weights-only), else a published folder, Hub id or ``arch.tag`` name."""
+    """A Lightning ``.ckpt`` (weights-only), else a published folder, Hub id or ``arch.tag`` name.
+
+    A string that names no local folder is a Hub id only when unambiguous (``hf://owner/name``,
+    or ``owner/name`` where ``owner`` is not a local folder; see ``zoo.hub.hub_id_of``): a
+    mistyped local path is an error with the close local names, never a download. A fetch
+    from the Hub is announced on stderr.
+    """
     if spec.endswith(".ckpt"):
         from .checkpoint import load_checkpoint
 
         return load_checkpoint(spec)
     from .factory import from_pretrained
+    from .hub import hub_id_of, is_hub_id
+    from .pretrained import PRETRAINED
 
+    if not Path(spec).is_dir():
+        if spec in PRETRAINED:  # a registered Hub id is unambiguous
+            source = PRETRAINED[spec].source
+            repo_id = source if is_hub_id(source) and not Path(source).is_dir() else None
+        else:
+            repo_id = hub_id_of(spec)
+        if repo_id:
+            print(f"musiczoo: fetching {repo_id} from the Hugging Face Hub"
+                  + (f" (pretrained {spec})" if spec in PRETRAINED else ""), file=sys.stderr, flush=True)
     return from_pretrained(spec)
 
 
@@ -235,10 +282,10 @@ def cmd_predict(argv: list[str]) -> None:
     try:
         model = load_model(args.model)
     except (ValueError, OSError) as e:  # HubError and UnknownNameError are ValueErrors
-        sys.exit(f"musiczoo predict: error: {e}")
+        fail("predict", f"{e}")
     files = expand_audio_paths(args.audio)
     if not files:
-        sys.exit(f"musiczoo predict: error: no audio files in {', '.join(args.audio)}")
+        fail("predict", f"no audio files in {', '.join(args.audio)}")
     failures = []
 
     def tracked():
@@ -281,7 +328,7 @@ def cmd_index(argv: list[str]) -> None:
         library = Library.build(models, music_dir, args.out, max_chunks=args.max_chunks, weights=args.weights,
                                 batch_size=args.batch_size, device=args.device)
     except (ValueError, OSError) as e:  # LibraryError, HubError, UnknownNameError are ValueErrors
-        sys.exit(f"musiczoo index: error: {e}")
+        fail("index", f"{e}")
     run = library.manifest["last_run"]
     print(f"{args.out}: {len(library.tracks)} tracks ({run['embedded']} embedded, {run['unchanged']} unchanged, "
           f"{run['dropped']} dropped, {run['skipped']} unreadable skipped)")
@@ -323,7 +370,7 @@ def cmd_recommend(argv: list[str]) -> None:
             labels, matches = library.similar_to_audio(args.audio, **options)
             query = f"{args.audio} ({', '.join(f'{n} {p:.2f}' for n, p in list(labels.items())[:3])})"
     except (ValueError, OSError) as e:
-        sys.exit(f"musiczoo recommend: error: {e}")
+        fail("recommend", f"{e}")
     WRITERS[args.format](query, matches, sys.stdout)
 
 
@@ -344,7 +391,7 @@ def cmd_recommend_eval(argv: list[str]) -> None:
     try:
         rows = evaluate_libraries(args.libraries, args.dataset, split=args.split, k=args.k, seed=args.seed)
     except (ValueError, OSError) as e:
-        sys.exit(f"musiczoo recommend-eval: error: {e}")
+        fail("recommend-eval", f"{e}")
     if args.results:
         args.results.parent.mkdir(parents=True, exist_ok=True)
         with open(args.results, "a") as f:
@@ -364,11 +411,11 @@ def cmd_serve(argv: list[str]) -> None:
     try:
         from .web.app import serve
     except ImportError as e:
-        sys.exit(f"musiczoo serve: error: the web extra is not installed ({e}); pip install -e '.[web]'")
+        fail("serve", f"the web extra is not installed ({e}); pip install -e '.[web]'")
     try:
         serve(args.library, host=args.host, port=args.port)
     except (ValueError, OSError) as e:
-        sys.exit(f"musiczoo serve: error: {e}")
+        fail("serve", f"{e}")
 
 
 def cmd_download(argv: list[str]) -> None:
@@ -386,7 +433,7 @@ def cmd_download(argv: list[str]) -> None:
     try:
         reports = download(args.dataset, args.root, keep_archives=not args.delete_archives)
     except (DownloadError, OSError) as e:
-        sys.exit(f"musiczoo download: error: {e}")
+        fail("download", f"{e}")
     for report in reports:
         for attempt in report.attempts:
             print(f"{report.name}: {attempt.source}: {attempt.outcome}")
@@ -407,7 +454,7 @@ def cmd_verify(argv: list[str]) -> None:
     try:
         report = verify(args.dataset, args.root, workers=args.workers)
     except (ValueError, OSError) as e:
-        sys.exit(f"musiczoo verify: error: {e}")
+        fail("verify", f"{e}")
     print(report.summary())
     if not report.usable:
         sys.exit(1)
@@ -423,17 +470,70 @@ def is_file_predict(argv: list[str]) -> bool:
     return len(argv) > 1 and argv[0] == "predict" and not argv[1].startswith("-")
 
 
+def check_config_files(argv: list[str]) -> None:
+    """Read every ``--config`` file first, so a missing file or a YAML syntax error is one line
+    that names the file (the parser would report a line and column of an unnamed string)."""
+    paths = [argv[i + 1] for i, a in enumerate(argv[:-1]) if a in ("--config", "-c")]
+    paths += [a.split("=", 1)[1] for a in argv if a.startswith("--config=")]
+    for path in paths:
+        try:
+            yaml.safe_load(Path(path).read_text())
+        except FileNotFoundError:
+            raise CommandError(argv[0], f"config file {path} does not exist") from None
+        except yaml.YAMLError as e:
+            mark = getattr(e, "problem_mark", None)
+            where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+            raise CommandError(argv[0], f"{path}: invalid YAML{where}: {getattr(e, 'problem', None) or e}") from None
+
+
+def _informational_logs_to_stdout() -> None:
+    """Lightning's progress notes ("Seed set to 0", "GPU available: ...") are not errors; on stdout
+    they leave stderr to warnings and errors, so an error is the one line there."""
+    for name in ("lightning.pytorch", "lightning.fabric"):
+        for handler in logging.getLogger(name).handlers:
+            if isinstance(handler, logging.StreamHandler) and handler.stream is sys.stderr:
+                handler.setStream(sys.stdout)
+
+
+def _root_cause(error: BaseException) -> BaseException:
+    """The error the user can act on: jsonargparse wraps a data module's own ValueError in its own."""
+    while error.__cause__ is not None:
+        error = error.__cause__
+    return error
+
+
 def main(argv: list[str] | None = None) -> None:
+    """Run a verb. The toolkit's own errors (bad names, values, data roots, config files, caches,
+    models, libraries) end as one line ``musiczoo <verb>: error: ...`` with exit status 2;
+    ``--verbose`` or ``MUSICZOO_VERBOSE=1`` shows the traceback too."""
     argv = sys.argv[1:] if argv is None else list(argv)
+    verbose = "--verbose" in argv or os.environ.get(VERBOSE_ENV, "0") not in ("", "0")
+    argv = [a for a in argv if a != "--verbose"]
+    verb = argv[0] if argv and not argv[0].startswith("-") else ""
+    program_args, sys.argv = sys.argv, sys.argv[:1]  # the arguments go to LightningCLI explicitly
     try:
         if argv and argv[0] in EXTRA:
             EXTRA[argv[0]](argv[1:])
         elif is_file_predict(argv):
             cmd_predict(argv[1:])
         else:
+            check_config_files(argv)
+            _informational_logs_to_stdout()
             build_cli(argv)
-    except UnknownNameError as e:
-        sys.exit(f"musiczoo: error: {e}")
+    except CommandError as e:
+        _exit(str(e), verbose)
+    except (ValueError, OSError, yaml.YAMLError) as e:  # every toolkit error is one of these
+        cause = _root_cause(e)
+        _exit(f"musiczoo{' ' + verb if verb else ''}: error: {str(cause).strip().splitlines()[0] if str(cause).strip() else type(cause).__name__}", verbose)
+    finally:
+        sys.argv = program_args
+
+
+def _exit(line: str, verbose: bool) -> None:
+    if verbose:
+        traceback.print_exc()
+    print(line, file=sys.stderr)
+    sys.exit(ERROR_STATUS)
 
 
 if __name__ == "__main__":
