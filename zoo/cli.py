@@ -17,6 +17,7 @@ import os
 import sys
 import time
 import traceback
+import warnings
 from importlib import resources
 from pathlib import Path
 
@@ -486,6 +487,12 @@ def check_config_files(argv: list[str]) -> None:
             raise CommandError(argv[0], f"{path}: invalid YAML{where}: {getattr(e, 'problem', None) or e}") from None
 
 
+def _quiet_optional_dependency_notes() -> None:
+    """Without TensorBoard installed, Lightning warns on every run that it logs to CSV instead;
+    that is the documented default here (``lightning_logs/version_N/metrics.csv``), not a problem."""
+    warnings.filterwarnings("ignore", message=r".*`tensorboardX` has been removed as a dependency.*")
+
+
 def _informational_logs_to_stdout() -> None:
     """Lightning's progress notes ("Seed set to 0", "GPU available: ...") are not errors; on stdout
     they leave stderr to warnings and errors, so an error is the one line there."""
@@ -511,6 +518,7 @@ def main(argv: list[str] | None = None) -> None:
     argv = [a for a in argv if a != "--verbose"]
     verb = argv[0] if argv and not argv[0].startswith("-") else ""
     program_args, sys.argv = sys.argv, sys.argv[:1]  # the arguments go to LightningCLI explicitly
+    _quiet_optional_dependency_notes()
     try:
         if argv and argv[0] in EXTRA:
             EXTRA[argv[0]](argv[1:])
