@@ -46,6 +46,8 @@ import torch
 from safetensors.numpy import load_file, save_file
 from tqdm.auto import tqdm
 
+from datamodules.download import file_digest
+
 from ..audio import AudioDecodeError, decode_audio, list_audio_files
 from ..factory import from_pretrained
 from ..hub import save_pretrained
@@ -105,14 +107,6 @@ class Match:
 
 
 # ---- small helpers -----------------------------------------------------------------------
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def model_fingerprint(model: torch.nn.Module) -> str:
     """What makes a model this model: its architecture config and every weight."""
     digest = hashlib.sha256(json.dumps(model.model_config, sort_keys=True).encode())
@@ -448,7 +442,7 @@ def build(models: Sequence, music_dir: str | os.PathLike, out: str | os.PathLike
                     log.warning("skipping %s", error)
                     skipped.append({"id": rel, "reason": error})
                     continue
-                shard_tracks.append(Track(rel, st.st_size, st.st_mtime_ns, file_sha256(path),
+                shard_tracks.append(Track(rel, st.st_size, st.st_mtime_ns, file_digest(path, "sha256"),
                                           arrays.pop("duration_s"), labels))
                 shard_rows.append(arrays)
             _write_shard(out, shard_tracks, shard_rows)
@@ -477,7 +471,7 @@ def _unchanged(path: Path, source: tuple | None) -> tuple | None:
     track, st = source[0], path.stat()
     if (track.size, track.mtime_ns) == (st.st_size, st.st_mtime_ns):
         return source
-    if track.size == st.st_size and file_sha256(path) == track.sha256:  # touched, not changed
+    if track.size == st.st_size and file_digest(path, "sha256") == track.sha256:  # touched, not changed
         return (Track(**{**asdict(track), "mtime_ns": st.st_mtime_ns}), *source[1:])
     return None
 
