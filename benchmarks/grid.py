@@ -1,147 +1,362 @@
-"""Train and test every transform x architecture combination and fill ``leaderboard.md``.
+"""``musiczoo bench GRID.yaml``: train and test every dataset x architecture x transform x seed.
 
-Each combination is one ``fit`` then ``test`` through the same CLI and config a user runs
-(``--config`` is the dataset/trainer setup; the grid only swaps ``model.architecture`` and
-``model.transform``). Results are appended to a JSON-lines file as each run finishes, so a
-long grid that dies on one combination keeps everything already measured, and a rerun
-skips what is done. ``leaderboard.md`` is regenerated from that file and is never edited
-by hand; every row names its dataset and split, and the whole table says when the data
-was synthetic.
+A grid file names the datasets (a data config, a root, optional overrides and the ``musiczoo
+synth`` arguments that write a synthetic one), the architectures (registry names or glob
+patterns, ``timm/<name>`` included), the transforms, the seeds and the trainer settings
+(epochs, devices, precision, strategy, ...). Everything is checked before anything trains.
 
-    python -m benchmarks.grid --config benchmarks/configs/gtzan_resnet_gru.yaml \\
-        --data.init_args.root /data/gtzan [--models resnet_gru,fcn] [--transforms mel,stft] \\
-        [--results benchmarks/results/gtzan.jsonl] [--label "GTZAN"] [CLI overrides ...]
+Each cell runs in its own process through the same ``LightningCLI`` as ``musiczoo fit`` and
+``musiczoo test`` (``benchmarks.cell``) and appends one JSON line to the results file: the
+test metrics with everything needed to trust and repeat them (data provenance, parameters,
+epochs, timings, throughput, hardware, versions, commit, config hash, checkpoint). So:
+
+* a cell whose ``ok`` record exists with the same config hash is skipped, and a killed
+  runner started again runs only what is missing;
+* a failing cell gets a ``failed`` record with its error and the grid goes on (it is tried
+  again on the next run, so a fixed data root or a larger GPU heals it);
+* records are appended under a file lock, a cell being trained holds a lock on its folder,
+  and a half-written last line is ignored, so two runners (or a SLURM array) can share one
+  results file.
+
+``--slurm FILE`` writes a SLURM job array (one task per missing cell, each multi-GPU or
+multi-node through Lightning's own SLURM support); ``--submit`` also hands it to ``sbatch``.
+``musiczoo leaderboard RESULTS...`` turns results into ``leaderboard.md``.
 """
 
 from __future__ import annotations
 
 import argparse
+import fnmatch
+import hashlib
 import json
-import logging
+import os
+import shlex
+import shutil
+import subprocess
+import sys
 import time
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from zoo.cli import build_cli
-from zoo.frontends import list_frontends
+import yaml
 
-log = logging.getLogger(__name__)
-ROOT = Path(__file__).resolve().parents[1]
-DEFAULT_MODELS = "resnet_gru,resnet_vit,fcn,crnn,short_chunk_cnn,short_chunk_resnet"
+from benchmarks.results import append_record, read_records
+
+#: What a grid file may hold at its top level and in each dataset entry.
+GRID_KEYS = {"results", "out", "datasets", "architectures", "transforms", "seeds", "trainer", "overrides",
+             "slurm", "wandb_project"}
+DATASET_KEYS = {"config", "root", "overrides", "synth"}
+#: ``#SBATCH`` settings a grid's ``slurm:`` block may set, with their defaults.
+SLURM_DEFAULTS = {"time": "04:00:00", "cpus_per_task": 8, "partition": None, "account": None,
+                  "max_parallel": None, "gpus_per_node": None, "mem": None}
+LOGGERS = {
+    "csv": "lightning.pytorch.loggers.CSVLogger",
+    "tensorboard": "lightning.pytorch.loggers.TensorBoardLogger",
+    "wandb": "lightning.pytorch.loggers.WandbLogger",
+}
 
 
-def run_one(config: str, model: str, transform: str, overrides: list[str], out_dir: Path) -> dict:
-    """fit + test one combination; returns its row (test metrics, data labels, timing)."""
+class GridError(ValueError):
+    """A grid file that cannot run; raised before anything trains."""
+
+
+@dataclass(frozen=True)
+class Cell:
+    """One dataset x architecture x transform x seed of a grid, with the CLI arguments that train it."""
+
+    index: int
+    dataset: str
+    architecture: str
+    transform: str
+    seed: int
+    args: tuple[str, ...]  # musiczoo fit/test arguments, output folder and logger excluded
+    folder: Path
+    config_hash: str
+    synth: tuple[str, ...] = ()
+    root: str = ""
+
+    @property
+    def name(self) -> str:
+        return f"{self.dataset}/{self.architecture.replace('/', '-')}-{self.transform}-seed{self.seed}"
+
+    @property
+    def key(self) -> tuple:
+        return (self.dataset, self.architecture, self.transform, self.seed)
+
+
+@dataclass
+class Grid:
+    path: Path
+    results: Path
+    out: Path
+    cells: list[Cell] = field(default_factory=list)
+    slurm: dict = field(default_factory=dict)
+    trainer: dict = field(default_factory=dict)
+    wandb_project: str = "musiczoo-bench"
+
+
+# ---- reading a grid ----------------------------------------------------------------------
+def cli_overrides(settings: dict, prefix: str = "") -> list[str]:
+    """``{"trainer.max_epochs": 3, "model.transform_params": {...}}`` -> ``--trainer.max_epochs=3 ...``
+    (mappings and lists as JSON, which the CLI parses as YAML)."""
+    return [f"--{prefix}{key}={json.dumps(value) if isinstance(value, (dict, list)) else value}"
+            for key, value in settings.items()]
+
+
+def resolve_architectures(patterns: list[str]) -> list[str]:
+    """Registry names and glob patterns (``"*"``, ``"resnet_*"``) plus ``timm/<name>``, in order, once each."""
+    from zoo.factory import list_models
+
+    registered = list_models()
+    names: list[str] = []
+    for pattern in patterns:
+        if pattern.startswith("timm/"):
+            import timm
+
+            matches = [f"timm/{n}" for n in timm.list_models(pattern[len("timm/"):])]
+            if not matches:
+                raise GridError(f"architecture {pattern!r}: no timm model matches (see timm.list_models())")
+        else:
+            matches = fnmatch.filter(registered, pattern)
+            if not matches:
+                raise GridError(f"architecture {pattern!r} matches no registered model; registered: "
+                                f"{', '.join(registered)} (or timm/<name>)")
+        names += [m for m in matches if m not in names]
+    return names
+
+
+def check_data_config(name: str, config: Path) -> None:
+    """The dataset's config must exist and name an importable ``AudioDataModule``."""
+    import importlib
+
+    from datamodules.base import AudioDataModule
+
+    if not config.is_file():
+        raise GridError(f"dataset {name!r}: config {config} does not exist")
+    class_path = ((yaml.safe_load(config.read_text()) or {}).get("data") or {}).get("class_path", "")
+    module, _, cls = class_path.rpartition(".")
+    try:
+        data_class = getattr(importlib.import_module(module), cls)
+    except (ImportError, AttributeError, ValueError):
+        data_class = None
+    if not (isinstance(data_class, type) and issubclass(data_class, AudioDataModule)):
+        known = ", ".join(f"datamodules.{m}" for m in ("gtzan.GTZANDataModule", "mtat.MTATDataModule",
+                                                        "folder.FolderDataModule", "hf.HFDataModule"))
+        raise GridError(f"dataset {name!r}: {config} names data class {class_path!r}, which is not a data module "
+                        f"of this toolkit; known: {known}")
+
+
+def config_hash(config: Path, args: list[str]) -> str:
+    """Hash of what decides a cell's result: the config file's content and every argument."""
+    digest = hashlib.sha256(config.read_bytes())
+    digest.update(json.dumps(args).encode())
+    return digest.hexdigest()[:16]
+
+
+def load_grid(path: Path, results: Path | None = None, out: Path | None = None) -> Grid:
+    """Read and check a grid file; every name is checked here, before anything trains."""
+    from zoo.frontends import list_frontends
+
+    try:
+        spec = yaml.safe_load(Path(path).read_text()) or {}
+    except FileNotFoundError:
+        raise GridError(f"grid file {path} does not exist") from None
+    unknown = set(spec) - GRID_KEYS
+    if unknown:
+        raise GridError(f"{path}: unknown keys {sorted(unknown)}; a grid has {sorted(GRID_KEYS)}")
+    for key in ("datasets", "architectures", "transforms"):
+        if not spec.get(key):
+            raise GridError(f"{path}: '{key}' is missing or empty")
+    architectures = resolve_architectures([str(a) for a in spec["architectures"]])
+    transforms = spec["transforms"]  # names, or {name: transform_params}
+    transforms = {t: None for t in transforms} if isinstance(transforms, list) else dict(transforms)
+    bad = [t for t in transforms if t not in list_frontends()]
+    if bad:
+        raise GridError(f"{path}: unknown transform(s) {bad}; valid: {', '.join(list_frontends())}")
+    seeds = [int(s) for s in spec.get("seeds", [0])]
+    grid = Grid(path=Path(path), results=Path(results or spec.get("results", "benchmarks/results/results.jsonl")),
+                out=Path(out or spec.get("out", "runs/bench")), trainer=dict(spec.get("trainer") or {}),
+                slurm={**SLURM_DEFAULTS, **(spec.get("slurm") or {})},
+                wandb_project=spec.get("wandb_project", "musiczoo-bench"))
+    unknown = set(grid.slurm) - set(SLURM_DEFAULTS)
+    if unknown:
+        raise GridError(f"{path}: unknown slurm settings {sorted(unknown)}; known: {sorted(SLURM_DEFAULTS)}")
+    shared = cli_overrides(grid.trainer, "trainer.") + cli_overrides(spec.get("overrides") or {})
+    for dataset, entry in spec["datasets"].items():
+        entry = entry or {}
+        unknown = set(entry) - DATASET_KEYS
+        if unknown:
+            raise GridError(f"dataset {dataset!r}: unknown keys {sorted(unknown)}; known: {sorted(DATASET_KEYS)}")
+        if "config" not in entry or "root" not in entry:
+            raise GridError(f"dataset {dataset!r}: needs 'config' (a data config) and 'root' (its data folder)")
+        config = Path(entry["config"])
+        check_data_config(dataset, config)
+        data_args = [f"--data.init_args.root={entry['root']}", *cli_overrides(entry.get("overrides") or {})]
+        for architecture in architectures:
+            for transform, params in transforms.items():
+                for seed in seeds:
+                    args = ["--config", str(config), *shared, *data_args, f"--model.architecture={architecture}",
+                            f"--model.transform={transform}", f"--seed_everything={seed}"]
+                    if params:
+                        args += cli_overrides({"model.transform_params": params})
+                    cell = Cell(len(grid.cells), dataset, architecture, transform, seed, tuple(args), Path(),
+                                config_hash(config, args), tuple(str(a) for a in entry.get("synth") or ()),
+                                str(entry["root"]))
+                    grid.cells.append(replace(cell, folder=grid.out / cell.name))
+    return grid
+
+
+def finished(grid: Grid) -> set[tuple]:
+    """Keys of the cells with an ``ok`` record of the same config hash."""
+    done = {(r["cell"], r["config_hash"]) for r in read_records(grid.results) if r.get("status") == "ok"}
+    return {c.key for c in grid.cells if (c.name, c.config_hash) in done}
+
+
+# ---- running -------------------------------------------------------------------------------
+def ensure_synthetic_data(cell: Cell) -> None:
+    """Write a dataset's synthetic data the first time it is needed (``synth:`` in the grid)."""
+    if cell.synth and not Path(cell.root).exists():
+        from zoo.cli import cmd_synth
+
+        print(f"writing synthetic data: musiczoo synth {' '.join(cell.synth)} {cell.root}", flush=True)
+        cmd_synth([cell.synth[0], cell.root, *cell.synth[1:]])
+
+
+def run_grid(grid: Grid, logger: str = "csv") -> dict[str, int]:
+    """Run every missing cell in its own process; returns counts of ok / failed / skipped cells."""
+    counts = {"ok": 0, "failed": 0, "skipped": 0, "busy": 0}
+    done = finished(grid)
     started = time.perf_counter()
-    cli = build_cli(["--config", config, f"--model.architecture={model}", f"--model.transform={transform}",
-                     f"--trainer.default_root_dir={out_dir / f'{model}-{transform}'}", *overrides], run=False)
-    cli.trainer.fit(cli.model, datamodule=cli.datamodule)
-    ckpt = "best" if cli.trainer.checkpoint_callback and cli.trainer.checkpoint_callback.best_model_path else None
-    (metrics,) = cli.trainer.test(cli.model, datamodule=cli.datamodule, ckpt_path=ckpt)
-    data = cli.datamodule
-    return {
-        "model": model, "transform": transform,
-        **data.provenance,
-        "root": str(data.root),
-        "params_M": round(sum(p.numel() for p in cli.model.net.parameters()) / 1e6, 2),
-        "epochs": cli.trainer.current_epoch,  # after fit: epochs completed
-        "minutes": round((time.perf_counter() - started) / 60, 1),
-        "metrics": {k: round(float(v), 4) for k, v in metrics.items()},
-        "config": str(config), "overrides": overrides,
-    }
+    for cell in grid.cells:
+        tag = f"[{cell.index + 1}/{len(grid.cells)}] {cell.name}"
+        if cell.key in done:
+            counts["skipped"] += 1
+            print(f"{tag}: done (same config hash) - skipped", flush=True)
+            continue
+        ensure_synthetic_data(cell)
+        cell.folder.mkdir(parents=True, exist_ok=True)
+        log_path = cell.folder / "cell.log"
+        command = [sys.executable, "-m", "benchmarks.cell", str(grid.path), str(cell.index),
+                   "--results", str(grid.results), "--out", str(grid.out), "--logger", logger]
+        t0 = time.perf_counter()
+        with open(log_path, "ab") as log:
+            env = {**os.environ, "MUSICZOO_BENCH_LAUNCHED": repr(time.time())}
+            code = subprocess.run(command, stdout=log, stderr=subprocess.STDOUT, env=env).returncode
+        seconds = time.perf_counter() - t0
+        if code == 0:
+            counts["ok"] += 1
+            print(f"{tag}: ok in {seconds:.0f} s", flush=True)
+        elif code == BUSY_STATUS:
+            counts["busy"] += 1
+            print(f"{tag}: being trained by another runner - skipped", flush=True)
+        else:
+            counts["failed"] += 1
+            last = last_line(log_path)
+            if code != RECORDED_FAILURE_STATUS:  # died without writing its record (killed, out of memory)
+                append_record(grid.results, failed_record(grid, cell, f"exit status {code}: {last}"))
+            print(f"{tag}: FAILED in {seconds:.0f} s: {last} (log: {log_path})", flush=True)
+    counts["minutes"] = round((time.perf_counter() - started) / 60, 1)
+    return counts
 
 
-def read_results(path: Path) -> list[dict]:
-    """Rows of a results file (none when it does not exist yet)."""
-    return [json.loads(line) for line in path.read_text().splitlines()] if path.is_file() else []
+#: Exit status of a cell whose folder is locked by another runner.
+BUSY_STATUS = 75
+#: Exit status of a cell that failed and wrote its own ``failed`` record.
+RECORDED_FAILURE_STATUS = 3
 
 
-def render(rows: list[dict], label: str) -> str:
-    """The leaderboard as markdown: one table per dataset/split, best first."""
-    lines = ["# Leaderboard", "", "Generated by `python -m benchmarks.grid` from its results file; do not edit by hand.", ""]
-    if not rows:
-        return "\n".join(lines + ["No results yet."]) + "\n"
-    groups: dict[tuple, list[dict]] = {}
-    for row in rows:
-        groups.setdefault((row["dataset"], row["split"], row["synthetic"]), []).append(row)
-    for (dataset, split, synthetic), group in groups.items():
-        metric_names = [m for m in ("test/acc", "test/f1_macro", "test/roc_auc", "test/pr_auc") if m in group[0]["metrics"]]
-        key = metric_names[-1] if "test/pr_auc" in metric_names else metric_names[0]
-        data = f"{'SYNTHETIC ' if synthetic else ''}{dataset}, split `{split}`"
-        lines += [f"## {label or dataset}: {data}", ""]
-        if synthetic:
-            lines += ["Synthetic data: these numbers test the pipeline and say nothing about real music. "
-                      f"Data folder: `{group[0]['root']}` (written by `musiczoo quickstart`, or "
-                      f"`musiczoo synth gtzan {group[0]['root']} --seconds 4`).", ""]
-        lines += ["| model | transform | " + " | ".join(metric_names) + " | params (M) | epochs | minutes | command |",
-                  "|---|---|" + "---:|" * len(metric_names) + "---:|---:|---:|---|"]
-        for row in sorted(group, key=lambda r: -r["metrics"].get(key, 0.0)):
-            command = (f"`python -m benchmarks.grid --config {row['config']} --models {row['model']} "
-                       f"--transforms {row['transform']} --results runs/repro.jsonl --leaderboard runs/repro.md "
-                       f"{' '.join(row['overrides'])}`")
-            values = " | ".join(f"{row['metrics'][m]:.3f}" for m in metric_names)
-            lines.append(f"| {row['model']} | {row['transform']} | {values} | {row['params_M']} | {row['epochs']} | "
-                         f"{row['minutes']} | {command} |")
-        lines.append("")
+def last_line(path: Path) -> str:
+    lines = [line for line in path.read_text(errors="replace").splitlines() if line.strip()]
+    return lines[-1].strip()[:300] if lines else "(no output)"
+
+
+def failed_record(grid: Grid, cell: Cell, error: str) -> dict:
+    return {"kind": "bench", "status": "failed", "cell": cell.name, "grid": str(grid.path), "results": str(grid.results),
+            "dataset_entry": cell.dataset, "architecture": cell.architecture, "transform": cell.transform,
+            "seed": cell.seed, "config_hash": cell.config_hash, "error": error,
+            "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S")}
+
+
+# ---- SLURM -------------------------------------------------------------------------------
+def slurm_script(grid: Grid, cells: list[Cell], logger: str = "csv") -> str:
+    """A job array with one task per cell. Each task is ``num_nodes`` x ``devices`` SLURM tasks,
+    which Lightning's SLURM environment turns into one DDP process per GPU; ``--signal`` gives
+    Lightning 90 s to save a checkpoint and requeue the task when SLURM preempts it, and the
+    requeued task resumes from that checkpoint in the cell's folder."""
+    if not cells:
+        raise GridError("no missing cells: every cell of the grid has a result")
+    s = grid.slurm
+    nodes = int(grid.trainer.get("num_nodes", 1))
+    devices = grid.trainer.get("devices", 1)
+    per_node = devices if isinstance(devices, int) else len(devices) if isinstance(devices, list) else 1
+    gpus = s["gpus_per_node"] if s["gpus_per_node"] is not None else (
+        per_node if grid.trainer.get("accelerator", "gpu") in ("gpu", "cuda", "auto") else 0)
+    array = ",".join(str(c.index) for c in cells) + (f"%{s['max_parallel']}" if s["max_parallel"] else "")
+    lines = ["#!/bin/bash", f"# {len(cells)} cells of {grid.path}; written by musiczoo bench --slurm",
+             f"#SBATCH --job-name=musiczoo-{grid.path.stem}", f"#SBATCH --array={array}",
+             f"#SBATCH --nodes={nodes}", f"#SBATCH --ntasks-per-node={per_node}",
+             f"#SBATCH --cpus-per-task={s['cpus_per_task']}", f"#SBATCH --time={s['time']}",
+             f"#SBATCH --output={grid.out}/slurm/%A_%a.out", "#SBATCH --signal=SIGUSR1@90", "#SBATCH --requeue"]
+    lines += [f"#SBATCH --gres=gpu:{gpus}"] if gpus else []
+    lines += [f"#SBATCH --{k}={s[k]}" for k in ("partition", "account", "mem") if s[k]]
+    command = ["srun", "musiczoo", "bench", str(grid.path), "--cell", "$SLURM_ARRAY_TASK_ID",
+               "--results", str(grid.results), "--out", str(grid.out), "--logger", logger]
+    lines += ["set -euo pipefail", f"mkdir -p {shlex.quote(str(grid.out / 'slurm'))}",
+              " ".join(shlex.quote(c) if not c.startswith("$") else f'"{c}"' for c in command), ""]
     return "\n".join(lines)
 
 
-def recommendation_section(folder: Path) -> str:
-    """The recommendation tables of ``musiczoo recommend-eval --results`` files in ``folder``
-    (``recommend_*.jsonl``), with the command that remakes them."""
-    from zoo.recommend.benchmark import render_table
-
-    rows = [row for path in sorted(folder.glob("recommend_*.jsonl")) for row in read_results(path)]
-    if not rows:
-        return ""
-    return "\n".join([
-        "## Content-based recommendation", "",
-        "Nearest neighbours by cosine similarity of each library's vectors (`musiczoo recommend-eval`); "
-        "a query's neighbours come from other artists only (Sturm's artist index). Remake with "
-        "`bash benchmarks/recommend_synthetic_gtzan.sh`.", "", render_table(rows)])
+def submit(script: Path) -> str:
+    if shutil.which("sbatch") is None:
+        raise GridError(f"sbatch is not on PATH: submit {script} from a SLURM login node")
+    done = subprocess.run(["sbatch", str(script)], capture_output=True, text=True)
+    if done.returncode != 0:
+        raise GridError(f"sbatch {script} failed: {done.stderr.strip()}")
+    return done.stdout.strip()
 
 
-def write_leaderboard(path: Path, rows: list[dict], label: str, results_dir: Path) -> None:
-    text = render(rows, label)
-    section = recommendation_section(results_dir)
-    path.write_text(text + ("\n" + section if section else ""))
+# ---- the command ------------------------------------------------------------------------
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="musiczoo bench", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("grid", type=Path, help="grid file (see benchmarks/grids/)")
+    parser.add_argument("--results", type=Path, help="JSON-lines results file (default: the grid's 'results')")
+    parser.add_argument("--out", type=Path, help="folder of the cells' runs (default: the grid's 'out')")
+    parser.add_argument("--logger", choices=sorted(LOGGERS), default="csv",
+                        help="experiment tracking per cell (wandb: pip install -e '.[tracking]'; WANDB_MODE=offline works)")
+    parser.add_argument("--cell", type=int, help="run only this cell (its index in the grid; what a SLURM task runs)")
+    parser.add_argument("--list", action="store_true", help="list the cells and whether each is done, then stop")
+    parser.add_argument("--slurm", type=Path, metavar="SCRIPT", help="write a SLURM job array of the missing cells")
+    parser.add_argument("--submit", action="store_true", help="with --slurm: submit it with sbatch")
+    args = parser.parse_args(argv)
+    grid = load_grid(args.grid, args.results, args.out)
+    if args.cell is not None:
+        from benchmarks.cell import main as run_cell
 
-
-def main(argv: list[str] | None = None):
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--config", help="dataset/trainer config (required unless --render-only)")
-    parser.add_argument("--models", default=DEFAULT_MODELS)
-    parser.add_argument("--transforms", default=",".join(list_frontends()))
-    parser.add_argument("--results", type=Path, default=ROOT / "benchmarks" / "results" / "results.jsonl")
-    parser.add_argument("--leaderboard", type=Path, default=ROOT / "leaderboard.md")
-    parser.add_argument("--out", type=Path, default=Path("runs/grid"))
-    parser.add_argument("--label", default="", help="heading for the tables (default: the dataset name)")
-    parser.add_argument("--render-only", action="store_true", help="rewrite the leaderboard from the results file")
-    args, overrides = parser.parse_known_args(argv)
-    if args.render_only:
-        write_leaderboard(args.leaderboard, read_results(args.results), args.label, args.results.parent)
+        run_cell([str(args.grid), str(args.cell), "--results", str(grid.results), "--out", str(grid.out),
+                  "--logger", args.logger])
         return
-    if not args.config:
-        parser.error("--config is required")
-
-    rows = read_results(args.results)
-    done = {(r["model"], r["transform"], tuple(r["overrides"])) for r in rows}
-    args.results.parent.mkdir(parents=True, exist_ok=True)
-    for model in args.models.split(","):
-        for transform in args.transforms.split(","):
-            if (model, transform, tuple(overrides)) in done:
-                print(f"skip {model} x {transform}: already in {args.results}")
-                continue
-            try:
-                row = run_one(args.config, model, transform, overrides, args.out)
-            except Exception:  # one failing combination must not lose the others
-                log.exception("%s x %s failed; continuing with the rest of the grid", model, transform)
-                continue
-            with open(args.results, "a") as f:
-                f.write(json.dumps(row) + "\n")
-            rows.append(row)
-            write_leaderboard(args.leaderboard, rows, args.label, args.results.parent)
-    write_leaderboard(args.leaderboard, rows, args.label, args.results.parent)
-    print(f"{len(rows)} results -> {args.leaderboard}")
+    done = finished(grid)
+    if args.list:
+        for cell in grid.cells:
+            print(f"{cell.index:4d}  {'done   ' if cell.key in done else 'missing'}  {cell.name}  {cell.config_hash}")
+        return
+    if args.slurm:
+        args.slurm.parent.mkdir(parents=True, exist_ok=True)
+        args.slurm.write_text(slurm_script(grid, [c for c in grid.cells if c.key not in done], args.logger))
+        print(f"wrote {args.slurm}")
+        if args.submit:
+            print(submit(args.slurm))
+        return
+    if args.submit:
+        parser.error("--submit needs --slurm SCRIPT")
+    print(f"{len(grid.cells)} cells ({len(done)} done) -> {grid.results}", flush=True)
+    counts = run_grid(grid, args.logger)
+    print(f"grid {grid.path}: {counts['ok']} ok, {counts['failed']} failed, {counts['skipped']} already done, "
+          f"{counts['busy']} busy elsewhere, in {counts['minutes']} min -> {grid.results}")
+    print(f"leaderboard: musiczoo leaderboard {grid.results} --out leaderboard.md")
+    if counts["failed"]:
+        sys.exit(1)
 
 
 if __name__ == "__main__":

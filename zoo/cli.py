@@ -37,6 +37,8 @@ EXTRA_VERBS = """extra commands:
   musiczoo serve LIBRARY [--port 8765]       the listening room: a local web page (pip install -e '.[web]')
   musiczoo download gtzan|mtat --root DIR    download, check and unpack a real dataset, then verify it
   musiczoo verify gtzan|mtat --root DIR      is a copy complete and usable? (counts, every file decoded)
+  musiczoo bench GRID.yaml [--slurm SCRIPT]  every dataset x architecture x transform x seed, resumable
+  musiczoo leaderboard RESULTS... --out leaderboard.md   mean +- std matrices, transform comparison, heatmaps
   (`musiczoo predict --config ...` is LightningCLI's predict over a data module)"""
 
 
@@ -461,9 +463,24 @@ def cmd_verify(argv: list[str]) -> None:
         sys.exit(1)
 
 
+def cmd_bench(argv: list[str]) -> None:
+    """``musiczoo bench GRID.yaml``: see ``benchmarks/grid.py``."""
+    from benchmarks.grid import main as bench
+
+    bench(argv)
+
+
+def cmd_leaderboard(argv: list[str]) -> None:
+    """``musiczoo leaderboard RESULTS... --out leaderboard.md``: see ``benchmarks/leaderboard.py``."""
+    from benchmarks.leaderboard import main as leaderboard
+
+    leaderboard(argv)
+
+
 EXTRA = {"models": cmd_models, "synth": cmd_synth, "quickstart": cmd_quickstart, "publish": cmd_publish,
          "index": cmd_index, "recommend": cmd_recommend, "recommend-eval": cmd_recommend_eval, "serve": cmd_serve,
-         "download": cmd_download, "verify": cmd_verify}
+         "download": cmd_download, "verify": cmd_verify,
+         "bench": cmd_bench, "leaderboard": cmd_leaderboard}
 
 
 def is_file_predict(argv: list[str]) -> bool:

@@ -1,0 +1,287 @@
+"""``musiczoo leaderboard RESULTS... [--out leaderboard.md]``: the study's answer from grid results.
+
+For each dataset and split (synthetic data says so in every title):
+
+* one architecture x transform matrix per headline metric (accuracy for genre
+  classification; ROC-AUC and PR-AUC for tagging), each cell the mean +- standard
+  deviation over seeds with its n, the best cell in bold, with each architecture's
+  parameters and training throughput;
+* a transform comparison: each transform's difference to Mel, paired by seed (same
+  architecture, same seed), its mean +- standard deviation, flagged when the mean is more
+  than two standard errors from zero, i.e. larger than what the seeds alone move;
+* a heatmap per dataset (PNG, matplotlib), linked from the markdown;
+* the cells that failed, with their errors.
+
+Then one "Reproduce" section with the command per grid, the recommendation tables when
+``musiczoo recommend-eval`` results are given too, and the published reference results of
+``benchmarks/reference_results.yaml``, kept apart from this repository's own rows.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import os
+import shlex
+import statistics
+from pathlib import Path
+
+import yaml
+
+from benchmarks.results import read_records
+
+REFERENCE_FILE = Path(__file__).with_name("reference_results.yaml")
+METRIC_NAMES = {"test/acc": "accuracy", "test/roc_auc": "ROC-AUC", "test/pr_auc": "PR-AUC", "test/f1_macro": "macro F1"}
+#: The metrics the literature reports for each task, in this order.
+HEADLINE_METRICS = ("test/acc", "test/roc_auc", "test/pr_auc")
+DATASET_TITLES = {"gtzan": "GTZAN", "mtat": "MagnaTagATune"}
+TRANSFORM_ORDER = ("mel", "mfcc", "stft")
+REFERENCE_TRANSFORM = "mel"
+
+
+# ---- numbers ---------------------------------------------------------------------------
+def mean_std(values: list[float]) -> tuple[float, float | None]:
+    """Mean and sample standard deviation (None for a single value)."""
+    return statistics.fmean(values), statistics.stdev(values) if len(values) > 1 else None
+
+
+def format_spread(values: list[float], signed: bool = False) -> str:
+    mean, std = mean_std(values)
+    text = f"{mean:+.3f}" if signed else f"{mean:.3f}"
+    return f"{text} ± {std:.3f} (n={len(values)})" if std is not None else f"{text} (n=1)"
+
+
+def paired_difference(by_seed: dict[int, float], reference: dict[int, float]) -> tuple[list[float], bool]:
+    """Per-seed differences to the reference transform, and whether their mean is more than
+    two standard errors from zero (needs at least two seeds)."""
+    differences = [by_seed[s] - reference[s] for s in sorted(set(by_seed) & set(reference))]
+    if len(differences) < 2:
+        return differences, False
+    mean, std = mean_std(differences)
+    standard_error = std / math.sqrt(len(differences))
+    return differences, abs(mean) > 2 * standard_error
+
+
+# ---- records ---------------------------------------------------------------------------
+def latest_cells(records: list[dict]) -> tuple[list[dict], list[dict]]:
+    """(the latest ok record of each cell, the cells whose latest attempt failed)."""
+    latest: dict[str, dict] = {}
+    for record in records:
+        if record.get("status") == "ok" or latest.get(record["cell"], {}).get("status") != "ok":
+            latest[record["cell"]] = record
+    ok = [r for r in latest.values() if r["status"] == "ok"]
+    return ok, [r for r in latest.values() if r["status"] == "failed"]
+
+
+def group_title(dataset: str, split: str, synthetic: bool) -> str:
+    return f"{'SYNTHETIC ' if synthetic else ''}{DATASET_TITLES.get(dataset, dataset)}, `{split}` split"
+
+
+def ordered(values, order=()) -> list:
+    values = list(dict.fromkeys(values))
+    return [v for v in order if v in values] + [v for v in values if v not in order]
+
+
+# ---- tables -----------------------------------------------------------------------------
+def matrix(group: list[dict], metric: str) -> tuple[list[str], list[str], dict]:
+    """(architectures, transforms, {(architecture, transform): {seed: value}})."""
+    cells: dict[tuple, dict[int, float]] = {}
+    for r in group:
+        value = r["metrics"].get(metric)
+        if value is not None:
+            cells.setdefault((r["architecture"], r["transform"]), {})[r["seed"]] = value
+    architectures = sorted({r["architecture"] for r in group})
+    transforms = ordered((r["transform"] for r in group), TRANSFORM_ORDER)
+    return architectures, transforms, cells
+
+
+def matrix_table(group: list[dict], metric: str) -> list[str]:
+    architectures, transforms, cells = matrix(group, metric)
+    means = {key: statistics.fmean(v.values()) for key, v in cells.items()}
+    best = max(means, key=means.get) if means else None
+    lines = ["| architecture | params (M) | train samples/s | " + " | ".join(transforms) + " |",
+             "|---|---:|---:|" + "---:|" * len(transforms)]
+    for architecture in architectures:
+        mine = [r for r in group if r["architecture"] == architecture]
+        params = statistics.fmean(r["params"] for r in mine) / 1e6
+        speeds = [r["train_samples_per_s"] for r in mine if r.get("train_samples_per_s")]
+        speed = f"{statistics.fmean(speeds):.0f}" if speeds else "n/a"
+        row = []
+        for transform in transforms:
+            seeds = cells.get((architecture, transform))
+            if not seeds:
+                row.append("-")
+                continue
+            text = format_spread(list(seeds.values()))
+            row.append(f"**{text}** best" if (architecture, transform) == best else text)
+        lines.append(f"| {architecture} | {params:.2f} | {speed} | " + " | ".join(row) + " |")
+    return lines
+
+
+def comparison_table(group: list[dict], metric: str) -> list[str]:
+    architectures, transforms, cells = matrix(group, metric)
+    others = [t for t in transforms if t != REFERENCE_TRANSFORM]
+    if REFERENCE_TRANSFORM not in transforms or not others:
+        return []
+    lines = ["| architecture | " + " | ".join(f"{t} - {REFERENCE_TRANSFORM}" for t in others) + " |",
+             "|---|" + "---:|" * len(others)]
+    for architecture in architectures:
+        reference = cells.get((architecture, REFERENCE_TRANSFORM), {})
+        row = []
+        for transform in others:
+            differences, beyond = paired_difference(cells.get((architecture, transform), {}), reference)
+            row.append("-" if not differences else format_spread(differences, signed=True) + (" **> 2 SE**" if beyond else ""))
+        lines.append(f"| {architecture} | " + " | ".join(row) + " |")
+    return lines
+
+
+def heatmap(group: list[dict], metrics: list[str], title: str, path: Path) -> None:
+    """Mean over seeds per architecture x transform, one panel per headline metric."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    architectures, transforms, _ = matrix(group, metrics[0])
+    figure, axes = plt.subplots(1, len(metrics), figsize=(1.3 + 1.9 * len(transforms) * len(metrics), 0.9 + 0.55 * len(architectures)),
+                                squeeze=False)
+    for ax, metric in zip(axes[0], metrics):
+        _, _, cells = matrix(group, metric)
+        means = np.full((len(architectures), len(transforms)), np.nan)
+        for (a, t), seeds in cells.items():
+            means[architectures.index(a), transforms.index(t)] = statistics.fmean(seeds.values())
+        image = ax.imshow(means, cmap="viridis", aspect="auto")
+        for (i, j), value in np.ndenumerate(means):
+            if not np.isnan(value):
+                seeds = list(cells[(architectures[i], transforms[j])].values())
+                _, std = mean_std(seeds)
+                label = f"{value:.3f}" + (f"\n±{std:.3f}" if std is not None else "")
+                ax.text(j, i, label, ha="center", va="center", fontsize=8,
+                        color="white" if value < np.nanmean(means) else "black")
+        ax.set_xticks(range(len(transforms)), transforms)
+        ax.set_yticks(range(len(architectures)), architectures)
+        ax.set_title(METRIC_NAMES.get(metric, metric), fontsize=10)
+        figure.colorbar(image, ax=ax, fraction=0.046, pad=0.04)
+    figure.suptitle(title + " (mean over seeds)", fontsize=10)
+    figure.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(path, dpi=110)
+    plt.close(figure)
+
+
+def dataset_section(group: list[dict], failed: list[dict], key: tuple, figures: Path, out_dir: Path) -> list[str]:
+    dataset, split, synthetic = key
+    title = group_title(dataset, split, synthetic)
+    metrics = [m for m in HEADLINE_METRICS if any(r["metrics"].get(m) is not None for r in group)]
+    seeds = sorted({r["seed"] for r in group})
+    epochs = sorted({r["epochs"] for r in group})
+    lines = [f"## {title}", ""]
+    if synthetic:
+        lines += ["**Synthetic data**: these numbers test the pipeline and the runner; they say nothing about "
+                  "real music.", ""]
+    hardware = sorted({r["hardware"] for r in group})
+    lines += [f"{len(group)} cells: seeds {', '.join(map(str, seeds))}; {'/'.join(map(str, epochs))} epochs; "
+              f"{sum(r['seconds']['wall'] for r in group) / 60:.0f} min of cell time on {'; '.join(hardware)}. "
+              "Cells are mean ± sample standard deviation over seeds of the clip-level test metric.", ""]
+    picture = figures / f"{'synthetic_' if synthetic else ''}{dataset}_{split}.png".replace("/", "_")
+    heatmap(group, metrics, title, picture)
+    lines += [f"![{title}]({os.path.relpath(picture, out_dir)})", ""]
+    for metric in metrics:
+        lines += [f"### {METRIC_NAMES.get(metric, metric)}: {title}", "", *matrix_table(group, metric), ""]
+    for metric in metrics:
+        table = comparison_table(group, metric)
+        if table:
+            lines += [f"### Transform vs {REFERENCE_TRANSFORM}, {METRIC_NAMES.get(metric, metric)}: {title}", "",
+                      "Difference to Mel of the same architecture and seed: mean ± standard deviation over seeds. "
+                      "**> 2 SE** marks a mean more than two standard errors from zero, i.e. beyond the spread "
+                      "that the seeds alone cause (with two or three seeds a coarse test).", "", *table, ""]
+    if failed:
+        lines += [f"### Failed cells: {title}", ""] + [f"- `{r['cell']}`: {r['error']}" for r in failed] + [""]
+    return lines
+
+
+def reproduce_section(records: list[dict], command: str) -> list[str]:
+    lines = ["## Reproduce", ""]
+    for grid in dict.fromkeys(r["grid"] for r in records):
+        mine = [r for r in records if r["grid"] == grid]
+        commits = sorted({r["commit"][:12] for r in mine if r.get("commit")}) or ["unknown"]
+        lines += [f"- `musiczoo bench {grid}` ({len(mine)} cells, results `{mine[0]['results']}`, "
+                  f"commit {', '.join(commits)})"]
+    return lines + [f"- then `{command}`", ""]
+
+
+def reference_section(path: Path = REFERENCE_FILE) -> list[str]:
+    """Published figures, each with its citation and where it was checked; never mixed with ours."""
+    if not path.is_file():
+        return []
+    entries = yaml.safe_load(path.read_text()) or []
+    lines = ["## Published reference results", "",
+             "Figures from the literature on the real datasets, quoted with their sources. They are not "
+             "produced by this repository and are not comparable to the synthetic rows above.", ""]
+    for entry in entries:
+        lines += [f"### {entry['dataset']}", "", entry["citation"].strip(), ""]
+        metrics = list(entry["rows"][0]["metrics"])
+        lines += ["| model | " + " | ".join(metrics) + " |", "|---|" + "---:|" * len(metrics)]
+        lines += [f"| {row['model']} | " + " | ".join(f"{row['metrics'][m]}" for m in metrics) + " |" for row in entry["rows"]]
+        lines += ["", f"Checked against: {entry['checked'].strip()}", ""]
+    return lines
+
+
+def recommendation_section(rows: list[dict]) -> list[str]:
+    from zoo.recommend.benchmark import render_table
+
+    return ["## Content-based recommendation", "",
+            "Nearest neighbours by cosine similarity of each library's vectors (`musiczoo recommend-eval`); "
+            "a query's neighbours come from other artists only (Sturm's artist index). Remake with "
+            "`bash benchmarks/recommend_synthetic_gtzan.sh`.", "", render_table(rows)]
+
+
+def render(records: list[dict], figures: Path, out_dir: Path, command: str) -> str:
+    bench = [r for r in records if r.get("kind") == "bench"]
+    recommend = [r for r in records if "feature" in r and "models" in r]
+    ok, failed = latest_cells(bench)
+    lines = ["# Leaderboard", "", f"Generated by `{command}`; do not edit by hand. "
+             "Every table names its dataset and split; synthetic data says so in every title.", ""]
+    def group_key(r):
+        return r["dataset"], r["split"], r["synthetic"]
+
+    groups = ordered(group_key(r) for r in ok)
+    entry_group = {r["dataset_entry"]: group_key(r) for r in ok}  # failed records know only the grid's entry
+    for key in groups:
+        lines += dataset_section([r for r in ok if group_key(r) == key],
+                                 [r for r in failed if entry_group.get(r["dataset_entry"]) == key], key, figures, out_dir)
+    orphans = [r for r in failed if r["dataset_entry"] not in entry_group]
+    if orphans:
+        lines += ["## Cells that failed", ""] + [f"- `{r['cell']}`: {r['error']}" for r in orphans] + [""]
+    if not groups and not orphans:
+        lines += ["No results yet.", ""]
+    if bench:
+        lines += reproduce_section(ok + failed, command)
+    if recommend:
+        lines += recommendation_section(recommend)
+    lines += reference_section()
+    return "\n".join(lines).rstrip() + "\n"
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="musiczoo leaderboard", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("results", type=Path, nargs="+", help="JSON-lines files of musiczoo bench (and recommend-eval)")
+    parser.add_argument("--out", type=Path, default=Path("leaderboard.md"))
+    parser.add_argument("--figures", type=Path, default=Path("benchmarks/figures"), help="folder of the heatmaps")
+    args = parser.parse_args(argv)
+    missing = [str(p) for p in args.results if not p.is_file()]
+    if missing:
+        raise FileNotFoundError(f"no results file {', '.join(missing)}")
+    records = [r for path in args.results for r in read_records(path)]
+    command = "musiczoo leaderboard " + " ".join(
+        [*map(shlex.quote, map(str, args.results)), "--out", shlex.quote(str(args.out))]
+        + (["--figures", shlex.quote(str(args.figures))] if args.figures != Path("benchmarks/figures") else []))
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(render(records, args.figures, args.out.parent, command))
+    print(f"{len(records)} records -> {args.out} (figures in {args.figures})")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,102 @@
+"""``musiczoo leaderboard``: matrices of mean +- std over seeds, the paired transform comparison, heatmaps."""
+
+import json
+import shlex
+
+import pytest
+
+from benchmarks.leaderboard import main as leaderboard, paired_difference, reference_section
+
+
+def record(architecture, transform, seed, acc, dataset="gtzan", synthetic=True, **extra):
+    return {"kind": "bench", "status": "ok", "cell": f"{dataset}/{architecture}-{transform}-seed{seed}",
+            "grid": "benchmarks/grids/g.yaml", "results": "r.jsonl", "dataset_entry": dataset, "dataset": dataset,
+            "split": "fault_filtered", "synthetic": synthetic, "architecture": architecture, "transform": transform,
+            "seed": seed, "metrics": {"test/acc": acc, "test/loss": 1.0}, "params": 1_390_000 if architecture == "resnet_gru" else 440_000,
+            "epochs": 3, "train_samples_per_s": 100.0 if architecture == "resnet_gru" else 300.0,
+            "seconds": {"wall": 60.0}, "hardware": "CPU: test (2 cores)", "commit": "abc123def4567890", **extra}
+
+
+HAND_WRITTEN = [
+    # resnet_gru: stft is clearly worse than mel on every seed; mfcc differs within noise
+    record("resnet_gru", "mel", 0, 0.70), record("resnet_gru", "mel", 1, 0.72), record("resnet_gru", "mel", 2, 0.74),
+    record("resnet_gru", "mfcc", 0, 0.73), record("resnet_gru", "mfcc", 1, 0.69), record("resnet_gru", "mfcc", 2, 0.75),
+    record("resnet_gru", "stft", 0, 0.60), record("resnet_gru", "stft", 1, 0.61), record("resnet_gru", "stft", 2, 0.65),
+    record("fcn", "mel", 0, 0.50), record("fcn", "mfcc", 0, 0.40),
+]
+
+
+def test_matrix_comparison_heatmap_and_reproduce_from_a_hand_written_results_file(tmp_path):
+    results = tmp_path / "r.jsonl"
+    failed = {"kind": "bench", "status": "failed", "cell": "gtzan/fcn-stft-seed0", "grid": "benchmarks/grids/g.yaml",
+              "dataset_entry": "gtzan", "architecture": "fcn", "transform": "stft", "seed": 0, "config_hash": "x",
+              "error": "RuntimeError: out of memory"}
+    # an older attempt of a cell that later succeeded is not shown; the latest ok record counts
+    stale = record("fcn", "mel", 0, 0.10)
+    results.write_text("\n".join(json.dumps(r) for r in [stale, *HAND_WRITTEN, failed]) + "\n")
+    out, figures = tmp_path / "board" / "leaderboard.md", tmp_path / "board" / "figures"
+    leaderboard([str(results), "--out", str(out), "--figures", str(figures)])
+    text = out.read_text()
+
+    assert "## SYNTHETIC GTZAN, `fault_filtered` split" in text
+    assert "### accuracy: SYNTHETIC GTZAN, `fault_filtered` split" in text
+    assert ("| architecture | params (M) | train samples/s | mel | mfcc | stft |\n|---|---:|---:|---:|---:|---:|\n"
+            "| fcn | 0.44 | 300 | 0.500 (n=1) | 0.400 (n=1) | - |\n"
+            "| resnet_gru | 1.39 | 100 | 0.720 ± 0.020 (n=3) | **0.723 ± 0.031 (n=3)** best | 0.620 ± 0.026 (n=3) |\n") in text
+    # stft - mel per seed: -0.10, -0.11, -0.09 -> mean -0.100, sd 0.010: far beyond 2 SE.
+    # mfcc - mel: +0.03, -0.03, +0.01 -> mean +0.003, sd 0.031: within noise. fcn has one seed: no test.
+    assert ("| architecture | mfcc - mel | stft - mel |\n|---|---:|---:|\n"
+            "| fcn | -0.100 (n=1) | - |\n"
+            "| resnet_gru | +0.003 ± 0.031 (n=3) | -0.100 ± 0.010 (n=3) **> 2 SE** |\n") in text
+    assert "- `gtzan/fcn-stft-seed0`: RuntimeError: out of memory" in text
+    assert "**Synthetic data**" in text and "11 cells: seeds 0, 1, 2; 3 epochs" in text
+    picture = figures / "synthetic_gtzan_fault_filtered.png"
+    assert picture.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and "](figures/synthetic_gtzan_fault_filtered.png)" in text
+    assert "- `musiczoo bench benchmarks/grids/g.yaml` (12 cells, results `r.jsonl`, commit abc123def456)" in text
+    assert f"then `musiczoo leaderboard {shlex.quote(str(results))} --out {out} --figures {figures}`" in text
+    assert "## Published reference results" in text
+    # ours come before the literature's, which is its own section
+    assert text.index("## Published reference results") > text.index("## Reproduce")
+
+
+def test_real_and_synthetic_data_are_never_one_table(tmp_path):
+    results = tmp_path / "r.jsonl"
+    rows = [record("fcn", "mel", 0, 0.5), record("fcn", "mel", 0, 0.8, synthetic=False)]
+    rows[1]["cell"] = "real/fcn-mel-seed0"
+    results.write_text("\n".join(json.dumps(r) for r in rows) + "\n")
+    leaderboard([str(results), "--out", str(tmp_path / "l.md"), "--figures", str(tmp_path / "f")])
+    text = (tmp_path / "l.md").read_text()
+    assert "## SYNTHETIC GTZAN, `fault_filtered` split" in text and "## GTZAN, `fault_filtered` split" in text
+    assert len(list((tmp_path / "f").glob("*.png"))) == 2
+
+
+def test_tagging_gets_roc_auc_and_pr_auc_matrices(tmp_path):
+    rows = []
+    for seed, (roc, pr) in enumerate([(0.80, 0.30), (0.82, 0.34)]):
+        row = record("resnet_vit", "mel", seed, None, dataset="mtat")
+        row["metrics"] = {"test/roc_auc": roc, "test/pr_auc": pr}
+        rows.append(row)
+    (tmp_path / "r.jsonl").write_text("\n".join(json.dumps(r) for r in rows) + "\n")
+    leaderboard([str(tmp_path / "r.jsonl"), "--out", str(tmp_path / "l.md"), "--figures", str(tmp_path / "f")])
+    text = (tmp_path / "l.md").read_text()
+    assert "### ROC-AUC: SYNTHETIC MagnaTagATune" in text and "**0.810 ± 0.014 (n=2)** best" in text
+    assert "### PR-AUC: SYNTHETIC MagnaTagATune" in text and "**0.320 ± 0.028 (n=2)** best" in text
+    assert "### accuracy" not in text
+
+
+def test_paired_difference_needs_two_seeds_and_pairs_by_seed():
+    assert paired_difference({0: 0.5}, {0: 0.4}) == (pytest.approx([0.1]), False)
+    differences, beyond = paired_difference({0: 0.6, 1: 0.7, 2: 0.65}, {0: 0.5, 1: 0.6, 3: 0.1})
+    assert differences == pytest.approx([0.1, 0.1]) and beyond  # seed 2 and 3 have no partner
+    assert paired_difference({0: 0.6, 1: 0.4}, {0: 0.5, 1: 0.5}) == (pytest.approx([0.1, -0.1]), False)
+
+
+def test_reference_results_carry_a_citation_and_where_they_were_checked():
+    text = "\n".join(reference_section())
+    assert "Won" in text and "0.9129" in text and "0.4614" in text
+    assert text.count("Checked against:") >= 2
+
+
+def test_missing_results_file_is_one_clear_error(tmp_path):
+    with pytest.raises(FileNotFoundError, match="no results file .*nope.jsonl"):
+        leaderboard([str(tmp_path / "nope.jsonl")])
