@@ -216,10 +216,9 @@ def finished(grid: Grid) -> set[tuple]:
 def ensure_synthetic_data(cell: Cell) -> None:
     """Write a dataset's synthetic data the first time it is needed (``synth:`` in the grid)."""
     if cell.synth and not Path(cell.root).exists():
-        from zoo.cli import cmd_synth
-
-        print(f"writing synthetic data: musiczoo synth {' '.join(cell.synth)} {cell.root}", flush=True)
-        cmd_synth([cell.synth[0], cell.root, *cell.synth[1:]])
+        command = [sys.executable, "-m", "zoo.cli", "synth", cell.synth[0], cell.root, *cell.synth[1:]]
+        print(f"writing synthetic data: musiczoo synth {' '.join(command[4:])}", flush=True)
+        subprocess.run(command, check=True)
 
 
 def run_grid(grid: Grid, logger: str = "csv") -> dict[str, int]:
@@ -299,7 +298,7 @@ def slurm_script(grid: Grid, cells: list[Cell], logger: str = "csv") -> str:
              f"#SBATCH --output={grid.out}/slurm/%A_%a.out", "#SBATCH --signal=SIGUSR1@90", "#SBATCH --requeue"]
     lines += [f"#SBATCH --gres=gpu:{gpus}"] if gpus else []
     lines += [f"#SBATCH --{k}={s[k]}" for k in ("partition", "account", "mem") if s[k]]
-    command = ["srun", "musiczoo", "bench", str(grid.path), "--cell", "$SLURM_ARRAY_TASK_ID",
+    command = ["srun", "python", "-m", "benchmarks.cell", str(grid.path), "$SLURM_ARRAY_TASK_ID",
                "--results", str(grid.results), "--out", str(grid.out), "--logger", logger]
     lines += ["set -euo pipefail", f"mkdir -p {shlex.quote(str(grid.out / 'slurm'))}",
               " ".join(shlex.quote(c) if not c.startswith("$") else f'"{c}"' for c in command), ""]
@@ -324,18 +323,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--out", type=Path, help="folder of the cells' runs (default: the grid's 'out')")
     parser.add_argument("--logger", choices=sorted(LOGGERS), default="csv",
                         help="experiment tracking per cell (wandb: pip install -e '.[tracking]'; WANDB_MODE=offline works)")
-    parser.add_argument("--cell", type=int, help="run only this cell (its index in the grid; what a SLURM task runs)")
     parser.add_argument("--list", action="store_true", help="list the cells and whether each is done, then stop")
     parser.add_argument("--slurm", type=Path, metavar="SCRIPT", help="write a SLURM job array of the missing cells")
     parser.add_argument("--submit", action="store_true", help="with --slurm: submit it with sbatch")
     args = parser.parse_args(argv)
     grid = load_grid(args.grid, args.results, args.out)
-    if args.cell is not None:
-        from benchmarks.cell import main as run_cell
-
-        run_cell([str(args.grid), str(args.cell), "--results", str(grid.results), "--out", str(grid.out),
-                  "--logger", args.logger])
-        return
     done = finished(grid)
     if args.list:
         for cell in grid.cells:

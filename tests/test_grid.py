@@ -164,7 +164,7 @@ def test_slurm_array_script_for_the_missing_cells(tiny_config, tmp_path):
     for line in ("#SBATCH --nodes=2", "#SBATCH --ntasks-per-node=4", "#SBATCH --gres=gpu:4", "#SBATCH --partition=gpu",
                  "#SBATCH --time=12:00:00", "#SBATCH --cpus-per-task=6", "#SBATCH --signal=SIGUSR1@90", "#SBATCH --requeue"):
         assert line + "\n" in text
-    assert f'srun musiczoo bench {grid} --cell "$SLURM_ARRAY_TASK_ID" --results {tmp_path / "results.jsonl"}' in text
+    assert f'srun python -m benchmarks.cell {grid} "$SLURM_ARRAY_TASK_ID" --results {tmp_path / "results.jsonl"}' in text
     assert "--logger wandb" in text
     assert subprocess.run(["bash", "-n", str(script)]).returncode == 0
     # The cell's arguments carry the trainer settings to Lightning.
