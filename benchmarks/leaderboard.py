@@ -163,7 +163,7 @@ def heatmap(group: list[dict], metrics: list[str], title: str, path: Path) -> No
         ax.set_yticks(range(len(architectures)), architectures)
         ax.set_title(METRIC_NAMES.get(metric, metric), fontsize=10)
         figure.colorbar(image, ax=ax, fraction=0.046, pad=0.04)
-    figure.suptitle(title + " (mean over seeds)", fontsize=10)
+    figure.suptitle(title.replace("`", "") + " (mean over seeds)", fontsize=10)
     figure.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     figure.savefig(path, dpi=110)
@@ -195,7 +195,8 @@ def dataset_section(group: list[dict], failed: list[dict], key: tuple, figures: 
             lines += [f"### Transform vs {REFERENCE_TRANSFORM}, {METRIC_NAMES.get(metric, metric)}: {title}", "",
                       "Difference to Mel of the same architecture and seed: mean ± standard deviation over seeds. "
                       "**> 2 SE** marks a mean more than two standard errors from zero, i.e. beyond the spread "
-                      "that the seeds alone cause (with two or three seeds a coarse test).", "", *table, ""]
+                      "that the seeds alone cause. With two or three seeds this is a coarse screen, not a significance "
+                      "test (a paired t-test needs 12.7 SE at n = 2 and 4.3 SE at n = 3 for p < 0.05).", "", *table, ""]
     if failed:
         lines += [f"### Failed cells: {title}", ""] + [f"- `{r['cell']}`: {r['error']}" for r in failed] + [""]
     return lines
