@@ -4,7 +4,9 @@ The cell builds the same ``LightningCLI`` as the ``musiczoo`` command from the g
 arguments, trains, tests the best checkpoint and appends one record to the results file
 (on the global-zero process only, so a multi-GPU or multi-node cell writes once). A cell
 that fails writes a ``failed`` record with the error and exits with status 3; a cell whose
-folder is locked by another runner exits with status 75 without doing anything.
+folder is locked by another runner exits with status 75 without doing anything; a cell
+stopped by SIGTERM (preempted) saves ``last.ckpt``, exits with status 143 and resumes from it
+when it runs again (a SLURM requeue, or the runner's next pass).
 
     python -m benchmarks.cell GRID.yaml INDEX --results FILE --out DIR [--logger csv|tensorboard|wandb]
 """
@@ -22,10 +24,12 @@ import time
 from pathlib import Path
 
 from lightning.pytorch.callbacks import Callback
+from lightning.pytorch.utilities.exceptions import SIGTERMException
 
 from benchmarks.grid import (BUSY_STATUS, LOGGERS, RECORDED_FAILURE_STATUS, Cell, Grid, failed_record,
                              load_grid)
 from benchmarks.results import append_record
+from zoo.resume import PREEMPTED_STATUS
 
 
 class TrainingThroughput(Callback):
@@ -85,6 +89,7 @@ def run(grid: Grid, cell: Cell, logger: str, launched: float | None) -> dict:
     """fit + test one cell; returns its record."""
     from zoo.cli import build_cli
     from zoo.hub import git_commit, package_versions
+    from zoo.resume import check_resume, checkpoint_dir
 
     t0 = time.time()
     args = [*cell.args, f"--trainer.default_root_dir={cell.folder}", *logger_args(grid, cell, logger)]
@@ -95,8 +100,10 @@ def run(grid: Grid, cell: Cell, logger: str, launched: float | None) -> dict:
     if trainer.logger is not None:
         trainer.logger.log_hyperparams({"bench": {"cell": cell.name, "grid": str(grid.path),
                                                   "config_hash": cell.config_hash, "seed": cell.seed}})
+    # A cell killed or preempted earlier (same config hash, so the same folder) resumes from its last.ckpt.
+    resume = check_resume("last", trainer, task.hparams) if (checkpoint_dir(trainer) / "last.ckpt").is_file() else None
     t_fit = time.time()
-    trainer.fit(task, datamodule=data)
+    trainer.fit(task, datamodule=data, ckpt_path=resume)
     fit_s = time.time() - t_fit
     best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
     t_test = time.time()
@@ -116,7 +123,7 @@ def run(grid: Grid, cell: Cell, logger: str, launched: float | None) -> dict:
                     "train": round(throughput.seconds, 1), "test": round(test_s, 1)},
         "hardware": hardware(trainer), "precision": str(trainer.precision), "devices": trainer.world_size,
         "versions": package_versions(), "commit": git_commit(), "config_hash": cell.config_hash,
-        "checkpoint": best, "command": "musiczoo fit " + shlex.join(args[: len(cell.args) + 1]),
+        "checkpoint": best, "resumed_from": resume, "command": "musiczoo fit " + shlex.join(args[: len(cell.args) + 1]),
         "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S"),
     }
     if trainer.logger is not None:
@@ -149,6 +156,9 @@ def main(argv: list[str] | None = None) -> None:
     rank = int(os.environ.get("SLURM_PROCID", os.environ.get("RANK", "0")))
     try:
         record = run(grid, cell, args.logger, launched)
+    except SIGTERMException:  # preempted: last.ckpt is saved, the next run of this cell resumes from it
+        print(f"{cell.name}: stopped by SIGTERM after saving last.ckpt; the cell resumes when run again", file=sys.stderr)
+        sys.exit(PREEMPTED_STATUS)
     except (Exception, SystemExit) as e:  # noqa: BLE001 - any failure becomes the cell's record; the grid goes on
         import traceback
 

@@ -41,6 +41,7 @@ from pathlib import Path
 import yaml
 
 from benchmarks.results import append_record, read_records
+from zoo.resume import PREEMPTED_STATUS
 
 #: What a grid file may hold at its top level and in each dataset entry.
 GRID_KEYS = {"results", "out", "datasets", "architectures", "transforms", "seeds", "trainer", "overrides",
@@ -202,7 +203,7 @@ def load_grid(path: Path, results: Path | None = None, out: Path | None = None) 
                     cell = Cell(len(grid.cells), dataset, architecture, transform, seed, tuple(args), Path(),
                                 config_hash(config, args), tuple(str(a) for a in entry.get("synth") or ()),
                                 str(entry["root"]))
-                    grid.cells.append(replace(cell, folder=grid.out / cell.name))
+                    grid.cells.append(replace(cell, folder=grid.out / f"{cell.name}-{cell.config_hash[:8]}"))
     return grid
 
 
@@ -245,6 +246,9 @@ def run_grid(grid: Grid, logger: str = "csv") -> dict[str, int]:
         if code == 0:
             counts["ok"] += 1
             print(f"{tag}: ok in {seconds:.0f} s", flush=True)
+        elif code == PREEMPTED_STATUS:
+            counts["failed"] += 1
+            print(f"{tag}: stopped by SIGTERM after saving last.ckpt; resumes on the next run", flush=True)
         elif code == BUSY_STATUS:
             counts["busy"] += 1
             print(f"{tag}: being trained by another runner - skipped", flush=True)

@@ -16,7 +16,7 @@ train() {  # name config [overrides...]: fit, test with the best checkpoint, pub
   local name=$1 config=$2; shift 2
   [ -f "$OUT/models/$name/model.safetensors" ] && return
   musiczoo fit --config "$config" --trainer.default_root_dir="$OUT/train/$name" "$@"
-  local best; best=$(ls "$OUT/train/$name"/lightning_logs/version_0/checkpoints/best-*.ckpt)
+  local best; best=$(ls "$OUT/train/$name"/checkpoints/best-*.ckpt)
   musiczoo test --config "$config" --trainer.default_root_dir="$OUT/train/$name" --ckpt_path="$best" "$@"
   musiczoo publish "$best" "$OUT/models/$name"
 }

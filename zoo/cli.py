@@ -23,6 +23,7 @@ from pathlib import Path
 
 import yaml
 from lightning.pytorch.cli import LightningCLI
+from lightning.pytorch.utilities.exceptions import MisconfigurationException, SIGTERMException
 
 
 EXTRA_VERBS = """extra commands:
@@ -74,6 +75,14 @@ class MusicZooCLI(LightningCLI):
         parser.link_arguments("data.provenance", "model.provenance", apply_on="instantiate")
         parser.link_arguments("data.init_args.sample_rate", "model.sample_rate", apply_on="parse")
         parser.link_arguments("data.init_args.chunk_seconds", "model.chunk_seconds", apply_on="parse")
+
+    def before_fit(self):
+        """``--ckpt_path last`` (or a file) must exist and match the model, or the run stops here
+        with one line instead of starting from scratch or failing in ``load_state_dict``."""
+        from .resume import check_resume
+
+        config = self.config_init[self.subcommand]
+        config["ckpt_path"] = check_resume(config.get("ckpt_path"), self.trainer, self.model.hparams)
 
 
 def config_path(name: str) -> Path:
@@ -545,9 +554,15 @@ def main(argv: list[str] | None = None) -> None:
             check_config_files(argv)
             _informational_logs_to_stdout()
             build_cli(argv)
+    except SIGTERMException:  # Lightning stops on SIGTERM with SystemExit(None), i.e. "success"
+        from .resume import PREEMPTED_STATUS
+
+        print(f"musiczoo{' ' + verb if verb else ''}: stopped by SIGTERM after saving last.ckpt; "
+              "run the same command with --ckpt_path last to resume", file=sys.stderr)
+        sys.exit(PREEMPTED_STATUS)
     except CommandError as e:
         _exit(str(e), verbose)
-    except (ValueError, OSError, yaml.YAMLError) as e:  # every toolkit error is one of these
+    except (ValueError, OSError, yaml.YAMLError, MisconfigurationException) as e:  # toolkit and Lightning set-up errors
         cause = _root_cause(e)
         _exit(f"musiczoo{' ' + verb if verb else ''}: error: {str(cause).strip().splitlines()[0] if str(cause).strip() else type(cause).__name__}", verbose)
     finally:

@@ -16,7 +16,6 @@ from typing import Literal
 import lightning as L
 import torch
 import torch.nn.functional as F
-from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.utilities import rank_zero_info
 from torch import nn
 from torchaudio.transforms import FrequencyMasking, TimeMasking
@@ -103,6 +102,8 @@ class MusicTask(L.LightningModule):
         warmup_ratio: share of training steps with linear warm-up before the cosine decay.
         spec_augment: mask frequency/time bands of the training features (sizes in bins/frames).
         label_smoothing: for the multiclass cross-entropy.
+        checkpoint_every_n_steps: how often ``last.ckpt`` is written within an epoch (it is also
+            written at every epoch's end and on SIGTERM), i.e. the most steps a SIGKILL can lose.
     """
 
     def __init__(
@@ -125,6 +126,7 @@ class MusicTask(L.LightningModule):
         time_mask: int = 32,
         num_masks: int = 2,
         label_smoothing: float = 0.0,
+        checkpoint_every_n_steps: int = 500,
     ):
         super().__init__()
         if task not in ("multiclass", "multilabel"):
@@ -148,17 +150,22 @@ class MusicTask(L.LightningModule):
         return "val/acc" if self.hparams.task == "multiclass" else "val/pr_auc"
 
     def configure_callbacks(self):
-        """The best checkpoint by :attr:`monitor` plus ``last.ckpt``, so no config repeats the block
-        and none can monitor a metric its task does not log.
+        """The best checkpoint by :attr:`monitor` and ``last.ckpt`` (every
+        ``checkpoint_every_n_steps``, every epoch, on SIGTERM), in ``<default_root_dir>/checkpoints``
+        (see :mod:`zoo.resume`), so no config repeats the block, none can monitor a metric its
+        task does not log, and ``--ckpt_path last`` finds the previous run's checkpoint.
 
-        Only a default: a trainer given its own ``ModelCheckpoint`` with a ``monitor`` keeps it,
-        and one with checkpointing disabled gets none.
+        A trainer given its own ``ModelCheckpoint`` with a ``monitor`` keeps it (and still gets
+        ``last.ckpt``); one with checkpointing disabled gets none.
         """
+        from .resume import LastCheckpoint, checkpoint_dir, default_checkpoints
+
         configured = self.trainer.checkpoint_callbacks
-        if not configured or any(cb.monitor for cb in configured):
+        if not configured:
             return []
-        return [ModelCheckpoint(monitor=self.monitor, mode="max", filename="best-epoch{epoch:03d}",
-                                auto_insert_metric_name=False, save_last=True)]
+        if any(cb.monitor for cb in configured):
+            return [LastCheckpoint(checkpoint_dir(self.trainer), self.hparams.checkpoint_every_n_steps)]
+        return default_checkpoints(self.trainer, self.monitor, self.hparams.checkpoint_every_n_steps)
 
     # ---- metrics -----------------------------------------------------------------
     def _make_metrics(self) -> nn.Module:
