@@ -23,6 +23,8 @@ list of :class:`Item` per split: a unique ``key``, a ``source`` soundfile can re
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import hashlib
 import json
 import logging
@@ -220,23 +222,49 @@ class AudioCache:
     def ensure(self) -> None:
         """Build the cache unless it exists whole; either way report the skipped files.
 
-        Leftovers of killed builds are removed first, and a cache whose files no longer match
-        its index (a truncated ``audio.f16``, a damaged index) is rebuilt with a warning.
+        Processes that ask for the same cache at the same moment (the ranks of several nodes
+        on shared storage, two jobs of a grid) take turns on a file lock next to it: the first
+        builds, the others wait and then reuse its cache. The atomic rename of each build is
+        the second line of defence where the file system ignores locks. Leftovers of killed
+        builds are removed first, and a cache whose files no longer match its index (a
+        truncated ``audio.f16``, a damaged index) is rebuilt with a warning.
         """
-        self._remove_stale_builds()
-        damage = self._damage() if self.exists() else None
-        if damage:
-            log.warning("audio cache %s is damaged (%s); rebuilding it", self.folder, damage)
-            broken = self.folder.with_name(f".{self.folder.name}.broken-{os.getpid()}")
-            os.replace(self.folder, broken)  # out of the way at once, so no reader sees it half deleted
-            shutil.rmtree(broken, ignore_errors=True)
-        if self.exists():
-            index = self._read_index()
-            log.info("reusing audio cache %s (%d clips)", self.folder, len(index["clips"]))
-            if index["skipped"]:
-                log.warning(_summary(index["skipped"], len(index["clips"]) + len(index["skipped"])))
-        else:
-            self.build()
+        with self._lock():
+            self._remove_stale_builds()
+            damage = self._damage() if self.exists() else None
+            if damage:
+                log.warning("audio cache %s is damaged (%s); rebuilding it", self.folder, damage)
+                broken = self.folder.with_name(f".{self.folder.name}.broken-{os.getpid()}")
+                os.replace(self.folder, broken)  # out of the way at once, so no reader sees it half deleted
+                shutil.rmtree(broken, ignore_errors=True)
+            if self.exists():
+                index = self._read_index()
+                log.info("reusing audio cache %s (%d clips)", self.folder, len(index["clips"]))
+                if index["skipped"]:
+                    log.warning(_summary(index["skipped"], len(index["clips"]) + len(index["skipped"])))
+            else:
+                self.build()
+
+    @contextlib.contextmanager
+    def _lock(self):
+        """An exclusive ``flock`` on ``.<cache name>.lock`` beside the cache, held while it is checked and built."""
+        try:
+            self.folder.parent.mkdir(parents=True, exist_ok=True)
+            handle = open(self.folder.parent / f".{self.folder.name}.lock", "a")
+        except PermissionError:
+            raise CacheNotWritableError(
+                f"cache directory {self.folder.parent} is not writable: pass a writable cache_dir "
+                "or set $MUSICZOO_CACHE") from None
+        with handle:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                log.info("waiting for another process building audio cache %s", self.folder)
+                fcntl.flock(handle, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(handle, fcntl.LOCK_UN)
 
     def load(self) -> list[Clip]:
         """The cached clips, in key order. The cache must have been built (``ensure``)."""
@@ -408,13 +436,35 @@ class CropDataset(_CacheDataset):
     """Training: one random crop of ``num_samples`` per clip and epoch.
 
     Crop positions come from torch's RNG, which DataLoader seeds per worker and
-    ``seed_everything`` makes reproducible.
+    ``seed_everything`` makes reproducible. The DataLoader fetches a whole batch with
+    :meth:`__getitems__` (pass :func:`collate_batch` as its ``collate_fn``): the crops are
+    copied as float16 into one array and converted to float32 in one call, about 7x less
+    time per crop than converting each crop on its own (``benchmarks/PERF.md``).
     """
+
+    def _start(self, clip: Clip) -> int:
+        return int(torch.randint(0, max(clip.length - self.num_samples, 0) + 1, ()))
 
     def __getitem__(self, i: int) -> dict:
         clip = self.clips[i]
-        start = int(torch.randint(0, max(clip.length - self.num_samples, 0) + 1, ()))
-        return {"audio": self._window(clip, start), "target": target_tensor(clip.target)}
+        return {"audio": self._window(clip, self._start(clip)), "target": target_tensor(clip.target)}
+
+    def __getitems__(self, indices: Sequence[int]) -> dict:
+        """The batch of ``indices``, already collated: ``{"audio": (B, num_samples), "target": (B, ...)}``."""
+        if self._audio is None:
+            self._audio = np.memmap(self.audio_file, dtype=CACHE_DTYPE, mode="r")
+        clips = [self.clips[i] for i in indices]
+        crops = np.zeros((len(clips), self.num_samples), dtype=CACHE_DTYPE)
+        for row, clip in zip(crops, clips):
+            start = self._start(clip)  # the same draws, in the same order, as item by item
+            stop = min(start + self.num_samples, clip.length)
+            row[: stop - start] = self._audio[clip.offset + start: clip.offset + stop]
+        return {"audio": torch.from_numpy(crops).float(), "target": torch.stack([target_tensor(c.target) for c in clips])}
+
+
+def collate_batch(batch: dict) -> dict:
+    """``collate_fn`` of a dataset whose ``__getitems__`` returns a collated batch."""
+    return batch
 
 
 class ChunkDataset(_CacheDataset):
@@ -456,6 +506,9 @@ class AudioDataModule(L.LightningDataModule):
         cache_dir: where decoded caches live (default ``$MUSICZOO_CACHE`` or ``~/.cache/musiczoo``).
         decode_workers: processes decoding files while building the cache (default min(4, CPUs)).
         seed: seed of any random split the subclass draws.
+        prepare_data_per_node: build the cache once per node (Lightning's default, for a
+            node-local ``cache_dir``); ``False`` builds it once on global rank 0, for a
+            ``cache_dir`` on storage that all nodes share.
         min_clip_seconds: clips shorter than this, or than half of ``chunk_seconds`` if that is
             less, are skipped by the cache (named and counted): a crop that is mostly zero padding
             teaches the model silence, not the label, and a clip of half a chunk or more never
@@ -477,6 +530,7 @@ class AudioDataModule(L.LightningDataModule):
         decode_workers: int | None = None,
         seed: int = 0,
         min_clip_seconds: float = 1.0,
+        prepare_data_per_node: bool = True,
     ):
         super().__init__()
         # The init arguments of the whole class chain (e.g. a subclass's split), recorded in checkpoints.
@@ -494,6 +548,7 @@ class AudioDataModule(L.LightningDataModule):
         self.decode_workers = decode_workers
         self.seed = int(seed)
         self.min_clip_seconds = float(min_clip_seconds)
+        self.prepare_data_per_node = bool(prepare_data_per_node)
         self.label_names: list[str] = []
         self._clips: dict[str, list[Clip]] = {}
         self._audio_file: Path | None = None
@@ -592,7 +647,7 @@ class AudioDataModule(L.LightningDataModule):
         clips = self.clips("train")
         # A ragged last batch of one clip breaks BatchNorm; keep it only if it is all there is.
         return self._loader(CropDataset(self._audio_file, clips, self.chunk_size), shuffle=True,
-                            drop_last=len(clips) > self.batch_size)
+                            drop_last=len(clips) > self.batch_size, collate_fn=collate_batch)
 
     def _eval_loader(self, split: str) -> DataLoader:
         dataset = ChunkDataset(self._audio_file, self.clips(split), self.chunk_size)
