@@ -100,3 +100,17 @@ def test_bad_names_and_params():
         create_frontend("mel", n_mfccs=3)
     with pytest.raises(ValueError, match="batch, samples"):
         create_frontend("mel")(torch.zeros(2, 3, 4000))
+
+
+@pytest.mark.parametrize("name", ["mel", "mfcc", "stft"])
+def test_gradients_reach_the_audio_and_match_the_in_place_path(name):
+    """The dB step runs in place when no gradient flows to the audio; with one it must not."""
+    frontend = create_frontend(name, sample_rate=16000, n_fft=512, hop_length=256)
+    audio = torch.randn(2, 16000, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        in_place = frontend(audio)
+    leaf = audio.clone().requires_grad_()
+    out = frontend(leaf)
+    out.sum().backward()
+    assert torch.equal(out.detach(), in_place)
+    assert leaf.grad is not None and torch.isfinite(leaf.grad).all() and leaf.grad.abs().sum() > 0

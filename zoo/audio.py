@@ -13,12 +13,13 @@ indexed for recommendation:
 * :func:`probabilities`, :func:`clip_mean`: chunk logits -> clip-level probabilities;
 * :func:`default_label_names`: what outputs are called when nobody named them.
 
-Importing this module imports torch, torchaudio's functional resampler, numpy and
+Importing this module imports torch, torchaudio's resampler, numpy and
 soundfile, and nothing of Lightning.
 """
 
 from __future__ import annotations
 
+import functools
 import io
 import logging
 import math
@@ -30,7 +31,7 @@ from typing import Iterable, Iterator, Union
 import numpy as np
 import soundfile as sf
 import torch
-import torchaudio.functional as AF
+from torchaudio.transforms import Resample
 
 log = logging.getLogger(__name__)
 
@@ -119,6 +120,13 @@ def _check_range(x: np.ndarray) -> None:
         raise AudioDecodeError(f"sample values out of range (max |x| = {peak:.3g}); not normalised audio")
 
 
+@functools.lru_cache(maxsize=8)
+def _resampler(orig: int, new: int) -> torch.nn.Module:
+    """``AF.resample`` with its sinc kernel computed once per rate pair (the functional form
+    rebuilds it on every call, i.e. for every block of every file)."""
+    return Resample(orig, new)
+
+
 class _StreamResampler:
     """torchaudio's ``resample`` applied block by block, with the one-shot result.
 
@@ -148,7 +156,8 @@ class _StreamResampler:
             return np.zeros(0, np.float32)
         start = max(self.groups_done * self.orig - self.margin, self.buffer_start)
         window = torch.from_numpy(self.buffer[start - self.buffer_start:])
-        out = AF.resample(window, *self.rates).numpy()
+        with torch.no_grad():
+            out = _resampler(*self.rates)(window).numpy()
         first = (self.groups_done - start // self.orig) * self.new
         out = out[first:first + (groups - self.groups_done) * self.new]
         self.groups_done = groups
