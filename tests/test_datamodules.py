@@ -242,7 +242,8 @@ def small_tree(root: Path) -> Path:
 
 
 def cache_folders(cache_dir: Path) -> list[str]:
-    return sorted(p.name for p in cache_dir.iterdir()) if cache_dir.exists() else []
+    """Everything in a cache directory but the build locks (``.<cache>.lock``, kept beside each cache)."""
+    return sorted(p.name for p in cache_dir.iterdir() if not p.name.endswith(".lock")) if cache_dir.exists() else []
 
 
 def test_cache_is_reused_and_rebuilt_when_sources_or_settings_change(tmp_path, count_decodes, monkeypatch):
