@@ -191,3 +191,16 @@ def test_wandb_offline_run_writes_its_local_run_folder(tiny_config, tmp_path, mo
     for text in ("tiny_gtzan/fcn-mel-seed0", "musiczoo-bench", "config_hash", record["config_hash"], "architecture",
                  "test/acc", "bench/train_samples_per_s"):
         assert text.encode() in log, text
+
+
+def test_tensorboard_logger_writes_event_files(tiny_config, tmp_path):
+    pytest.importorskip("tensorboard")
+    grid = write_grid(tmp_path, tiny_config, architectures=["fcn"], transforms=["mel"], seeds=[0])
+    done = subprocess.run([sys.executable, "-m", "zoo.cli", "bench", str(grid), "--logger", "tensorboard"], cwd=ROOT,
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    (run,) = {p.parent for p in (tmp_path / "cells").rglob("events.out.tfevents.*")}  # one run folder
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    scalars = EventAccumulator(str(run)).Reload().Tags()["scalars"]
+    assert "test/acc" in scalars and "bench/train_samples_per_s" in scalars
