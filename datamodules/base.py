@@ -245,6 +245,10 @@ class AudioCache:
             else:
                 self.build()
 
+    def _not_writable(self) -> CacheNotWritableError:
+        return CacheNotWritableError(f"cache directory {self.folder.parent} is not writable: pass a writable "
+                                     "cache_dir or set $MUSICZOO_CACHE")
+
     @contextlib.contextmanager
     def _lock(self):
         """An exclusive ``flock`` on ``.<cache name>.lock`` beside the cache, held while it is checked and built."""
@@ -252,9 +256,7 @@ class AudioCache:
             self.folder.parent.mkdir(parents=True, exist_ok=True)
             handle = open(self.folder.parent / f".{self.folder.name}.lock", "a")
         except PermissionError:
-            raise CacheNotWritableError(
-                f"cache directory {self.folder.parent} is not writable: pass a writable cache_dir "
-                "or set $MUSICZOO_CACHE") from None
+            raise self._not_writable() from None
         with handle:
             try:
                 fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -299,9 +301,7 @@ class AudioCache:
             self.folder.parent.mkdir(parents=True, exist_ok=True)
             tmp = Path(tempfile.mkdtemp(prefix=f".{self.folder.name}.building-", dir=self.folder.parent))
         except PermissionError:
-            raise CacheNotWritableError(
-                f"cache directory {self.folder.parent} is not writable: pass a writable cache_dir "
-                "or set $MUSICZOO_CACHE") from None
+            raise self._not_writable() from None
         os.chmod(tmp, 0o755)  # mkdtemp's 0700 would hide a shared cache from other users
         try:
             # Who builds here, so a later start removes this folder only once its builder is gone.
@@ -423,12 +423,17 @@ class _CacheDataset(Dataset):
     def __getstate__(self):
         return {**self.__dict__, "_audio": None}
 
-    def _window(self, clip: Clip, start: int) -> torch.Tensor:
+    @property
+    def audio(self) -> np.memmap:
+        """The cache's samples, memory-mapped on first use in this process."""
         if self._audio is None:
             self._audio = np.memmap(self.audio_file, dtype=CACHE_DTYPE, mode="r")
+        return self._audio
+
+    def _window(self, clip: Clip, start: int) -> torch.Tensor:
         stop = min(start + self.num_samples, clip.length)
         out = torch.zeros(self.num_samples, dtype=torch.float32)
-        out[: stop - start] = torch.from_numpy(self._audio[clip.offset + start: clip.offset + stop].astype(np.float32))
+        out[: stop - start] = torch.from_numpy(self.audio[clip.offset + start: clip.offset + stop].astype(np.float32))
         return out
 
 
@@ -451,14 +456,12 @@ class CropDataset(_CacheDataset):
 
     def __getitems__(self, indices: Sequence[int]) -> dict:
         """The batch of ``indices``, already collated: ``{"audio": (B, num_samples), "target": (B, ...)}``."""
-        if self._audio is None:
-            self._audio = np.memmap(self.audio_file, dtype=CACHE_DTYPE, mode="r")
         clips = [self.clips[i] for i in indices]
         crops = np.zeros((len(clips), self.num_samples), dtype=CACHE_DTYPE)
         for row, clip in zip(crops, clips):
             start = self._start(clip)  # the same draws, in the same order, as item by item
             stop = min(start + self.num_samples, clip.length)
-            row[: stop - start] = self._audio[clip.offset + start: clip.offset + stop]
+            row[: stop - start] = self.audio[clip.offset + start: clip.offset + stop]
         return {"audio": torch.from_numpy(crops).float(), "target": torch.stack([target_tensor(c.target) for c in clips])}
 
 
