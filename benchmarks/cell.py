@@ -56,19 +56,22 @@ class TrainingThroughput(Callback):
         return round(self.samples / self.seconds, 1) if self.seconds > 0 else None
 
 
+def cpu_name() -> str:
+    """The CPU's model name (``/proc/cpuinfo`` on Linux, else what ``platform`` knows)."""
+    try:
+        return next(line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                    if line.startswith("model name"))
+    except (OSError, StopIteration):
+        return platform.processor() or platform.machine()
+
+
 def hardware(trainer) -> str:
     """What the cell ran on, e.g. ``4 x NVIDIA H100 80GB HBM3 (1 node)`` or ``CPU: Intel(R) Xeon(R) ... (2 cores)``."""
     import torch
 
     if trainer.accelerator.__class__.__name__ == "CUDAAccelerator":
         return f"{trainer.world_size} x {torch.cuda.get_device_name(0)} ({trainer.num_nodes} node(s))"
-    name = platform.processor() or platform.machine()
-    try:
-        name = next(line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                    if line.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
-    return f"CPU: {name} ({os.cpu_count()} cores, {torch.get_num_threads()} torch threads)"
+    return f"CPU: {cpu_name()} ({os.cpu_count()} cores, {torch.get_num_threads()} torch threads)"
 
 
 def logger_args(grid: Grid, cell: Cell, logger: str) -> list[str]:
@@ -89,7 +92,7 @@ def run(grid: Grid, cell: Cell, logger: str, launched: float | None) -> dict:
     """fit + test one cell; returns its record."""
     from zoo.cli import build_cli
     from zoo.hub import git_commit, package_versions
-    from zoo.resume import check_resume, checkpoint_dir
+    from zoo.resume import check_resume, last_checkpoint
 
     t0 = time.time()
     args = [*cell.args, f"--trainer.default_root_dir={cell.folder}", *logger_args(grid, cell, logger)]
@@ -101,7 +104,7 @@ def run(grid: Grid, cell: Cell, logger: str, launched: float | None) -> dict:
         trainer.logger.log_hyperparams({"bench": {"cell": cell.name, "grid": str(grid.path),
                                                   "config_hash": cell.config_hash, "seed": cell.seed}})
     # A cell killed or preempted earlier (same config hash, so the same folder) resumes from its last.ckpt.
-    resume = check_resume("last", trainer, task.hparams) if (checkpoint_dir(trainer) / "last.ckpt").is_file() else None
+    resume = check_resume("last", trainer, task.hparams) if last_checkpoint(trainer).is_file() else None
     t_fit = time.time()
     trainer.fit(task, datamodule=data, ckpt_path=resume)
     fit_s = time.time() - t_fit

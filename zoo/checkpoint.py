@@ -35,13 +35,16 @@ _SAFE_CHECKPOINT_GLOBALS = [pathlib.PosixPath, pathlib.PurePosixPath, pathlib.Wi
 
 
 def load_checkpoint_dict(path: str | Path) -> dict:
-    """A Lightning checkpoint as plain data, loaded with ``weights_only=True`` (no code runs)."""
+    """A Lightning checkpoint as plain data, loaded with ``weights_only=True`` (no code runs).
+
+    Memory-mapped: reading the hyperparameters (a resume check, a publish) does not read the
+    optimizer state and weights of a large checkpoint into memory first."""
     path = Path(path)
     if not path.is_file():
         raise HubError(f"{path}: no such checkpoint")
     try:
         with torch.serialization.safe_globals(_SAFE_CHECKPOINT_GLOBALS):
-            return torch.load(path, map_location="cpu", weights_only=True)
+            return torch.load(path, map_location="cpu", weights_only=True, mmap=True)
     except Exception as e:
         reason = next((line.strip() for line in str(e).splitlines() if "Unsupported global" in line), str(e).splitlines()[0] if str(e) else "")
         raise HubError(

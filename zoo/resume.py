@@ -34,17 +34,22 @@ def checkpoint_dir(trainer) -> Path:
     return Path(trainer.default_root_dir) / "checkpoints"
 
 
+def last_checkpoint(trainer) -> Path:
+    """Where :class:`LastCheckpoint` writes and ``--ckpt_path last`` looks."""
+    return checkpoint_dir(trainer) / f"{ModelCheckpoint.CHECKPOINT_NAME_LAST}{ModelCheckpoint.FILE_EXTENSION}"
+
+
 class LastCheckpoint(Callback):
     """``last.ckpt``: every ``every_n_steps`` optimizer steps, at the end of every training epoch,
     and when Lightning stops on SIGTERM (it raises ``SIGTERMException`` at the next batch
     boundary, on every rank), so a killed run loses at most ``every_n_steps`` steps and a
     preempted one none. Lightning's ``--ckpt_path last`` finds it next to the best checkpoint."""
 
-    def __init__(self, dirpath: Path, every_n_steps: int):
+    def __init__(self, path: Path, every_n_steps: int):
         super().__init__()
         if every_n_steps < 1:
             raise ValueError(f"checkpoint_every_n_steps must be >= 1, got {every_n_steps}")
-        self.path = Path(dirpath) / f"{ModelCheckpoint.CHECKPOINT_NAME_LAST}{ModelCheckpoint.FILE_EXTENSION}"
+        self.path = Path(path)
         self.every_n_steps = every_n_steps
         self._saved_step = -1
 
@@ -63,18 +68,15 @@ class LastCheckpoint(Callback):
 
     def on_exception(self, trainer, pl_module, exception: BaseException) -> None:
         if isinstance(exception, SIGTERMException):
-            self._saved_step = -1
-            self._save(trainer)
+            self._save(trainer)  # unless this very step was just saved
             rank_zero_info(f"SIGTERM: saved {self.path} at step {trainer.global_step}; "
                            "run the same command with --ckpt_path last to resume")
 
 
-def default_checkpoints(trainer, monitor: str, every_n_steps: int) -> list[Callback]:
-    """The best checkpoint by ``monitor`` and :class:`LastCheckpoint`, both in :func:`checkpoint_dir`."""
-    folder = checkpoint_dir(trainer)
-    return [ModelCheckpoint(dirpath=folder, monitor=monitor, mode="max", filename="best-epoch{epoch:03d}",
-                            auto_insert_metric_name=False),
-            LastCheckpoint(folder, every_n_steps)]
+def best_checkpoint(trainer, monitor: str) -> ModelCheckpoint:
+    """``best-epochNNN.ckpt`` by ``monitor`` (higher is better), in :func:`checkpoint_dir`."""
+    return ModelCheckpoint(dirpath=checkpoint_dir(trainer), monitor=monitor, mode="max",
+                           filename="best-epoch{epoch:03d}", auto_insert_metric_name=False)
 
 
 def check_resume(ckpt_path: str | None, trainer, hparams) -> str | None:
@@ -85,7 +87,7 @@ def check_resume(ckpt_path: str | None, trainer, hparams) -> str | None:
     if ckpt_path is None:
         return None
     if ckpt_path == "last":
-        path = checkpoint_dir(trainer) / "last.ckpt"
+        path = last_checkpoint(trainer)
         if not path.is_file():
             raise FileNotFoundError(
                 f"--ckpt_path last: no checkpoint to resume in {path.parent} (no earlier run of this "

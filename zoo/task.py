@@ -158,14 +158,13 @@ class MusicTask(L.LightningModule):
         A trainer given its own ``ModelCheckpoint`` with a ``monitor`` keeps it (and still gets
         ``last.ckpt``); one with checkpointing disabled gets none.
         """
-        from .resume import LastCheckpoint, checkpoint_dir, default_checkpoints
+        from .resume import LastCheckpoint, best_checkpoint, last_checkpoint
 
         configured = self.trainer.checkpoint_callbacks
         if not configured:
             return []
-        if any(cb.monitor for cb in configured):
-            return [LastCheckpoint(checkpoint_dir(self.trainer), self.hparams.checkpoint_every_n_steps)]
-        return default_checkpoints(self.trainer, self.monitor, self.hparams.checkpoint_every_n_steps)
+        last = LastCheckpoint(last_checkpoint(self.trainer), self.hparams.checkpoint_every_n_steps)
+        return [last] if any(cb.monitor for cb in configured) else [best_checkpoint(self.trainer, self.monitor), last]
 
     # ---- metrics -----------------------------------------------------------------
     def _make_metrics(self) -> nn.Module:
