@@ -51,6 +51,11 @@ def time_librosa(files: list[Path], rate: int) -> float:
     return time.perf_counter() - start
 
 
+def usable_cores() -> int:
+    """CPUs this process may run on (its affinity mask), not all the machine has."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
 def _spin(_) -> float:
     start = time.perf_counter()
     x = 0
@@ -82,7 +87,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--data", type=Path, default=None, help="reuse/keep the synthetic release here")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    cores = usable_cores()
 
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)

@@ -35,7 +35,7 @@ import shutil
 import subprocess
 import sys
 import time
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import yaml
@@ -57,6 +57,12 @@ LOGGERS = {
 }
 
 
+#: Exit status of a cell whose folder is locked by another runner.
+BUSY_STATUS = 75
+#: Exit status of a cell that failed and wrote its own ``failed`` record.
+RECORDED_FAILURE_STATUS = 3
+
+
 class GridError(ValueError):
     """A grid file that cannot run; raised before anything trains."""
 
@@ -71,14 +77,19 @@ class Cell:
     transform: str
     seed: int
     args: tuple[str, ...]  # musiczoo fit/test arguments, output folder and logger excluded
-    folder: Path
     config_hash: str
+    out: Path  # the grid's folder of runs
     synth: tuple[str, ...] = ()
     root: str = ""
 
     @property
     def name(self) -> str:
         return f"{self.dataset}/{self.architecture.replace('/', '-')}-{self.transform}-seed{self.seed}"
+
+    @property
+    def folder(self) -> Path:
+        """This cell's runs; the config hash in the name keeps a changed cell from resuming a stale checkpoint."""
+        return self.out / f"{self.name}-{self.config_hash[:8]}"
 
     @property
     def key(self) -> tuple:
@@ -107,14 +118,15 @@ def cli_overrides(settings: dict, prefix: str = "") -> list[str]:
 def resolve_architectures(patterns: list[str]) -> list[str]:
     """Registry names and glob patterns (``"*"``, ``"resnet_*"``) plus ``timm/<name>``, in order, once each."""
     from zoo.factory import list_models
+    from zoo.registry import TIMM_PREFIX
 
     registered = list_models()
     names: list[str] = []
     for pattern in patterns:
-        if pattern.startswith("timm/"):
+        if pattern.startswith(TIMM_PREFIX):
             import timm
 
-            matches = [f"timm/{n}" for n in timm.list_models(pattern[len("timm/"):])]
+            matches = [f"{TIMM_PREFIX}{n}" for n in timm.list_models(pattern[len(TIMM_PREFIX):])]
             if not matches:
                 raise GridError(f"architecture {pattern!r}: no timm model matches (see timm.list_models())")
         else:
@@ -200,10 +212,9 @@ def load_grid(path: Path, results: Path | None = None, out: Path | None = None) 
                             f"--model.transform={transform}", f"--seed_everything={seed}"]
                     if params:
                         args += cli_overrides({"model.transform_params": params})
-                    cell = Cell(len(grid.cells), dataset, architecture, transform, seed, tuple(args), Path(),
-                                config_hash(config, args), tuple(str(a) for a in entry.get("synth") or ()),
-                                str(entry["root"]))
-                    grid.cells.append(replace(cell, folder=grid.out / f"{cell.name}-{cell.config_hash[:8]}"))
+                    grid.cells.append(Cell(len(grid.cells), dataset, architecture, transform, seed, tuple(args),
+                                           config_hash(config, args), grid.out,
+                                           tuple(str(a) for a in entry.get("synth") or ()), str(entry["root"])))
     return grid
 
 
@@ -260,12 +271,6 @@ def run_grid(grid: Grid, logger: str = "csv") -> dict[str, int]:
             print(f"{tag}: FAILED in {seconds:.0f} s: {last} (log: {log_path})", flush=True)
     counts["minutes"] = round((time.perf_counter() - started) / 60, 1)
     return counts
-
-
-#: Exit status of a cell whose folder is locked by another runner.
-BUSY_STATUS = 75
-#: Exit status of a cell that failed and wrote its own ``failed`` record.
-RECORDED_FAILURE_STATUS = 3
 
 
 def last_line(path: Path) -> str:

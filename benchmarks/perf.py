@@ -22,8 +22,6 @@ from __future__ import annotations
 
 import argparse
 import logging
-import os
-import platform
 import tempfile
 import time
 from pathlib import Path
@@ -32,6 +30,8 @@ import numpy as np
 import soundfile as sf
 import torch
 
+from benchmarks.cell import cpu_name
+from benchmarks.decode_throughput import time_cache, time_librosa, usable_cores
 from datamodules.base import AudioCache, CropDataset, Item
 from datamodules.folder import FolderDataModule
 from zoo.audio import decode_audio
@@ -42,13 +42,7 @@ CROP_SECONDS = 3.0
 
 # ---- set-up -------------------------------------------------------------------------------
 def machine(device: str) -> str:
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    try:
-        cpu = next(line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                   if line.startswith("model name"))
-    except (OSError, StopIteration):
-        cpu = platform.processor() or platform.machine()
-    text = f"{cpu}, {cores} cores, torch {torch.__version__} ({torch.get_num_threads()} threads)"
+    text = f"{cpu_name()}, {usable_cores()} cores, torch {torch.__version__} ({torch.get_num_threads()} threads)"
     if device == "cuda":
         text += f"; GPU: {torch.cuda.get_device_name(0)}"
     return text
@@ -270,9 +264,7 @@ def section_c(tmp: Path, architectures: list[str], device: str, workers: list[in
 
 # ---- (d) cache build ---------------------------------------------------------------------------
 def section_d(tmp: Path, count: int) -> None:
-    from benchmarks.decode_throughput import time_cache, time_librosa
-
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    cores = usable_cores()
     rows = []
     for label, rate, fmt, target in (("mp3 16 kHz -> 16 kHz (MTAT)", 16000, "mp3", 16000),
                                      ("mp3 22.05 kHz -> 16 kHz", 22050, "mp3", 16000),
@@ -338,7 +330,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
     logging.getLogger("lightning").setLevel(logging.WARNING)
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    cores = usable_cores()
     workers = args.workers or sorted({0, 1, 2, min(cores, 8)})
     count = 8 if args.quick else 32
     print(f"# musiczoo perf: {machine(args.device)}")
