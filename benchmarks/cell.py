@@ -90,7 +90,7 @@ def finite(value) -> float | None:
 
 def run(grid: Grid, cell: Cell, logger: str, launched: float | None) -> dict:
     """fit + test one cell; returns its record."""
-    from zoo.cli import build_cli
+    from zoo.cli.train import build_cli
     from zoo.hub import git_commit, package_versions
     from zoo.resume import check_resume, last_checkpoint
 
@@ -104,7 +104,7 @@ def run(grid: Grid, cell: Cell, logger: str, launched: float | None) -> dict:
         trainer.logger.log_hyperparams({"bench": {"cell": cell.name, "grid": str(grid.path),
                                                   "config_hash": cell.config_hash, "seed": cell.seed}})
     # A cell killed or preempted earlier (same config hash, so the same folder) resumes from its last.ckpt.
-    resume = check_resume("last", trainer, task.hparams) if last_checkpoint(trainer).is_file() else None
+    resume = check_resume("last", trainer, task.spec) if last_checkpoint(trainer).is_file() else None
     t_fit = time.time()
     trainer.fit(task, datamodule=data, ckpt_path=resume)
     fit_s = time.time() - t_fit

@@ -57,8 +57,8 @@ def _model():
     from zoo.factory import create_model
 
     torch.manual_seed(0)
-    model = create_model("crnn", transform="mel", num_classes=4, sample_rate=MODEL_RATE, channels=[8, 16, 16, 16])
-    model.config = {"chunk_seconds": 3.0}
+    model = create_model("crnn", transform="mel", num_classes=4, sample_rate=MODEL_RATE, channels=[8, 16, 16, 16],
+                         chunk_seconds=3.0)
     return model.eval()
 
 
@@ -85,7 +85,7 @@ def case(name: str, path: str, workdir: str) -> None:
     if name == "floor":
         _model()
     elif name == "predict-one-shot":
-        from zoo.audio import chunk_starts, probabilities
+        from datamodules.primitives.chunks import chunk_starts, probabilities
 
         model, size = _model(), 3 * MODEL_RATE
         wave = _one_shot_decode(path)

@@ -168,7 +168,7 @@ def config_hash(config: Path, args: list[str]) -> str:
 
 def load_grid(path: Path, results: Path | None = None, out: Path | None = None) -> Grid:
     """Read and check a grid file; every name is checked here, before anything trains."""
-    from zoo.frontends import list_frontends
+    from zoo.frontends import list_transforms
 
     try:
         spec = yaml.safe_load(Path(path).read_text()) or {}
@@ -183,9 +183,9 @@ def load_grid(path: Path, results: Path | None = None, out: Path | None = None) 
     architectures = resolve_architectures([str(a) for a in spec["architectures"]])
     transforms = spec["transforms"]  # names, or {name: transform_params}
     transforms = {t: None for t in transforms} if isinstance(transforms, list) else dict(transforms)
-    bad = [t for t in transforms if t not in list_frontends()]
+    bad = [t for t in transforms if t not in list_transforms()]
     if bad:
-        raise GridError(f"{path}: unknown transform(s) {bad}; valid: {', '.join(list_frontends())}")
+        raise GridError(f"{path}: unknown transform(s) {bad}; valid: {', '.join(list_transforms())}")
     seeds = [int(s) for s in spec.get("seeds", [0])]
     grid = Grid(path=Path(path), results=Path(results or spec.get("results", "benchmarks/results/results.jsonl")),
                 out=Path(out or spec.get("out", "runs/bench")), trainer=dict(spec.get("trainer") or {}),

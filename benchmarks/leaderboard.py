@@ -230,7 +230,7 @@ def reference_section(path: Path = REFERENCE_FILE) -> list[str]:
 
 
 def recommendation_section(rows: list[dict]) -> list[str]:
-    from zoo.recommend.benchmark import render_table
+    from benchmarks.recommend_eval import render_table
 
     return ["## Content-based recommendation", "",
             "Nearest neighbours by cosine similarity of each library's vectors (`musiczoo recommend-eval`); "

@@ -34,7 +34,7 @@ from benchmarks.cell import cpu_name
 from benchmarks.decode_throughput import time_cache, time_librosa, usable_cores
 from datamodules.base import AudioCache, CropDataset, Item
 from datamodules.folder import FolderDataModule
-from zoo.audio import decode_audio
+from datamodules.primitives.audio import decode_audio
 
 REAL_MUSIC = sorted((Path(__file__).resolve().parents[1] / "tests" / "data" / "audio").glob("*[!q].ogg"))
 CROP_SECONDS = 3.0

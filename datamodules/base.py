@@ -45,9 +45,8 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
-from zoo.audio import (
-    DEFAULT_CHUNK_SECONDS, AudioDecodeError, Source, chunk_samples, chunk_starts, decode_blocks,
-)
+from datamodules.primitives.audio import AudioDecodeError, AudioSource, decode_blocks
+from datamodules.primitives.chunks import DEFAULT_CHUNK_SECONDS, chunk_samples, chunk_starts
 
 log = logging.getLogger(__name__)
 
@@ -72,7 +71,7 @@ class Item:
     """
 
     key: str
-    source: Source
+    source: AudioSource
     target: Target
 
 
@@ -106,7 +105,7 @@ def default_cache_dir() -> Path:
     return Path(os.environ.get("MUSICZOO_CACHE") or Path.home() / ".cache" / "musiczoo").expanduser()
 
 
-def _source_signature(source: Source) -> list:
+def _source_signature(source: AudioSource) -> list:
     """What identifies a source's content cheaply: size and mtime for a file, a hash for bytes."""
     if isinstance(source, bytes):
         return ["bytes", len(source), hashlib.blake2b(source, digest_size=16).hexdigest()]
@@ -114,7 +113,7 @@ def _source_signature(source: Source) -> list:
     return ["file", st.st_size, st.st_mtime_ns]
 
 
-def _decode(job: tuple[int, Source, int, float, str]) -> tuple[int, int, str]:
+def _decode(job: tuple[int, AudioSource, int, float, str]) -> tuple[int, int, str]:
     """Decode one source block by block into the float16 file ``part``; returns (index,
     samples written, why_skipped).
 

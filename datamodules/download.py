@@ -17,9 +17,7 @@ for GTZAN, ``root/0..f/*.mp3`` plus ``annotations_final.csv`` for MagnaTagATune.
 from __future__ import annotations
 
 import errno
-import hashlib
 import http.client
-import json
 import logging
 import os
 import shutil
@@ -32,6 +30,8 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
 from tqdm.auto import tqdm
+
+from .primitives.files import file_digest, read_json, write_json
 
 log = logging.getLogger(__name__)
 
@@ -123,24 +123,13 @@ class FetchReport:
 
 
 # ---- checksums -------------------------------------------------------------------------------
-def file_digest(path: Path, algorithm: str = "md5") -> str:
-    digest = hashlib.new(algorithm)
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(CHUNK), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def _recorded(root: Path) -> dict:
     path = root / CHECKSUM_RECORD
-    return json.loads(path.read_text()) if path.is_file() else {}
+    return read_json(path, DownloadError) if path.is_file() else {}
 
 
 def _record(root: Path, name: str, md5: str) -> None:
-    record = {**_recorded(root), name: md5}
-    tmp = root / f".{CHECKSUM_RECORD}.tmp"
-    tmp.write_text(json.dumps(record, indent=1, sort_keys=True))
-    os.replace(tmp, root / CHECKSUM_RECORD)
+    write_json(root / CHECKSUM_RECORD, dict(sorted({**_recorded(root), name: md5}.items())))
 
 
 def check(path: Path, remote: RemoteFile, root: Path) -> str:

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
-from zoo.audio import AUDIO_EXTENSIONS, list_audio_files
+from datamodules.primitives.audio import AUDIO_EXTENSIONS, list_audio_files
 
 from .base import AudioDataModule, Item
 

@@ -18,7 +18,7 @@ from pathlib import Path
 import datasets
 import numpy as np
 
-from zoo.audio import list_audio_files
+from datamodules.primitives.audio import list_audio_files
 
 from .base import AudioDataModule, Item
 from .folder import stratified_split

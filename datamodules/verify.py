@@ -25,7 +25,7 @@ from pathlib import Path
 import soundfile as sf
 from tqdm.auto import tqdm
 
-from zoo.audio import AudioDecodeError, decode_audio
+from datamodules.primitives.audio import AudioDecodeError, decode_audio
 
 from .base import is_synthetic
 from .gtzan import GENRES, find_gtzan, split_list

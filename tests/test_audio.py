@@ -9,10 +9,8 @@ import pytest
 import soundfile as sf
 import torch
 
-from zoo.audio import (
-    AudioDecodeError, chunk_samples, chunk_starts, clip_mean, decode_audio, default_label_names,
-    expand_audio_paths, list_audio_files, probabilities,
-)
+from datamodules.primitives.audio import AudioDecodeError, decode_audio, expand_audio_paths, list_audio_files
+from datamodules.primitives.chunks import chunk_samples, chunk_starts, clip_mean, default_label_names, probabilities
 
 
 @pytest.mark.parametrize("length", [1, 7999, 8000, 8001, 12345, 20000, 80000])

@@ -22,9 +22,9 @@ import torchaudio.functional as AF
 
 import datamodules.base as base
 from datamodules.base import AudioCache, AudioDataModule, CacheNotWritableError, Item
-from zoo.audio import AudioDecodeError, decode_audio, decode_blocks, printable_name
+from datamodules.primitives.audio import AudioDecodeError, decode_audio, decode_blocks, printable_name
 from zoo.factory import create_model
-from zoo.predict import Prediction, predict_files, write_csv, write_json, write_table
+from zoo.predict import Prediction, predict_files, predictions_as_csv, predictions_as_json, predictions_as_table
 
 REPO = Path(__file__).resolve().parents[1]
 AUDIO = REPO / "tests" / "data" / "audio"
@@ -41,8 +41,8 @@ def tone(seconds: float, sr: int, channels: int = 1) -> np.ndarray:
 @pytest.fixture(scope="module")
 def model():
     torch.manual_seed(0)
-    m = create_model("crnn", transform="mel", num_classes=3, sample_rate=SR, channels=[8, 8, 8, 8])
-    m.label_names, m.config = LABELS, {"chunk_seconds": 1.0}
+    m = create_model("crnn", transform="mel", num_classes=3, sample_rate=SR, channels=[8, 8, 8, 8],
+                     label_names=LABELS, chunk_seconds=1.0)
     return m.eval()
 
 
@@ -211,8 +211,7 @@ import zoo.predict
 from zoo.factory import create_model
 torch.set_num_threads(1)
 torch.manual_seed(0)
-model = create_model("crnn", transform="mel", num_classes=3, sample_rate=16000, channels=[8, 8, 8, 8]).eval()
-model.config = {"chunk_seconds": 3.0}
+model = create_model("crnn", transform="mel", num_classes=3, sample_rate=16000, channels=[8, 8, 8, 8], chunk_seconds=3.0).eval()
 if sys.argv[1] == "predict":
     (r,) = zoo.predict.predict_files(model, [sys.argv[2]], device="cpu", progress=False)
     assert r.error is None and abs(r.duration_s - 600) < 1e-3, r
@@ -262,7 +261,7 @@ def test_huge_samples_are_refused_everywhere(model, tmp_path, caplog):
     (alone,) = predict_files(model, [files[2]], top_k=0, progress=False, device="cpu")
     assert results[2].labels == pytest.approx(alone.labels, abs=1e-6)
     out = io.StringIO()
-    write_json(results, out)
+    predictions_as_json(results, out)
     json.loads(out.getvalue(), parse_constant=lambda c: pytest.fail(f"bare {c} in JSON"))
     cache = AudioCache([Item(f.name, str(f), 0) for f in files], sample_rate=8000, cache_dir=tmp_path / "c",
                        decode_workers=1)
@@ -280,7 +279,7 @@ def test_loud_float_audio_is_cached_finite(tmp_path):
 
 def test_write_json_never_writes_nan():
     with pytest.raises(ValueError):
-        write_json([Prediction("x.wav", {"a": float("nan")}, 1.0)], io.StringIO())
+        predictions_as_json([Prediction("x.wav", {"a": float("nan")}, 1.0)], io.StringIO())
 
 
 # ---- odd names, very short files -----------------------------------------------------------------
@@ -294,7 +293,7 @@ def test_a_name_that_is_not_utf8_decodes_and_prints(model, tmp_path):
     assert len(decode_audio(path, 8000)) == 16000
     (r,) = predict_files(model, [tmp_path], top_k=0, progress=False, device="cpu")
     assert r.error is None and r.path == printable_name(path) and r.path.endswith("caf\\xe9 \\xff.wav")
-    for writer in (write_table, write_json, write_csv):
+    for writer in (predictions_as_table, predictions_as_json, predictions_as_csv):
         out = io.BytesIO()
         text = io.TextIOWrapper(out, encoding="utf-8")  # strict, as a UTF-8 terminal or file
         writer([r], text)

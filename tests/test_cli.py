@@ -11,7 +11,8 @@ import pytest
 import torch
 import yaml
 
-from zoo.cli import build_cli, config_path, main
+from zoo.cli import main
+from zoo.cli.train import build_cli, config_path
 
 def test_fit_then_test_through_the_cli(tiny_config, tmp_path, capsys):
     main(["fit", "--config", str(tiny_config)])
@@ -72,8 +73,8 @@ def test_every_shipped_config_builds_what_it_names_through_the_cli(path, tmp_pat
     cli = build_cli(["--config", str(path), f"--trainer.default_root_dir={tmp_path}"], run=False)
     model, data = cfg["model"], cfg["data"]["init_args"]
     net = cli.model.net
-    assert net.model_config["architecture"] == model["architecture"]
-    assert net.model_config["transform"] == model["transform"]
+    assert net.spec.architecture == model["architecture"]
+    assert net.spec.transform == model["transform"]
     for key, value in (model.get("transform_params") or {}).items():
         assert net.frontend.config()[key] == value, key
     assert cli.datamodule.chunk_seconds == data["chunk_seconds"] == cli.model.hparams.chunk_seconds

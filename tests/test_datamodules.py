@@ -16,7 +16,7 @@ import torch
 
 import datamodules.base as base
 from datamodules.base import AudioCache, AudioDataModule, Item
-from zoo.audio import chunk_starts
+from datamodules.primitives.chunks import chunk_starts
 from datamodules.folder import FolderDataModule
 from datamodules.gtzan import GENRES, GTZANDataModule, split_list
 from datamodules.synthetic import make_synthetic_gtzan

@@ -21,13 +21,15 @@ from safetensors.torch import load_file
 
 from tests.conftest import TINY_CRNN, TINY_LABELS, TINY_SR, train_tiny_crnn
 from zoo import hub
-from zoo.audio import probabilities
+from datamodules.primitives.chunks import probabilities
 from zoo.checkpoint import load_checkpoint, load_checkpoint_dict, publish
-from zoo.cli import cmd_predict, cmd_publish, load_model
+from zoo.cli.models import cmd_predict, cmd_publish, load_model
 from zoo.factory import create_model, from_pretrained
 from zoo.frontends import UnknownNameError
-from zoo.hub import HubError, UnsafeCheckpointError, save_pretrained
-from zoo.predict import load_audio, predict_files
+from zoo.hub import UnsafeCheckpointError, save_pretrained
+from zoo.spec import ModelError
+from datamodules.primitives.audio import load_audio
+from zoo.predict import predict_files
 from zoo.pretrained import PRETRAINED, PretrainedEntry, list_pretrained, register_pretrained
 from zoo.task import MusicTask
 
@@ -95,13 +97,14 @@ def test_from_pretrained_in_a_fresh_process_matches_the_checkpoint(trained, tmp_
     script = textwrap.dedent(f"""
         import json, torch
         from zoo import from_pretrained
-        from zoo.predict import load_audio, predict_files
+        from datamodules.primitives.audio import load_audio
+        from zoo.predict import predict_files
         model = from_pretrained({str(folder)!r})
         assert not model.training
         with torch.no_grad():
             logits = model(load_audio({str(wav)!r}, {SR})[None, :{SR}])
         (pred,) = predict_files(model, [{str(wav)!r}], top_k=0, segments=True, progress=False)
-        print(json.dumps({{"logits": logits.tolist(), "labels": model.label_names, "task": model.task,
+        print(json.dumps({{"logits": logits.tolist(), "labels": list(model.spec.label_names), "task": model.spec.task,
                           "prediction": pred.to_dict()}}))
     """)
     out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=REPO, timeout=120)
@@ -118,7 +121,7 @@ def test_from_pretrained_in_a_fresh_process_matches_the_checkpoint(trained, tmp_
 def test_config_round_trip(trained, tmp_path):
     _, folder, wav = trained
     model = from_pretrained(folder)
-    assert model.label_names == LABELS and model.task == "multiclass" and model.config["chunk_seconds"] == 1.0
+    assert model.spec.label_names == tuple(LABELS) and model.spec.task == "multiclass" and model.spec.chunk_seconds == 1.0
     again = save_pretrained(model, tmp_path / "again")
     first, second = (json.loads((f / "config.json").read_text()) for f in (folder, again))
     assert first == second
@@ -165,8 +168,8 @@ def test_checkpoint_of_the_earlier_format_still_loads(trained, tmp_path):
                                           "split": "stratified", "clip_seconds": 3.5, "synthetic": False}
     torch.save(raw, tmp_path / "old.ckpt")
     model = load_checkpoint(tmp_path / "old.ckpt")
-    assert (model.config["architecture"], model.config["chunk_seconds"]) == ("crnn", 3.5)
-    assert (model.config["dataset"], model.config["split"], model.config["synthetic"]) == ("gtzan", "stratified", False)
+    assert (model.spec.architecture, model.spec.chunk_seconds) == ("crnn", 3.5)
+    assert (model.spec.provenance.dataset, model.spec.provenance.split, model.spec.provenance.synthetic) == ("gtzan", "stratified", False)
     torch.testing.assert_close(logits_of(model, trained[2]), logits_of(lightning_net(trained[0]), trained[2]), rtol=0, atol=0)
 
 
@@ -180,7 +183,7 @@ def test_published_folder_of_the_earlier_format_still_loads(trained, tmp_path):
     (old / "config.json").write_text(json.dumps(config))
     (old / "model.safetensors").write_bytes((trained[1] / "model.safetensors").read_bytes())
     model = from_pretrained(old)
-    assert model.config["synthetic"] is True and "synthetic_data" not in model.config
+    assert model.spec.provenance.synthetic is True and "synthetic_data" not in model.spec.to_config()
     assert json.loads((save_pretrained(model, tmp_path / "again") / "config.json").read_text())["synthetic"] is True
 
 
@@ -191,7 +194,7 @@ def test_checkpoint_without_provenance(trained, tmp_path, caplog):
     with caplog.at_level("WARNING"):
         model = load_checkpoint(tmp_path / "bare.ckpt")
     assert "records no data provenance" in caplog.text
-    assert model.config["chunk_seconds"] == 3.0 and model.config["dataset"] is None
+    assert model.spec.chunk_seconds == 3.0 and model.spec.provenance.dataset is None
     out = publish(tmp_path / "bare.ckpt", tmp_path / "out", metrics={}, dataset="gtzan", chunk_seconds=1.0)
     config = json.loads((out / "config.json").read_text())
     assert (config["dataset"], config["chunk_seconds"], config["synthetic"]) == ("gtzan", 1.0, None)
@@ -224,9 +227,9 @@ def test_the_payload_is_live(tmp_path):
 def test_malicious_pickle_is_never_executed(tmp_path, trained):
     marker = tmp_path / "pwned"
     ckpt = malicious(tmp_path / "evil.ckpt", marker)
-    with pytest.raises(HubError, match="refused to load.*weights-only"):
+    with pytest.raises(ModelError, match="refused to load.*weights-only"):
         load_checkpoint(ckpt)
-    with pytest.raises(HubError, match="refused"):
+    with pytest.raises(ModelError, match="refused"):
         publish(ckpt, tmp_path / "out")
     with pytest.raises(SystemExit):
         cmd_predict([str(ckpt), str(trained[2])])
@@ -258,18 +261,18 @@ def test_from_pretrained_reads_no_pickle(trained, monkeypatch):
 
 
 def test_missing_or_broken_files_are_clear_errors(tmp_path, trained):
-    with pytest.raises(HubError, match="no model.safetensors"):
+    with pytest.raises(ModelError, match="no model.safetensors"):
         from_pretrained(tmp_path)
     broken = tmp_path / "broken"
     broken.mkdir()
     (broken / "model.safetensors").write_bytes(b"not a safetensors file")
     (broken / "config.json").write_text((trained[1] / "config.json").read_text())
-    with pytest.raises(HubError, match="not a valid safetensors"):
+    with pytest.raises(ModelError, match="not a valid safetensors"):
         from_pretrained(broken)
     (broken / "config.json").write_text("{")
-    with pytest.raises(HubError, match="invalid JSON"):
+    with pytest.raises(ModelError, match="invalid JSON"):
         from_pretrained(broken)
-    with pytest.raises(HubError, match="neither a folder nor"):
+    with pytest.raises(ModelError, match="neither a folder nor"):
         from_pretrained(str(tmp_path / "no" / "such" / "folder"))
 
 
@@ -284,7 +287,7 @@ def test_hub_id_resolved_with_snapshot_download(trained, monkeypatch):
     monkeypatch.setattr(hub, "snapshot_download", fake_snapshot_download)
     model = from_pretrained("someone/tiny-crnn")
     assert calls == [("someone/tiny-crnn", {"allow_patterns": ["config.json", "model.safetensors", "README.md"]})]
-    assert model.label_names == LABELS
+    assert model.spec.label_names == tuple(LABELS)
 
 
 def test_hub_download_failure_is_clear(monkeypatch):
@@ -292,7 +295,7 @@ def test_hub_download_failure_is_clear(monkeypatch):
         raise OSError("cannot reach the Hub")
 
     monkeypatch.setattr(hub, "snapshot_download", offline)
-    with pytest.raises(HubError, match="'someone/absent'.*could not be fetched.*local Hugging Face cache"):
+    with pytest.raises(ModelError, match="'someone/absent'.*could not be fetched.*local Hugging Face cache"):
         from_pretrained("someone/absent")
 
 
@@ -308,7 +311,7 @@ def test_push_to_hub_up_to_the_upload(trained, tmp_path, monkeypatch):
     assert "from_pretrained('me/tiny-crnn')" in (tmp_path / "out" / "README.md").read_text()
     # Nothing that from_pretrained would refuse is ever uploaded.
     (tmp_path / "empty").mkdir()
-    with pytest.raises(HubError):
+    with pytest.raises(ModelError):
         hub.push_to_hub(tmp_path / "empty", "me/empty")
     assert len(calls) == 2
 
@@ -322,14 +325,14 @@ def test_pretrained_names(trained, empty_pretrained):
     assert list_pretrained() == ["crnn.tiny"] and list_pretrained("fcn.*") == []
     reference = logits_of(from_pretrained(folder), wav)
     model = create_model("crnn", num_classes=3, sample_rate=SR, pretrained="tiny", **TINY)
-    assert model.label_names == LABELS and not model.training
+    assert model.spec.label_names == tuple(LABELS) and not model.training
     torch.testing.assert_close(logits_of(model, wav), reference, rtol=0, atol=0)
     torch.testing.assert_close(logits_of(from_pretrained("crnn.tiny"), wav), reference, rtol=0, atol=0)
     by_folder = create_model("crnn", num_classes=3, sample_rate=SR, pretrained=str(folder), **TINY)
     torch.testing.assert_close(logits_of(by_folder, wav), reference, rtol=0, atol=0)
-    with pytest.raises(HubError, match=r"sample_rate=16000 \(got 22050\).*transform=.mel. \(got .mfcc.\)"):
+    with pytest.raises(ModelError, match=r"sample_rate=16000 \(got 22050\).*transform=.mel. \(got .mfcc.\)"):
         create_model("crnn", num_classes=3, sample_rate=22050, transform="mfcc", pretrained="tiny", **TINY)
-    with pytest.raises(HubError, match="do not fit"):
+    with pytest.raises(ModelError, match="do not fit"):
         create_model("crnn", num_classes=3, sample_rate=SR, pretrained="tiny")  # default (wider) channels
     with pytest.raises(UnknownNameError, match="crnn.tiny"):
         create_model("crnn", num_classes=3, sample_rate=SR, pretrained="nope")
@@ -339,7 +342,7 @@ def test_pretrained_names(trained, empty_pretrained):
 
 def test_pretrained_entry_that_disagrees_with_its_folder(trained, empty_pretrained):
     register_pretrained("crnn.wrong", PretrainedEntry(source=str(trained[1]), sample_rate=22050, transform="mel", num_classes=3))
-    with pytest.raises(HubError, match="disagrees with the registered entry: sample_rate=22050"):
+    with pytest.raises(ModelError, match="disagrees with the registered entry: sample_rate=22050"):
         from_pretrained("crnn.wrong")
 
 
@@ -351,7 +354,7 @@ def test_pretrained_not_yet_uploaded(monkeypatch, empty_pretrained):
     monkeypatch.setattr(hub, "snapshot_download", missing)
     register_pretrained("fcn.future", PretrainedEntry(source="musiczoo/fcn-future", sample_rate=22050, transform="mel",
                                                       num_classes=10, uploaded=False))
-    with pytest.raises(HubError, match="not yet uploaded to 'musiczoo/fcn-future'"):
+    with pytest.raises(ModelError, match="not yet uploaded to 'musiczoo/fcn-future'"):
         create_model("fcn", pretrained="future")
 
 
@@ -405,5 +408,5 @@ def test_train_with_the_cli_publish_and_predict(tmp_path, capsys, monkeypatch):
     audio = load_audio(clip, 8000)
     with torch.no_grad():
         expected = probabilities(task(torch.stack([audio[:8000], audio[8000:16000]])), "multiclass").mean(0)
-    got = torch.tensor([result["labels"][name] for name in task.label_names])
+    got = torch.tensor([result["labels"][name] for name in task.spec.label_names])
     torch.testing.assert_close(got, expected, rtol=0, atol=1e-6)

@@ -28,10 +28,12 @@ import torch
 from tests.conftest import TINY_CRNN, TINY_LABELS, TINY_SR, train_tiny_crnn
 from zoo import hub
 from zoo.checkpoint import load_checkpoint, load_checkpoint_dict, publish
-from zoo.cli import cmd_predict, cmd_publish, load_model
+from zoo.cli.models import cmd_predict, cmd_publish, load_model
 from zoo.factory import create_model, from_pretrained
 from zoo.frontends import UnknownNameError
-from zoo.hub import HubError, read_config, save_pretrained
+from datamodules.primitives import files
+from zoo.hub import read_spec, save_pretrained
+from zoo.spec import ModelError
 
 SR, LABELS, TINY = TINY_SR, TINY_LABELS, TINY_CRNN
 pytestmark = pytest.mark.usefixtures("no_network")
@@ -82,13 +84,13 @@ def test_publish_into_a_non_empty_folder_is_refused(trained, tmp_path):
     with pytest.raises(SystemExit, match=r"musiczoo publish: error: .*out is not empty \(README.md, config.json, "
                                          r"notes.txt\).*--force"):
         cmd_publish([str(ckpt), str(out)])
-    with pytest.raises(HubError, match="not empty"):
+    with pytest.raises(ModelError, match="not empty"):
         publish(ckpt, out)
-    with pytest.raises(HubError, match="not empty"):
+    with pytest.raises(ModelError, match="not empty"):
         save_pretrained(from_pretrained(folder), out)
     assert {p.name: p.read_bytes() for p in out.iterdir()} == before  # nothing written, nothing left behind
     (tmp_path / "a_file").write_text("x")
-    with pytest.raises(HubError, match="is a file"):
+    with pytest.raises(ModelError, match="is a file"):
         save_pretrained(from_pretrained(folder), tmp_path / "a_file", force=True)
     # An empty folder (e.g. from mkdtemp) is fine without --force.
     (tmp_path / "empty").mkdir()
@@ -108,7 +110,7 @@ def test_publish_force_replaces_only_its_three_files_atomically(trained, tmp_pat
         replaced.append((Path(src), Path(dst), Path(src).is_file()))
         return real_replace(src, dst)
 
-    monkeypatch.setattr(hub.os, "replace", recording_replace)
+    monkeypatch.setattr(files.os, "replace", recording_replace)
     cmd_publish([str(ckpt), str(out), "--force"])
     assert f"published to {out}" in capsys.readouterr().out
     # Each of the three files was complete in a temporary file of the same folder, then renamed over the old one.
@@ -169,21 +171,21 @@ def runs(trained, tmp_path, monkeypatch):
 def test_a_typo_of_a_local_folder_is_an_error_with_suggestions(runs, trained, no_fetch, capsys):
     wav = trained[2]
     expected = r"no published model folder runs/pubx \(did you mean runs/pub\?\)"
-    with pytest.raises(HubError, match=expected):
+    with pytest.raises(ModelError, match=expected):
         from_pretrained("runs/pubx")
-    with pytest.raises(HubError, match=expected):
+    with pytest.raises(ModelError, match=expected):
         load_model("runs/pubx")
     with pytest.raises(SystemExit, match="musiczoo predict: error: " + expected + ".*hf://runs/pubx"):
         cmd_predict(["runs/pubx", str(wav)])
     assert "Hugging Face Hub" not in capsys.readouterr().err.replace("hf://", "")  # nothing announced as fetched
-    with pytest.raises(HubError, match=r"no published model folder runs/pub/model: .* neither a folder nor"):
+    with pytest.raises(ModelError, match=r"no published model folder runs/pub/model: .* neither a folder nor"):
         from_pretrained("runs/pub/model")  # deeper paths are never Hub ids
-    with pytest.raises(HubError, match=r"no published model folder runs/otherr/m \(did you mean runs/other/m\?\)"):
+    with pytest.raises(ModelError, match=r"no published model folder runs/otherr/m \(did you mean runs/other/m\?\)"):
         (runs / "other" / "m").mkdir()
         from_pretrained("runs/otherr/m")
-    with pytest.raises(HubError, match="is a file, not a published model folder"):
+    with pytest.raises(ModelError, match="is a file, not a published model folder"):
         from_pretrained("runs/pub/config.json")
-    assert load_model("runs/pub").label_names == LABELS  # the real folder still loads
+    assert load_model("runs/pub").spec.label_names == tuple(LABELS)  # the real folder still loads
 
 
 def test_hub_prefixes_and_unambiguous_ids_go_to_the_hub(runs, trained, monkeypatch, capsys):
@@ -194,17 +196,17 @@ def test_hub_prefixes_and_unambiguous_ids_go_to_the_hub(runs, trained, monkeypat
         return str(trained[1])
 
     monkeypatch.setattr(hub, "snapshot_download", fake_snapshot_download)
-    assert from_pretrained("hf://someone/tiny-crnn").label_names == LABELS
-    assert from_pretrained("hf-hub:someone/tiny-crnn").label_names == LABELS
-    assert from_pretrained("someone/tiny-crnn").label_names == LABELS  # 'someone' is no local folder
-    assert from_pretrained("hf://runs/pubx").label_names == LABELS  # explicit: the Hub, though runs/ is local
+    assert from_pretrained("hf://someone/tiny-crnn").spec.label_names == tuple(LABELS)
+    assert from_pretrained("hf-hub:someone/tiny-crnn").spec.label_names == tuple(LABELS)
+    assert from_pretrained("someone/tiny-crnn").spec.label_names == tuple(LABELS)  # 'someone' is no local folder
+    assert from_pretrained("hf://runs/pubx").spec.label_names == tuple(LABELS)  # explicit: the Hub, though runs/ is local
     assert [c[0] for c in calls] == ["someone/tiny-crnn"] * 3 + ["runs/pubx"]
     assert all(patterns == ["config.json", "model.safetensors", "README.md"] for _, patterns in calls)
     cmd_predict(["hf://someone/tiny-crnn", str(trained[2]), "--format", "json"])
     out = capsys.readouterr()
     assert "fetching someone/tiny-crnn from the Hugging Face Hub" in out.err
     assert json.loads(out.out)[0]["error"] is None
-    with pytest.raises(HubError, match="hf:// must be followed by a Hugging Face Hub id"):
+    with pytest.raises(ModelError, match="hf:// must be followed by a Hugging Face Hub id"):
         from_pretrained("hf://not a repo")
 
 
@@ -286,10 +288,10 @@ def test_hostile_config_is_one_line_naming_file_and_field(trained, tmp_path, fie
                                                           predicted_by_the_command):
     folder = hostile_folder(trained, tmp_path, mutate)
     prefix = f"{folder / 'config.json'}: {field} "
-    with pytest.raises(HubError) as e:
-        read_config(folder)
+    with pytest.raises(ModelError) as e:
+        read_spec(folder)
     assert str(e.value).startswith(prefix) and "\n" not in str(e.value)
-    with pytest.raises(HubError) as e:
+    with pytest.raises(ModelError) as e:
         from_pretrained(folder)
     assert str(e.value).startswith(prefix)
     # Through the command, in a fresh process: one line on stderr, a non-zero exit, no traceback.
@@ -302,11 +304,11 @@ def test_hostile_config_is_one_line_naming_file_and_field(trained, tmp_path, fie
 
 def test_the_message_says_what_the_field_must_be(trained, tmp_path):
     folder = hostile_folder(trained, tmp_path, set_field("chunk_seconds", "abc"))
-    with pytest.raises(HubError, match=r"config.json: chunk_seconds must be a positive number of seconds "
+    with pytest.raises(ModelError, match=r"config.json: chunk_seconds must be a positive number of seconds "
                                        r"\(at most 600\), got 'abc'$"):
         from_pretrained(folder)
     folder = hostile_folder(trained, tmp_path / "b", short_labels)
-    with pytest.raises(HubError, match=r"config.json: label_names must name each of the 3 classes \(num_classes\), got 2"):
+    with pytest.raises(ModelError, match=r"config.json: label_names must name each of the 3 classes \(num_classes\), got 2"):
         from_pretrained(folder)
 
 
@@ -322,7 +324,7 @@ def test_a_head_too_large_is_refused_before_it_is_allocated(trained, tmp_path):
         c["model_params"] = {}
 
     folder = hostile_folder(trained, tmp_path, both)
-    with pytest.raises(HubError, match=r"config.json: num_classes 100000 makes a head of 128,100,000 parameters"):
+    with pytest.raises(ModelError, match=r"config.json: num_classes 100000 makes a head of 128,100,000 parameters"):
         from_pretrained(folder)
 
 
@@ -340,7 +342,7 @@ def test_hostile_checkpoint_hyperparameters(trained, tmp_path, field, value, no_
     raw["hyper_parameters"][field] = value
     torch.save(raw, tmp_path / "bad.ckpt")
     prefix = f"{tmp_path / 'bad.ckpt'} (hyper_parameters): {field} "
-    with pytest.raises(HubError) as e:
+    with pytest.raises(ModelError) as e:
         load_checkpoint(tmp_path / "bad.ckpt")
     assert str(e.value).startswith(prefix)
     with pytest.raises(SystemExit, match="musiczoo publish: error: .*bad.ckpt"):

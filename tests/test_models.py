@@ -3,8 +3,9 @@
 import pytest
 import torch
 
-from zoo.frontends import UnknownNameError, list_frontends
-from zoo.factory import build_model, create_model, list_models
+from zoo.frontends import UnknownNameError, list_transforms
+from zoo.build import build_model
+from zoo.factory import create_model, list_models
 
 SR = 16000
 MODELS = list_models() + ["timm/resnet18"]
@@ -16,7 +17,7 @@ def test_registry_lists_the_zoo():
     assert list_models("short_chunk_*") == ["short_chunk_cnn", "short_chunk_resnet"]
 
 
-@pytest.mark.parametrize("transform", list_frontends())
+@pytest.mark.parametrize("transform", list_transforms())
 @pytest.mark.parametrize("name", MODELS)
 def test_forward_backward_embed(name, transform):
     torch.manual_seed(0)
@@ -52,8 +53,8 @@ def test_eval_is_deterministic_and_batch_independent():
 
 def test_config_rebuilds_the_same_model():
     model = create_model("resnet_vit", transform="mfcc", num_classes=5, sample_rate=SR, transform_params={"n_mfcc": 30}, depth=2)
-    rebuilt = build_model(model.model_config)
-    assert rebuilt.model_config == model.model_config
+    rebuilt = build_model(model.spec)
+    assert rebuilt.spec == model.spec
     rebuilt.load_state_dict(model.state_dict())  # strict: same architecture
     assert not any("fb" in k or "window" in k or "dct" in k for k in model.state_dict())
 

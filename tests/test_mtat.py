@@ -23,7 +23,7 @@ import datamodules.base as base
 from datamodules.mtat import MTATDataModule
 from datamodules.mtat_format import ANNOTATIONS_FILE, MTAT_TAGS, load_top50_split, top50_tags
 from datamodules.synthetic_mtat import make_synthetic_mtat
-from zoo.cli import config_path
+from zoo.cli.train import config_path
 
 REPO = Path(__file__).resolve().parents[1]
 CONFIGS = sorted((REPO / "benchmarks" / "configs").glob("*.yaml"))
@@ -234,7 +234,7 @@ def test_fit_and_test_through_the_cli_write_the_per_tag_table(release, tmp_path,
 @pytest.mark.parametrize("config", CONFIGS, ids=[c.name for c in CONFIGS])
 def test_every_config_parses_and_builds_its_model(config, monkeypatch):
     """The real CLI parser reads each shipped config; its model runs on the config's crop length."""
-    from zoo.cli import build_cli
+    from zoo.cli.train import build_cli
     from zoo.factory import create_model
 
     monkeypatch.setattr(sys, "argv", ["musiczoo"])

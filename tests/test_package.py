@@ -1,4 +1,4 @@
-"""The package's shape: no import cycle anywhere, a leaf registry, prediction without Lightning."""
+"""The package's shape: layers that import bottom-up, no import cycle, files by job, prediction without Lightning."""
 
 from __future__ import annotations
 
@@ -80,13 +80,56 @@ def cycles(graph: dict[str, set[str]]) -> list[list[str]]:
 
 def test_the_graph_is_read_correctly():
     graph = import_graph()
-    assert "zoo.audio" in graph["zoo.predict"] and "zoo.registry" in graph["zoo.models.cnn"]
-    assert "zoo.audio" in graph["datamodules.base"]  # ``from zoo.audio import ...``
+    assert "datamodules.primitives.audio" in graph["zoo.predict"] and "zoo.registry" in graph["zoo.models.cnn"]
+    assert "datamodules.primitives.audio" in graph["datamodules.folder"]  # ``from .primitives.audio import ...``
+    assert "zoo.factory" in graph["zoo.cli.models"]  # a function-level ``from ..factory import ...``
     assert cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]
+    assert layer_violations({"datamodules.x": {"zoo.y"}, "zoo.y": {"benchmarks.z"}, "zoo.cli.b": {"benchmarks.z"}}) == [
+        "datamodules.x imports zoo.y (datamodules/ never imports zoo/)",
+        "zoo.y imports benchmarks.z (only zoo.cli reaches benchmarks/)",
+    ]
 
 
 def test_no_import_cycle_anywhere():
     assert cycles(import_graph()) == []
+
+
+PRIMITIVES = "datamodules.primitives"
+
+
+def layer_violations(graph: dict[str, set[str]]) -> list[str]:
+    """Imports against the layers, bottom-up: primitives (nothing of the project) < datamodules (never
+    zoo) < zoo (benchmarks only from its command line, zoo.cli) < benchmarks."""
+    bad = []
+    for module, imported in sorted(graph.items()):
+        for target in sorted(imported):
+            if module.startswith(PRIMITIVES) and not target.startswith(PRIMITIVES):
+                bad.append(f"{module} imports {target} (the primitives import nothing of the project)")
+            elif module.startswith("datamodules") and target.startswith("zoo"):
+                bad.append(f"{module} imports {target} (datamodules/ never imports zoo/)")
+            elif module.startswith("zoo") and not module.startswith("zoo.cli") and target.startswith("benchmarks"):
+                bad.append(f"{module} imports {target} (only zoo.cli reaches benchmarks/)")
+    return bad
+
+
+def test_layers_import_bottom_up():
+    assert layer_violations(import_graph()) == []
+
+
+def test_the_primitives_do_not_import_lightning():
+    code = ("import sys, datamodules.primitives.audio, datamodules.primitives.chunks, datamodules.primitives.files; "
+            "assert not [m for m in sys.modules if m.split('.')[0] in ('lightning', 'zoo', 'benchmarks')], sorted(sys.modules)")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+
+
+MAX_MODULE_LINES = 400
+
+
+def test_no_module_does_several_jobs():
+    """A module over 400 lines has been doing more than one job; split it by job."""
+    sizes = {p.relative_to(REPO): len(p.read_text().splitlines()) for pkg in PACKAGES for p in (REPO / pkg).rglob("*.py")}
+    assert {str(p): n for p, n in sizes.items() if n > MAX_MODULE_LINES} == {}
 
 
 def test_the_registry_is_a_leaf():

@@ -17,11 +17,12 @@ import soundfile as sf
 import torch
 import torchaudio.functional as AF
 
-from zoo.audio import expand_audio_paths
-from zoo.cli import cmd_predict
+from datamodules.primitives.audio import expand_audio_paths
+from zoo.cli.models import cmd_predict
 from zoo.factory import create_model, from_pretrained
 from zoo.hub import save_pretrained
-from zoo.predict import AudioLoadError, load_audio, predict_files
+from datamodules.primitives.audio import AudioDecodeError, load_audio
+from zoo.predict import predict_files
 
 SR = 16000
 CHUNK = 3.0
@@ -96,7 +97,7 @@ def test_load_audio_mixes_down_and_resamples_exactly(audio):
                                        ("missing.wav", "no such file"), ("notes.txt", "cannot read audio")])
 def test_unusable_files_are_clear_errors(audio, name, why):
     path = audio / "short" / name
-    with pytest.raises(AudioLoadError, match=re.escape(str(path)) + ".*" + why):
+    with pytest.raises(AudioDecodeError, match=re.escape(str(path)) + ".*" + why):
         load_audio(path, SR)
 
 
@@ -165,7 +166,7 @@ def test_short_file_is_one_zero_padded_chunk(model, audio):
 
 def test_multilabel_averages_sigmoids(folder, audio):
     model = from_pretrained(folder)
-    model.task = "multilabel"
+    model.spec = model.spec.replace(task="multilabel")
     path = audio / "long" / "five_minutes.wav"
     (r,) = predict_files(model, [path], top_k=0, segments=True, progress=False)
     x = load_audio(path, SR)
@@ -186,7 +187,7 @@ def test_waveform_model_predict(model, audio):
     probs = model.predict(audio / "short" / "a.mp3")
     assert list(probs) != [] and set(probs) == set(LABELS)
     assert list(probs.values()) == sorted(probs.values(), reverse=True)
-    with pytest.raises(AudioLoadError, match="corrupt.mp3"):
+    with pytest.raises(AudioDecodeError, match="corrupt.mp3"):
         model.predict(audio / "short" / "corrupt.mp3")
     with pytest.raises(IsADirectoryError, match="predict_files"):
         model.predict(audio / "short")

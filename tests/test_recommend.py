@@ -297,7 +297,7 @@ def test_recommend_eval_on_gtzan_layout(models, gtzan_rerelease, tmp_path, capsy
     """The fault-filtered test split of a GTZAN tree: every feature choice and both baselines,
     scored with the artist filter, and written as JSON lines."""
     from zoo.recommend import evaluate
-    from zoo.recommend.benchmark import gtzan_ground_truth
+    from benchmarks.recommend_eval import gtzan_ground_truth
 
     data = gtzan_rerelease / "genres_original"
     test_files = [data / line for line in

@@ -14,12 +14,12 @@ except PackageNotFoundError:  # running from a source tree that is not installed
     __version__ = "0+unknown"
 
 _API = {
-    "create_model": "factory", "list_models": "factory", "from_pretrained": "factory",
-    "register_model": "registry",
-    "save_pretrained": "hub", "push_to_hub": "hub",
-    "load_checkpoint": "checkpoint", "publish": "checkpoint",
-    "list_pretrained": "pretrained", "register_pretrained": "pretrained", "PretrainedEntry": "pretrained",
-    "predict_files": "predict", "load_audio": "predict",
+    "create_model": ".factory", "list_models": ".factory", "from_pretrained": ".factory",
+    "register_model": ".registry",
+    "save_pretrained": ".hub", "push_to_hub": ".hub",
+    "load_checkpoint": ".checkpoint", "publish": ".checkpoint",
+    "list_pretrained": ".pretrained", "register_pretrained": ".pretrained", "PretrainedEntry": ".pretrained",
+    "predict_files": ".predict", "load_audio": "datamodules.primitives.audio",
 }
 
 __all__ = ["__version__", *_API]
@@ -27,5 +27,5 @@ __all__ = ["__version__", *_API]
 
 def __getattr__(name: str):
     if name in _API:
-        return getattr(import_module(f".{_API[name]}", __name__), name)
+        return getattr(import_module(_API[name], __name__), name)
     raise AttributeError(f"module 'zoo' has no attribute {name!r}")

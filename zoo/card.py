@@ -1,6 +1,6 @@
-"""The model card: a Hugging Face ``README.md`` generated from a published ``config.json``.
+"""The model card: a Hugging Face ``README.md`` generated from a model's spec.
 
-Pure text from the config: what the model does, how to use it, what it was trained on
+Pure text from the spec (and the record of what wrote it): what the model does, how to use it, what it was trained on
 (and, loudly, whether that was synthetic), its results and its limitations.
 """
 
@@ -22,11 +22,14 @@ _DATASET_NOTES = {
 }
 
 
-def model_card(config: dict, model_id: str) -> str:
-    """A Hugging Face model card: YAML metadata, usage, training data, results, limitations."""
-    arch, transform, task = config["architecture"], config["transform"], config["task"]
-    dataset, synthetic = config.get("dataset"), config.get("synthetic")
-    metrics = config.get("metrics") or {}
+def model_card(spec, record: dict, model_id: str) -> str:
+    """A Hugging Face model card: YAML metadata, usage, training data, results, limitations.
+
+    ``spec`` is the model's ``zoo.spec.ModelSpec``; ``record`` holds what wrote it
+    (``num_parameters``, ``versions``, ``git_commit``, as in config.json)."""
+    arch, transform, task = spec.architecture, spec.transform, spec.task
+    dataset, synthetic, split = spec.provenance.dataset, spec.provenance.synthetic, spec.provenance.split
+    metrics = spec.provenance.metrics
     header = {
         "library_name": "musiczoo",
         "pipeline_tag": "audio-classification",
@@ -37,16 +40,16 @@ def model_card(config: dict, model_id: str) -> str:
     if metrics:
         header["metrics"] = sorted({_METRIC_IDS.get(k.split("/")[-1], k.split("/")[-1]) for k in metrics})
     data_name = f"synthetic {dataset or 'data'}" if synthetic else dataset or "an unrecorded dataset"
-    split = f", split `{config['split']}`" if config.get("split") else ""
+    split = f", split `{split}`" if split else ""
     what = {"multiclass": "music genre classification (one label per clip, softmax)",
             "multilabel": "music auto-tagging (independent tags, sigmoid)"}[task]
-    labels = config["label_names"]
+    labels = spec.label_names
     lines = [
         "---", yaml.safe_dump(header, sort_keys=False).strip(), "---", "",
         f"# {arch} on {transform} features: {data_name}", "",
         f"A musiczoo model for {what} from raw audio. The {transform} front-end is the model's first "
-        f"layer, so the model takes a mono waveform at {config['sample_rate']} Hz and returns "
-        f"{config['num_classes']} logits; files are cut into {config['chunk_seconds']:g}-second chunks "
+        f"layer, so the model takes a mono waveform at {spec.sample_rate} Hz and returns "
+        f"{spec.num_classes} logits; files are cut into {spec.chunk_seconds:g}-second chunks "
         f"and the chunk probabilities are averaged.", "",
     ]
     if synthetic:
@@ -59,10 +62,10 @@ def model_card(config: dict, model_id: str) -> str:
         "```bash", f"musiczoo predict {shlex.quote(model_id)} song.mp3 my_music/ --top-k 3", "```", "",
         "## Model", "",
         "| architecture | transform | sample rate | chunk | parameters | task |", "|---|---|---|---|---|---|",
-        f"| {arch} | {transform} | {config['sample_rate']} Hz | {config['chunk_seconds']:g} s | "
-        f"{config.get('num_parameters', 0) / 1e6:.2f} M | {task} |", "",
-        f"Transform parameters: `{json.dumps(config['transform_params'])}`; model parameters: "
-        f"`{json.dumps(config.get('model_params', {}))}`.", "",
+        f"| {arch} | {transform} | {spec.sample_rate} Hz | {spec.chunk_seconds:g} s | "
+        f"{record.get('num_parameters', 0) / 1e6:.2f} M | {task} |", "",
+        f"Transform parameters: `{json.dumps(spec.transform_params)}`; model parameters: "
+        f"`{json.dumps(spec.model_params)}`.", "",
         f"Labels ({len(labels)}): {', '.join(f'`{n}`' for n in labels)}.", "",
         "## Training data", "",
     ]
@@ -81,8 +84,8 @@ def model_card(config: dict, model_id: str) -> str:
         lines.append("No test results were recorded with this model.")
     lines += [
         "", "## Limitations", "",
-        f"- Audio is mixed down to mono and resampled to {config['sample_rate']} Hz; anything above "
-        f"{config['sample_rate'] // 2} Hz is ignored.",
+        f"- Audio is mixed down to mono and resampled to {spec.sample_rate} Hz; anything above "
+        f"{spec.sample_rate // 2} Hz is ignored.",
         "- The model always answers with its own label set: speech, silence or music outside the training "
         "data still get confident-looking probabilities" + (" that sum to 1." if task == "multiclass" else "."),
         "- Labels reflect the training dataset's taxonomy and annotators, and its biases in genre, era and culture.",
@@ -94,9 +97,9 @@ def model_card(config: dict, model_id: str) -> str:
         lines.append("- Trained on synthetic data: not for use on real music.")
     lines += [
         "", "## Reproducibility", "",
-        f"Written by musiczoo {config['versions'].get('musiczoo')} (torch {config['versions'].get('torch')}, "
-        f"torchaudio {config['versions'].get('torchaudio')}, lightning {config['versions'].get('lightning')}, "
-        f"timm {config['versions'].get('timm')}); source commit `{config.get('git_commit') or 'unknown'}`. "
+        f"Written by musiczoo {record['versions'].get('musiczoo')} (torch {record['versions'].get('torch')}, "
+        f"torchaudio {record['versions'].get('torchaudio')}, lightning {record['versions'].get('lightning')}, "
+        f"timm {record['versions'].get('timm')}); source commit `{record.get('git_commit') or 'unknown'}`. "
         "Everything needed to rebuild the model is in `config.json`.", "",
     ]
     return "\n".join(lines)

@@ -1,31 +1,26 @@
 """Lightning checkpoints: read them safely, rebuild their model, publish them.
 
-A ``MusicTask`` checkpoint records everything a published folder needs in the task's
-hyperparameters: the architecture and its settings, the chunk length and sample rate,
-the label names and task, and the data module's ``provenance`` (dataset, split, synthetic),
-all linked from the data module by the CLI. It is read with ``torch.load(weights_only=True)``
+A ``MusicTask`` checkpoint records its model's spec in the task's hyperparameters (the
+task's arguments are the spec's fields: the architecture and its settings, the chunk length
+and sample rate, the label names and task, and the data module's ``provenance``, all linked
+from the data module by the CLI); :func:`checkpoint_spec` reads it back. It is read with ``torch.load(weights_only=True)``
 (tensors and plain data only), so a tampered file cannot run code.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import pathlib
 from pathlib import Path
 
 import torch
 
-from .audio import DEFAULT_CHUNK_SECONDS, default_label_names
-from .factory import attach_metadata, build_model, load_state
-from .hub import (
-    MAX_NUM_CLASSES,
-    PROVENANCE_KEYS,
-    HubError,
-    push_to_hub,
-    save_pretrained,
-    validate_config,
-)
+from datamodules.primitives.chunks import DEFAULT_CHUNK_SECONDS, default_label_names
+from datamodules.primitives.files import read_json
+
+from .build import build_model, load_state
+from .hub import push_to_hub, save_pretrained
+from .spec import MAX_NUM_CLASSES, PROVENANCE_FIELDS, ModelError, ModelSpec
 
 log = logging.getLogger(__name__)
 
@@ -41,20 +36,20 @@ def load_checkpoint_dict(path: str | Path) -> dict:
     optimizer state and weights of a large checkpoint into memory first."""
     path = Path(path)
     if not path.is_file():
-        raise HubError(f"{path}: no such checkpoint")
+        raise ModelError(f"{path}: no such checkpoint")
     try:
         with torch.serialization.safe_globals(_SAFE_CHECKPOINT_GLOBALS):
             return torch.load(path, map_location="cpu", weights_only=True, mmap=True)
     except Exception as e:
         reason = next((line.strip() for line in str(e).splitlines() if "Unsupported global" in line), str(e).splitlines()[0] if str(e) else "")
-        raise HubError(
+        raise ModelError(
             f"{path}: refused to load: it is not a checkpoint of tensors and plain data ({type(e).__name__}: {reason}). "
             f"Only weights-only loading is used, because unpickling arbitrary objects can run code."
         ) from None
 
 
-def checkpoint_config(ckpt: dict, path: str | Path) -> dict:
-    """The published config (architecture, chunk length, labels, task, provenance) a checkpoint records.
+def checkpoint_spec(ckpt: dict, path: str | Path) -> ModelSpec:
+    """The spec (architecture, chunk length, labels, task, provenance) a checkpoint records.
 
     Checkpoints written before the task recorded ``architecture``, ``chunk_seconds`` and
     ``provenance`` (they had ``model``, and the data module's ``clip_seconds``, ``split``
@@ -66,12 +61,12 @@ def checkpoint_config(ckpt: dict, path: str | Path) -> dict:
         hp["architecture"] = hp["model"]
     missing = [k for k in ("architecture", "transform", "num_classes", "sample_rate") if k not in hp]
     if missing or "state_dict" not in ckpt:
-        raise HubError(f"{path}: not a musiczoo MusicTask checkpoint (missing {', '.join(missing) or 'state_dict'})")
+        raise ModelError(f"{path}: not a musiczoo MusicTask checkpoint (missing {', '.join(missing) or 'state_dict'})")
     if not isinstance(dm, dict):
         dm = {}
     provenance = hp.get("provenance") or _legacy_provenance(dm)
     if provenance is not None and not isinstance(provenance, dict):
-        raise HubError(f"{path} (hyper_parameters): provenance must be a mapping of {', '.join(PROVENANCE_KEYS)}, "
+        raise ModelError(f"{path} (hyper_parameters): provenance must be a mapping of {', '.join(PROVENANCE_FIELDS)}, "
                        f"got {type(provenance).__name__}")
     chunk_seconds = hp["chunk_seconds"] if hp.get("chunk_seconds") is not None else dm.get("clip_seconds")
     if provenance is None or chunk_seconds is None:
@@ -93,10 +88,10 @@ def checkpoint_config(ckpt: dict, path: str | Path) -> dict:
         "chunk_seconds": chunk_seconds,
         "task": hp.get("task", "multiclass"),
         "label_names": list(label_names) if isinstance(label_names, (list, tuple)) else label_names,
-        **{k: (provenance or {}).get(k) for k in PROVENANCE_KEYS},
+        **{k: v for k, v in (provenance or {}).items() if k in PROVENANCE_FIELDS},
     }
     # The same schema as a published config.json, checked before any model is built.
-    return validate_config(config, f"{path} (hyper_parameters)")
+    return ModelSpec.from_config(config, f"{path} (hyper_parameters)")
 
 
 def _legacy_provenance(dm: dict) -> dict | None:
@@ -111,31 +106,30 @@ def _legacy_provenance(dm: dict) -> dict | None:
 
 def load_checkpoint(path: str | Path):
     """Rebuild the model of a ``MusicTask`` Lightning checkpoint (weights-only loading) in eval mode,
-    with its label names, task, chunk length and provenance attached."""
+    with its spec at ``model.spec``."""
     ckpt = load_checkpoint_dict(path)
-    config = checkpoint_config(ckpt, path)
-    model = build_model(config, f"{path} (hyper_parameters)")
+    model = build_model(checkpoint_spec(ckpt, path), f"{path} (hyper_parameters)")
     load_state(model, {k[len("net."):]: v for k, v in ckpt["state_dict"].items() if k.startswith("net.")}, path)
-    return attach_metadata(model, config)
+    return model.eval()
 
 
 def publish(ckpt_path: str | Path, out_dir: str | Path, push_to_hub_id: str | None = None, *,
-            metrics: dict | None = None, force: bool = False, **meta) -> Path:
+            metrics: dict | None = None, force: bool = False, **changes) -> Path:
     """Turn a Lightning checkpoint into a published folder (and optionally upload it).
 
     Test metrics come from ``metrics`` or, when not given, from a ``metrics.json`` (a flat
     ``{name: value}`` object) next to the checkpoint; without either the card says no
-    results were recorded. ``meta`` overrides metadata read from the checkpoint
+    results were recorded. ``changes`` override spec fields read from the checkpoint
     (``dataset``, ``split``, ``synthetic``, ``chunk_seconds``). A non-empty ``out_dir`` is
     refused unless ``force`` (see ``zoo.hub.save_pretrained``).
     """
     ckpt_path = Path(ckpt_path)
     model = load_checkpoint(ckpt_path)
     if metrics is None and (ckpt_path.parent / "metrics.json").is_file():
-        metrics = json.loads((ckpt_path.parent / "metrics.json").read_text())
+        metrics = read_json(ckpt_path.parent / "metrics.json", ModelError)
     if metrics is not None:
-        meta["metrics"] = metrics
-    out = save_pretrained(model, out_dir, model_id=push_to_hub_id, force=force, **meta)
+        changes["metrics"] = metrics
+    out = save_pretrained(model, out_dir, model_id=push_to_hub_id, force=force, **changes)
     if push_to_hub_id:
         push_to_hub(out, push_to_hub_id)
     return out

@@ -1,36 +1,32 @@
-"""Build models: ``create_model`` (by name, optionally with pretrained weights) and ``from_pretrained``.
+"""Models by name or by source: ``create_model``, ``ModelSource`` and ``from_pretrained``.
 
-timm's split: ``zoo.registry`` only knows names, ``zoo.hub`` only reads and writes
-folders, and this module puts the two together. Every model is built here, from
-arguments or from a config dict (``build_model``), so a published folder, a Lightning
-checkpoint and a training run rebuild an architecture the same way.
+timm's split: ``zoo.registry`` only knows names, ``zoo.build`` builds a spec, ``zoo.hub``
+reads and writes folders, ``zoo.checkpoint`` reads Lightning checkpoints, and this module
+puts them together. A model argument (a published folder, a Hub id, an ``arch.tag`` name or
+a ``.ckpt``) is resolved once into a :class:`ModelSource`; loading it reads the spec once
+and builds the model once.
 """
 
 from __future__ import annotations
 
-import re
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from torch.overrides import TorchFunctionMode
 
-from . import models  # noqa: F401  (importing the families registers them)
-from .frontends import UnknownNameError, list_frontends
-from .hub import (
-    CONFIG_NAME,
-    MAX_HEAD_PARAMETERS,
-    MAX_PARAMETERS,
-    HubError,
-    is_hub_id,
-    read_config,
-    read_weights,
-    resolve_folder,
-)
+from datamodules.primitives.chunks import DEFAULT_CHUNK_SECONDS
+
+from .build import build_model, load_state
+from .checkpoint import load_checkpoint
+from .frontends import UnknownNameError
+from .hub import is_hub_id, hub_id_of, read_spec, read_weights, resolve_folder
 from .pretrained import PRETRAINED, list_pretrained, mismatches
-from .registry import TIMM_PREFIX, describe_model, list_models, model_entrypoint
+from .registry import describe_model, list_models
+from .spec import CONFIG_NAME, ModelError, ModelSpec
 
-#: A plain timm architecture name; ``hf-hub:``/``hf_hub:``/``local-dir:`` sources or paths make timm fetch or read files.
-_PLAIN_TIMM_NAME = re.compile(r"[A-Za-z0-9_][\w.-]*")
+
+#: What a model built by ``create_model`` must share with the pretrained weights loaded into it.
+WEIGHTS_MUST_MATCH = ("architecture", "sample_rate", "transform", "num_classes", "transform_params")
 
 
 def create_model(
@@ -40,102 +36,103 @@ def create_model(
     sample_rate: int = 22050,
     transform_params: dict | None = None,
     pretrained: str | None = None,
+    *,
+    chunk_seconds: float = DEFAULT_CHUNK_SECONDS,
+    task: str = "multiclass",
+    label_names: list[str] | None = None,
     **model_params,
 ):
     """Build a model by name: waveform (B, samples) at ``sample_rate`` in, logits (B, num_classes) out.
 
-    ``pretrained`` is a tag of ``PRETRAINED["<architecture>.<tag>"]`` or a published folder;
-    the model's preprocessing must match what the weights were trained with.
+    The arguments are the fields of its :class:`~zoo.spec.ModelSpec` (``model.spec``);
+    ``model_params`` are the architecture's own settings. ``pretrained`` is a tag of
+    ``PRETRAINED["<architecture>.<tag>"]`` or a published folder; the model's preprocessing
+    must match what the weights were trained with.
     """
-    if transform not in list_frontends():
-        raise UnknownNameError(f"unknown transform {transform!r}; valid transforms: {', '.join(list_frontends())}")
-    if isinstance(architecture, str) and architecture.startswith(TIMM_PREFIX) \
-            and not _PLAIN_TIMM_NAME.fullmatch(architecture[len(TIMM_PREFIX):]):
-        raise UnknownNameError(
-            f"{architecture!r}: only plain timm architecture names are accepted (e.g. timm/resnet18); a source such "
-            f"as hf-hub: or local-dir: is refused because timm would download or read files to build it")
-    ctor, implied = model_entrypoint(architecture)
-    model = ctor(transform=transform, num_classes=num_classes, sample_rate=sample_rate,
-                 transform_params=dict(transform_params or {}), **implied, **model_params)
-    model.model_config = {
-        "architecture": architecture,
-        "model_params": dict(model_params),
-        "num_classes": num_classes,
-        "transform": transform,
-        "transform_params": model.frontend.config(),
-        "sample_rate": sample_rate,
-    }
+    spec = ModelSpec(architecture, transform, transform_params or {}, sample_rate, chunk_seconds, num_classes, task,
+                     tuple(label_names or ()), model_params)
+    model = build_model(spec)
     if pretrained:
         load_pretrained_weights(model, pretrained)
     return model
 
 
-class _WeightsOnMeta(TorchFunctionMode):
-    """``torch.empty`` (how layers allocate their weights) on the meta device: a model's parameters
-    are counted without allocating them, while the front-end's small buffers are computed as usual."""
+@dataclass(frozen=True)
+class ModelSource:
+    """What a model argument names, decided once: ``kind`` is ``folder``, ``hub``, ``pretrained``
+    (a registered ``arch.tag``) or ``checkpoint``; ``location`` is the folder, the Hub id or the
+    checkpoint file; ``name`` is the argument as given."""
 
-    def __torch_function__(self, func, types, args=(), kwargs=None):
-        kwargs = dict(kwargs or {})
-        if func is torch.empty:
-            kwargs["device"] = "meta"
-        return func(*args, **kwargs)
+    kind: str
+    location: str
+    name: str
+
+    @classmethod
+    def parse(cls, argument: str | Path) -> ModelSource:
+        """Resolve a model argument without reading or fetching anything.
+
+        A string that names no local folder is a Hub id only when unambiguous (``hf://owner/name``,
+        or ``owner/name`` where ``owner`` is not a local folder; see ``zoo.hub.hub_id_of``): a
+        mistyped local path is an error with the close local names, never a download.
+        """
+        name = str(argument)
+        if name.endswith(".ckpt"):
+            return cls("checkpoint", name, name)
+        if Path(name).expanduser().is_dir():
+            return cls("folder", str(Path(name).expanduser()), name)
+        if name in PRETRAINED:
+            return cls("pretrained", PRETRAINED[name].source, name)
+        return cls("hub", hub_id_of(name), name)
+
+    @property
+    def hub_id(self) -> str | None:
+        """The Hugging Face Hub repository loading this source fetches from, if any."""
+        if self.kind == "hub":
+            return self.location
+        if self.kind == "pretrained" and is_hub_id(self.location) and not Path(self.location).is_dir():
+            return self.location
+        return None
+
+    def folder(self) -> Path:
+        """The published folder (fetched from the Hub into its cache when it lives there)."""
+        if self.kind == "checkpoint":
+            raise ModelError(f"{self.name} is a Lightning checkpoint, not a published folder")
+        if self.kind == "pretrained":
+            entry = PRETRAINED[self.name]
+            try:
+                return resolve_folder(f"hf://{self.hub_id}" if self.hub_id else self.location)
+            except ModelError as e:
+                if not entry.uploaded:
+                    raise ModelError(f"pretrained {self.name!r}: its weights are not yet uploaded to {entry.source!r}") from e
+                raise
+        return resolve_folder(f"hf://{self.location}" if self.kind == "hub" else self.location)
+
+    def read(self) -> tuple[Path, ModelSpec]:
+        """The published folder and its spec, read once (a registered entry is checked against it)."""
+        folder = self.folder()
+        spec = read_spec(folder)
+        if self.kind == "pretrained":
+            bad = mismatches(PRETRAINED[self.name].expectations(self.name.split(".", 1)[0]), spec.to_config())
+            if bad:
+                raise ModelError(f"pretrained {self.name!r}: the folder at {self.location!r} disagrees with the "
+                                 f"registered entry: {'; '.join(bad)}")
+        return folder, spec
+
+    def load(self) -> torch.nn.Module:
+        """The model in eval mode, with its spec at ``model.spec``."""
+        if self.kind == "checkpoint":
+            return load_checkpoint(self.location)
+        folder, spec = self.read()
+        model = build_model(spec, folder / CONFIG_NAME)
+        load_state(model, read_weights(folder), folder)
+        return model.eval()
 
 
-def _build(config: dict):
-    return create_model(config["architecture"], transform=config["transform"], num_classes=config["num_classes"],
-                        sample_rate=config["sample_rate"], transform_params=config.get("transform_params"),
-                        **(config.get("model_params") or {}))
-
-
-def build_model(config: dict, source: str | Path | None = None):
-    """An untrained model with the architecture a config (config.json, or checkpoint hyperparameters) describes.
-
-    The model is first sized without allocating its weights: a config whose head (embedding x
-    classes) or whole model is beyond ``MAX_HEAD_PARAMETERS`` / ``MAX_PARAMETERS`` is refused.
-    With ``source`` (the file the config came from), a config that does not build is a
-    :class:`HubError` naming it.
-    """
-    where = source if source is not None else "config"
-    try:
-        with torch.random.fork_rng(devices=[]), _WeightsOnMeta():  # the probe leaves the random state alone
-            probe = _build(config)
-        head = sum(p.numel() for p in probe.head.parameters()) if isinstance(getattr(probe, "head", None), torch.nn.Module) else 0
-        total = sum(p.numel() for p in probe.parameters())
-        del probe
-        if head > MAX_HEAD_PARAMETERS:
-            raise HubError(f"{where}: num_classes {config['num_classes']} makes a head of {head:,} parameters "
-                           f"(at most {MAX_HEAD_PARAMETERS:,})")
-        if total > MAX_PARAMETERS:
-            raise HubError(f"{where}: architecture {config['architecture']!r} with model_params "
-                           f"{config.get('model_params') or {}} has {total:,} parameters (at most {MAX_PARAMETERS:,})")
-        return _build(config)
-    except HubError:
-        raise
-    except (TypeError, ValueError, RuntimeError, NotImplementedError) as e:
-        if source is None:
-            raise
-        raise HubError(f"{source}: architecture {config['architecture']!r} cannot be built from its settings "
-                       f"(model_params {config.get('model_params') or {}}): {type(e).__name__}: "
-                       f"{(str(e).splitlines() or [''])[0]}") from None
-
-
-def load_state(model: torch.nn.Module, state: dict, source) -> None:
-    """Strict loading (every weight present, nothing left over), with an error that names ``source``."""
-    try:
-        model.load_state_dict(state)
-    except RuntimeError as e:  # one line: torch lists every key on its own line
-        details = "; ".join(line.strip() for line in str(e).splitlines()[1:] if line.strip()) or str(e)
-        details = details if len(details) <= 400 else details[:397] + "..."
-        raise HubError(f"{source}: the weights do not fit the architecture built from the config: {details}") from None
-
-
-def attach_metadata(model: torch.nn.Module, config: dict):
-    """What a loaded model carries: label names, task and its whole config (``predict`` and
-    ``save_pretrained`` read them); returned in eval mode."""
-    model.label_names = list(config["label_names"])
-    model.task = config["task"]
-    model.config = config
-    return model.eval()
+def from_pretrained(argument: str | Path) -> torch.nn.Module:
+    """Load a model (published folder, Hub id ``owner/name``, ``arch.tag`` name or Lightning ``.ckpt``)
+    in eval mode, with its spec at ``model.spec``. A folder is read without unpickling anything;
+    a checkpoint is read weights-only."""
+    return ModelSource.parse(argument).load()
 
 
 def load_pretrained_weights(model: torch.nn.Module, tag: str) -> None:
@@ -144,62 +141,31 @@ def load_pretrained_weights(model: torch.nn.Module, tag: str) -> None:
     ``tag`` is either a tag of ``PRETRAINED["arch.tag"]`` or a path to a published folder.
     The model's preprocessing (sample rate, transform and its parameters, number of
     classes) must match what the weights were trained with; otherwise the error lists
-    every difference. Label names, task and config are attached to the model.
+    every difference. The model then carries the published spec (label names, task, chunk
+    length, provenance) and is in eval mode.
     """
-    name = model.model_config["architecture"]
+    name = model.spec.architecture
     if Path(tag).is_dir():
-        folder, source = Path(tag), str(tag)
+        source = ModelSource("folder", str(tag), str(tag))
     elif f"{name}.{tag}" in PRETRAINED:
-        source = f"{name}.{tag}"
-        folder = _pretrained_folder(source)
+        source = ModelSource.parse(f"{name}.{tag}")
     else:
         known = list_pretrained(f"{name}.*")
         raise UnknownNameError(
             f"no pretrained weights {name}.{tag!r} and no folder {tag!r}; "
             f"known for {name}: {', '.join(known) if known else 'none'} (all: musiczoo models --pretrained)"
         )
-    config = read_config(folder)
-    bad = mismatches({k: config[k] for k in ("architecture", "sample_rate", "transform", "num_classes", "transform_params")},
-                     model.model_config)
+    folder, spec = source.read()
+    published = spec.to_config()
+    bad = mismatches({k: published[k] for k in WEIGHTS_MUST_MATCH}, model.spec.to_config())
     if bad:
-        raise HubError(
-            f"pretrained {source!r} does not fit the model that was built: the weights expect "
-            f"{'; '.join(bad)}. Build the model with those settings, or load it with from_pretrained({source!r})."
+        raise ModelError(
+            f"pretrained {source.name!r} does not fit the model that was built: the weights expect "
+            f"{'; '.join(bad)}. Build the model with those settings, or load it with from_pretrained({source.name!r})."
         )
     load_state(model, read_weights(folder), folder)
-    attach_metadata(model, config)
+    model.spec = spec
+    model.eval()
 
 
-def _pretrained_folder(name: str) -> Path:
-    """Download (or find in the cache) the folder of a registered entry and check it against the entry."""
-    entry = PRETRAINED[name]
-    # A registered Hub id is unambiguous, even where a local folder shares its owner's name.
-    explicit = f"hf://{entry.source}" if not Path(entry.source).is_dir() and is_hub_id(entry.source) else entry.source
-    try:
-        folder = resolve_folder(explicit)
-    except HubError as e:
-        if not entry.uploaded:
-            raise HubError(f"pretrained {name!r}: its weights are not yet uploaded to {entry.source!r}") from e
-        raise
-    bad = mismatches(entry.expectations(name.split(".", 1)[0]), read_config(folder))
-    if bad:
-        raise HubError(f"pretrained {name!r}: the folder at {entry.source!r} disagrees with the registered entry: {'; '.join(bad)}")
-    return folder
-
-
-def from_pretrained(path_or_hub_id: str | Path):
-    """Load a published model (folder, Hub id ``owner/name`` or ``arch.tag`` name) in eval mode.
-
-    Reads only ``config.json`` and ``model.safetensors``; the returned model has
-    ``label_names``, ``task`` and ``config`` attached.
-    """
-    source = str(path_or_hub_id)
-    folder = _pretrained_folder(source) if not Path(source).is_dir() and source in PRETRAINED else resolve_folder(source)
-    config = read_config(folder)
-    model = build_model(config, Path(folder) / CONFIG_NAME)
-    load_state(model, read_weights(folder), folder)
-    return attach_metadata(model, config)
-
-
-__all__ = ["create_model", "build_model", "from_pretrained", "load_pretrained_weights", "attach_metadata",
-           "list_models", "describe_model"]
+__all__ = ["create_model", "from_pretrained", "ModelSource", "load_pretrained_weights", "list_models", "describe_model"]

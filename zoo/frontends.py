@@ -190,14 +190,14 @@ class LogSTFT(Frontend):
         return self.power_to_db(power[:, self._rows])
 
 
-def list_frontends() -> list[str]:
+def list_transforms() -> list[str]:
     return sorted(FRONTENDS)
 
 
 def create_frontend(name: str, sample_rate: int = 22050, **params) -> Frontend:
     """Build a front-end by name; unknown names or parameters get a one-line error."""
     if name not in FRONTENDS:
-        raise UnknownNameError(f"unknown transform {name!r}; valid transforms: {', '.join(list_frontends())}")
+        raise UnknownNameError(f"unknown transform {name!r}; valid transforms: {', '.join(list_transforms())}")
     try:
         return FRONTENDS[name](sample_rate=sample_rate, **params)
     except TypeError as e:
@@ -208,4 +208,4 @@ class UnknownNameError(ValueError):
     """A model, transform or dataset name that is not registered (the CLI prints it as one line)."""
 
 
-__all__ = ["Frontend", "LogMel", "MFCC", "LogSTFT", "create_frontend", "list_frontends", "UnknownNameError"]
+__all__ = ["Frontend", "LogMel", "MFCC", "LogSTFT", "create_frontend", "list_transforms", "UnknownNameError"]

@@ -2,14 +2,14 @@
 
 A file of any length, format, sample rate and channel count is mixed to mono, resampled
 to the model's rate and cut into evenly spaced chunks of the model's chunk length that
-cover it (``zoo.audio.chunk_starts``, the evaluation chunks of the data modules; a file
+cover it (``datamodules.primitives.chunks.chunk_starts``, the evaluation chunks of the data modules; a file
 shorter than one chunk is zero-padded). Chunk probabilities (softmax for multiclass,
-sigmoid for multilabel) are averaged into the file's prediction with ``zoo.audio.clip_mean``,
+sigmoid for multilabel) are averaged into the file's prediction with ``datamodules.primitives.chunks.clip_mean``,
 the clip-level rule the test metrics use, so a published number and a prediction on your
 file mean the same thing. Nothing here imports Lightning.
 
 Chunks of several files share a batch, so a folder of short files keeps the device as
-busy as one long file. Files are decoded block by block (``zoo.audio.decode_blocks``): the
+busy as one long file. Files are decoded block by block (``datamodules.primitives.audio.open_audio``): the
 chunk positions come from the header's length, and chunks are filled as blocks stream in,
 so memory does not grow with a file's duration. An unreadable file becomes an error entry
 (and a logged warning); the other files go on.
@@ -30,38 +30,10 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
-from .audio import (
-    DEFAULT_CHUNK_SECONDS, AudioDecodeError, AudioStream, chunk_samples, chunk_starts, clip_mean, decode_audio,
-    decode_blocks, default_label_names, expand_audio_paths, printable_name, probabilities,
-)
+from datamodules.primitives.audio import AudioDecodeError, expand_audio_paths, open_audio, printable_name
+from datamodules.primitives.chunks import chunk_samples, chunk_starts, clip_mean, probabilities
 
 log = logging.getLogger(__name__)
-
-
-class AudioLoadError(ValueError):
-    """An audio file that cannot be used; the message names the file and what is wrong."""
-
-
-def load_audio(path: str | Path, sample_rate: int) -> torch.Tensor:
-    """Decode ``path`` (anything soundfile reads) to a mono float32 (samples,) tensor at
-    ``sample_rate``, with the project's one decoding rule (``zoo.audio.decode_audio``)."""
-    if not Path(path).is_file():
-        raise AudioLoadError(f"{printable_name(path)}: no such file")
-    try:
-        return torch.from_numpy(decode_audio(str(path), sample_rate))
-    except AudioDecodeError as e:
-        raise AudioLoadError(f"{printable_name(path)}: {e}") from None
-
-
-def open_audio(path: str | Path, sample_rate: int) -> AudioStream:
-    """:func:`load_audio` as a stream of blocks (``zoo.audio.decode_blocks``): the file is opened
-    and checked now, its blocks are decoded as they are read."""
-    if not Path(path).is_file():
-        raise AudioLoadError(f"{printable_name(path)}: no such file")
-    try:
-        return decode_blocks(str(path), sample_rate)
-    except AudioDecodeError as e:
-        raise AudioLoadError(f"{printable_name(path)}: {e}") from None
 
 
 @dataclass
@@ -106,11 +78,6 @@ class _Job:
         return self.error is not None or len(self.probs) == len(self.starts)
 
 
-def chunk_seconds(model) -> float:
-    """The model's chunk length: the training crop length recorded in its config, else 3 s."""
-    return float((getattr(model, "config", None) or {}).get("chunk_seconds", DEFAULT_CHUNK_SECONDS))
-
-
 def _top(probs: torch.Tensor, labels: list[str], top_k: int | None) -> dict[str, float]:
     k = len(labels) if not top_k or top_k <= 0 else min(top_k, len(labels))
     values, idx = probs.topk(k)
@@ -131,22 +98,21 @@ def predict_files(
 ) -> Iterator[Prediction]:
     """Yield one :class:`Prediction` per audio file, in order (folders expanded recursively).
 
-    ``model`` is any zoo model; its ``label_names``, ``task`` and ``config["chunk_seconds"]``
-    say what the outputs mean (defaults: class indices, multiclass, 3 s). ``batch_size``
+    ``model`` is any zoo model; its spec (``model.spec``) gives the sample rate, the chunk
+    length, the task and the label names. ``batch_size``
     counts chunks, from one or several files. ``device`` defaults to CUDA when available;
     the model is moved there and used in eval mode (its previous mode is restored).
     ``top_k`` of None or 0 keeps every label. ``embeddings`` adds each file's mean chunk
     embedding; ``max_chunks`` caps the chunks per file (spread evenly over it, see
-    :func:`zoo.audio.chunk_starts`).
+    :func:`datamodules.primitives.chunks.chunk_starts`).
     """
     if batch_size < 1:
         raise ValueError(f"batch_size must be at least 1, got {batch_size}")
     files = expand_audio_paths(paths)
     device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
-    sample_rate = model.frontend.sample_rate
-    size = chunk_samples(chunk_seconds(model), sample_rate)
-    labels = list(model.label_names or default_label_names(model.num_classes))
-    task = model.task
+    spec = model.spec
+    sample_rate, task, labels = spec.sample_rate, spec.task, list(spec.label_names)
+    chunk_size = chunk_samples(spec.chunk_seconds, sample_rate)
     was_training = model.training
     model.to(device).eval()
     pending: deque[_Job] = deque()  # files in order, waiting for their chunks
@@ -171,7 +137,23 @@ def predict_files(
     def finished() -> Iterator[Prediction]:
         while pending and pending[0].done:
             bar.update()
-            yield _result(pending.popleft(), labels, top_k, segments, sample_rate, size)
+            yield _result(pending.popleft(), labels, top_k, segments, sample_rate, chunk_size)
+
+    def queue_chunks(job: _Job):
+        """Queue the file's chunks as its blocks are decoded, running each batch as it fills."""
+        stream = open_audio(job.path, sample_rate)
+        job.num_samples = stream.length
+        job.starts = chunk_starts(stream.length, chunk_size, max_chunks).tolist()
+        if stream.length < chunk_size / 2:
+            log.warning("%s: %.2f s of audio is zero-padded to the model's %.2f s chunk; most of its input "
+                        "is silence", printable_name(job.path), stream.length / sample_rate, chunk_size / sample_rate)
+        try:
+            for chunk in _chunks(stream, job.starts, chunk_size):
+                queue.append((job, chunk))
+                if len(queue) >= batch_size:
+                    run_batch(batch_size)
+        except AudioDecodeError as e:  # a problem found mid-file
+            raise AudioDecodeError(f"{printable_name(job.path)}: {e}") from None
 
     bar = tqdm(total=len(files), unit="file", desc="predicting", disable=not progress)
     try:
@@ -179,18 +161,9 @@ def predict_files(
             job = _Job(path)
             pending.append(job)
             try:
-                stream = open_audio(path, sample_rate)
-                job.num_samples = stream.length
-                job.starts = chunk_starts(stream.length, size, max_chunks).tolist()
-                if stream.length < size / 2:
-                    log.warning("%s: %.2f s of audio is zero-padded to the model's %.2f s chunk; most of its input "
-                                "is silence", printable_name(path), stream.length / sample_rate, size / sample_rate)
-                for chunk in _chunks(stream, job.starts, size):
-                    queue.append((job, chunk))
-                    if len(queue) >= batch_size:
-                        run_batch(batch_size)
-            except (AudioLoadError, AudioDecodeError) as e:  # the latter: a problem found mid-file
-                job.error = str(e) if isinstance(e, AudioLoadError) else f"{printable_name(path)}: {e}"
+                queue_chunks(job)
+            except AudioDecodeError as e:  # names the file
+                job.error = str(e)
                 queue[:] = [(j, c) for j, c in queue if j is not job]
                 log.warning("skipping %s", job.error)
                 failed += 1
@@ -205,8 +178,8 @@ def predict_files(
         log.warning("%d of %d files could not be read", failed, len(files))
 
 
-def _chunks(blocks: Iterable[np.ndarray], starts: list[int], size: int) -> Iterator[torch.Tensor]:
-    """The ``size``-sample windows at ``starts`` (ascending), filled as ``blocks`` stream in.
+def _chunks(blocks: Iterable[np.ndarray], starts: list[int], chunk_size: int) -> Iterator[torch.Tensor]:
+    """The ``chunk_size``-sample windows at ``starts`` (ascending), filled as ``blocks`` stream in.
 
     Only the samples from the next window's start on are kept, so memory is about one chunk
     plus one block whatever the file's length. A file shorter than one chunk gives one
@@ -216,17 +189,17 @@ def _chunks(blocks: Iterable[np.ndarray], starts: list[int], size: int) -> Itera
     for block in blocks:
         held = np.concatenate([held, block])
         end = held_from + len(held)
-        while k < len(starts) and starts[k] + size <= end:
-            yield torch.from_numpy(held[starts[k] - held_from:][:size].copy())
+        while k < len(starts) and starts[k] + chunk_size <= end:
+            yield torch.from_numpy(held[starts[k] - held_from:][:chunk_size].copy())
             k += 1
         keep = min(starts[k], end) if k < len(starts) else end
         held, held_from = held[keep - held_from:], keep
     for start in starts[k:]:
-        chunk = torch.from_numpy(held[start - held_from:][:size].copy())
-        yield F.pad(chunk, (0, size - len(chunk)))
+        chunk = torch.from_numpy(held[start - held_from:][:chunk_size].copy())
+        yield F.pad(chunk, (0, chunk_size - len(chunk)))
 
 
-def _result(job: _Job, labels, top_k, segments, sample_rate, size) -> Prediction:
+def _result(job: _Job, labels, top_k, segments, sample_rate, chunk_size) -> Prediction:
     if job.error:
         return Prediction(printable_name(job.path), error=job.error)
     probs = torch.stack(job.probs)
@@ -238,14 +211,14 @@ def _result(job: _Job, labels, top_k, segments, sample_rate, size) -> Prediction
     embedding = clip_mean(torch.stack(job.embeddings), one_clip, 1)[0].tolist() if job.embeddings else None
     timeline = None
     if segments:
-        timeline = [(s / sample_rate, min(s + size, job.num_samples) / sample_rate, _top(p, labels, top_k))
+        timeline = [(s / sample_rate, min(s + chunk_size, job.num_samples) / sample_rate, _top(p, labels, top_k))
                     for s, p in zip(job.starts, probs)]
     return Prediction(printable_name(job.path), _top(file_probs, labels, top_k), job.num_samples / sample_rate, timeline,
                       embedding=embedding)
 
 
 # ---- output formats ----------------------------------------------------------------
-def write_table(results: Iterable[Prediction], out) -> None:
+def predictions_as_table(results: Iterable[Prediction], out) -> None:
     """Human-readable: a header line per file, then one line per label (and per segment)."""
     for r in results:
         if r.error:
@@ -261,7 +234,7 @@ def write_table(results: Iterable[Prediction], out) -> None:
         out.flush()
 
 
-def write_json(results: Iterable[Prediction], out) -> None:
+def predictions_as_json(results: Iterable[Prediction], out) -> None:
     """One JSON array of ``Prediction.to_dict()`` objects; never a bare NaN or Infinity, which
     is not JSON (``ValueError`` instead: decoding refuses the audio that would give one)."""
     json.dump([r.to_dict() for r in results], out, indent=1, allow_nan=False)
@@ -271,7 +244,7 @@ def write_json(results: Iterable[Prediction], out) -> None:
 CSV_COLUMNS = ["path", "scope", "start_s", "end_s", "rank", "label", "probability", "error"]
 
 
-def write_csv(results: Iterable[Prediction], out) -> None:
+def predictions_as_csv(results: Iterable[Prediction], out) -> None:
     """Long format: one row per (file or segment, label); ``scope`` is ``file`` or ``segment``."""
     w = csv.writer(out)
     w.writerow(CSV_COLUMNS)
@@ -286,7 +259,7 @@ def write_csv(results: Iterable[Prediction], out) -> None:
         out.flush()
 
 
-WRITERS = {"table": write_table, "json": write_json, "csv": write_csv}
+PREDICTION_WRITERS = {"table": predictions_as_table, "json": predictions_as_json, "csv": predictions_as_csv}
 
 
-__all__ = ["load_audio", "predict_files", "Prediction", "AudioLoadError", "WRITERS"]
+__all__ = ["predict_files", "Prediction", "PREDICTION_WRITERS"]

@@ -13,7 +13,7 @@ import fnmatch
 import math
 from dataclasses import dataclass, field
 
-from .audio import DEFAULT_CHUNK_SECONDS, TASKS
+from datamodules.primitives.chunks import DEFAULT_CHUNK_SECONDS, TASKS
 
 
 @dataclass(frozen=True)

@@ -79,10 +79,11 @@ def best_checkpoint(trainer, monitor: str) -> ModelCheckpoint:
                            filename="best-epoch{epoch:03d}", auto_insert_metric_name=False)
 
 
-def check_resume(ckpt_path: str | None, trainer, hparams) -> str | None:
+def check_resume(ckpt_path: str | None, trainer, spec) -> str | None:
     """The checkpoint ``fit`` resumes from (``last`` resolved to its file), after checking that it
-    exists and that it was trained as this run's model; ``None`` for a fresh start."""
-    from .checkpoint import checkpoint_config, load_checkpoint_dict
+    exists and that it was trained as this run's model (``spec``, the model's ``ModelSpec``);
+    ``None`` for a fresh start."""
+    from .checkpoint import checkpoint_spec, load_checkpoint_dict
 
     if ckpt_path is None:
         return None
@@ -98,10 +99,10 @@ def check_resume(ckpt_path: str | None, trainer, hparams) -> str | None:
         path = Path(ckpt_path)
         if not path.is_file():
             raise FileNotFoundError(f"--ckpt_path {ckpt_path}: no such checkpoint")
-    recorded = checkpoint_config(load_checkpoint_dict(path), path)
-    different = [k for k in RESUME_MUST_MATCH if recorded.get(k) != hparams.get(k)]
+    recorded, ours = checkpoint_spec(load_checkpoint_dict(path), path).to_config(), spec.to_config()
+    different = [k for k in RESUME_MUST_MATCH if recorded.get(k) != ours.get(k)]
     if different:
         theirs = ", ".join(f"{k} {recorded.get(k)!r}" for k in different)
-        ours = ", ".join(f"{k} {hparams.get(k)!r}" for k in different)
-        raise ValueError(f"cannot resume from {path}: it was trained with {theirs}; this run has {ours}")
+        raise ValueError(f"cannot resume from {path}: it was trained with {theirs}; this run has "
+                         + ", ".join(f"{k} {ours.get(k)!r}" for k in different))
     return str(path)

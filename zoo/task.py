@@ -24,8 +24,9 @@ from torchmetrics.classification import MulticlassAccuracy, MulticlassConfusionM
 from torchmetrics.functional.classification import binary_auroc, binary_average_precision
 from torchmetrics.utilities import dim_zero_cat
 
-from .audio import DEFAULT_CHUNK_SECONDS, clip_mean, default_label_names, probabilities
-from .factory import create_model
+from datamodules.primitives.chunks import DEFAULT_CHUNK_SECONDS, clip_mean, probabilities
+from .build import build_model
+from .spec import ModelSpec
 
 TaskType = Literal["multiclass", "multilabel"]
 
@@ -96,6 +97,8 @@ class MusicTask(L.LightningModule):
         num_classes, task, sample_rate, chunk_seconds, label_names, provenance: linked from the
             data module by the CLI, so the checkpoint records what a published model needs
             (``provenance`` is the data module's ``{"dataset", "split", "synthetic"}``).
+            These and ``transform_params``, ``model_params`` are the fields of the net's
+            :class:`~zoo.spec.ModelSpec` (``self.spec``).
         transform_params: front-end settings (n_fft, hop_length, n_mels, n_mfcc, f_min, f_max, top_db).
         model_params: architecture settings passed to the model constructor.
         lr, weight_decay: AdamW; no weight decay on biases and normalisation weights.
@@ -129,25 +132,24 @@ class MusicTask(L.LightningModule):
         checkpoint_every_n_steps: int = 500,
     ):
         super().__init__()
-        if task not in ("multiclass", "multilabel"):
-            raise ValueError(f"task must be 'multiclass' or 'multilabel', got {task!r}")
-        if label_names is not None and len(label_names) != num_classes:
-            raise ValueError(f"{len(label_names)} label names for {num_classes} classes")
         self.save_hyperparameters()
-        self.net = create_model(
-            architecture, transform=transform, num_classes=num_classes, sample_rate=sample_rate,
-            transform_params=transform_params, **(model_params or {}),
-        )
+        self.net = build_model(ModelSpec(
+            architecture, transform, transform_params or {}, sample_rate, chunk_seconds, num_classes, task,
+            tuple(label_names or ()), model_params or {}, provenance or {}))
         if spec_augment:
             self.net.spec_augment = SpecAugment(freq_mask, time_mask, num_masks)
-        self.label_names = list(label_names) if label_names else default_label_names(num_classes)
         self.metrics = nn.ModuleDict({stage: self._make_metrics() for stage in ("val", "test")})
+
+    @property
+    def spec(self) -> ModelSpec:
+        """The spec of the model being trained (what its checkpoints and published folders record)."""
+        return self.net.spec
 
     @property
     def monitor(self) -> str:
         """The validation metric that picks the best checkpoint: accuracy for genres, PR-AUC for tags
         (the literature's headline metric for MagnaTagATune; ROC-AUC saturates)."""
-        return "val/acc" if self.hparams.task == "multiclass" else "val/pr_auc"
+        return "val/acc" if self.spec.task == "multiclass" else "val/pr_auc"
 
     def configure_callbacks(self):
         """The best checkpoint by :attr:`monitor` and ``last.ckpt`` (every
@@ -168,8 +170,8 @@ class MusicTask(L.LightningModule):
 
     # ---- metrics -----------------------------------------------------------------
     def _make_metrics(self) -> nn.Module:
-        n = self.hparams.num_classes
-        if self.hparams.task == "multiclass":
+        n = self.spec.num_classes
+        if self.spec.task == "multiclass":
             return MetricCollection({
                 "acc": MulticlassAccuracy(n, average="micro"),
                 "f1_macro": MulticlassF1Score(n, average="macro"),
@@ -182,7 +184,7 @@ class MusicTask(L.LightningModule):
         return self.net(waveform)
 
     def loss(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        if self.hparams.task == "multiclass":
+        if self.spec.task == "multiclass":
             return F.cross_entropy(logits, target, label_smoothing=self.hparams.label_smoothing)
         return F.binary_cross_entropy_with_logits(logits, target.to(logits.dtype))
 
@@ -194,7 +196,7 @@ class MusicTask(L.LightningModule):
     def clip_predictions(self, batch) -> tuple[torch.Tensor, torch.Tensor]:
         """Chunk logits and clip-level probabilities (mean over each clip's chunks)."""
         logits = self(batch["audio"])
-        probs = clip_mean(probabilities(logits.float(), self.hparams.task), batch["clip"], len(batch["key"]))
+        probs = clip_mean(probabilities(logits.float(), self.spec.task), batch["clip"], len(batch["key"]))
         return logits, probs
 
     def _eval_step(self, batch, stage: str):
@@ -233,8 +235,8 @@ class MusicTask(L.LightningModule):
         """Confusion matrix (multiclass) or per-tag AUCs (multilabel) as CSV next to the logs."""
         out = Path(self.trainer.log_dir or self.trainer.default_root_dir)
         out.mkdir(parents=True, exist_ok=True)
-        names = self.label_names
-        if self.hparams.task == "multiclass":
+        names = self.spec.label_names
+        if self.spec.task == "multiclass":
             path = out / "confusion_matrix.csv"
             cm = values["confusion"].cpu().tolist()
             rows = [["true \\ predicted", *names]] + [[names[i], *map(int, row)] for i, row in enumerate(cm)]

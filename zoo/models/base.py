@@ -9,7 +9,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..frontends import create_frontend
-from ..predict import AudioLoadError, predict_files
+from datamodules.primitives.audio import AudioDecodeError
+
+from ..predict import predict_files
 
 
 class WaveformModel(nn.Module):
@@ -29,7 +31,6 @@ class WaveformModel(nn.Module):
         self.spec_augment: nn.Module | None = None
         self.dropout = nn.Dropout(dropout)
         self.num_classes = num_classes
-        self.model_config: dict = {}
 
     def build_head(self, embed_dim: int):
         self.embed_dim = embed_dim
@@ -57,9 +58,8 @@ class WaveformModel(nn.Module):
         embedding = self.embed(waveform)
         return embedding, self.head(self.dropout(embedding))
 
-    # What the outputs mean; zoo.factory.attach_metadata sets both when it loads a published model or checkpoint.
-    label_names: list[str] | None = None
-    task: str = "multiclass"
+    #: What the model is (``zoo.spec.ModelSpec``): set by ``zoo.build.build_model``, the one constructor path.
+    spec = None
 
     def predict(self, path, top_k: int | None = None, device: str | torch.device | None = None) -> dict[str, float]:
         """Probabilities of an audio file (any format soundfile reads), highest first.
@@ -71,7 +71,7 @@ class WaveformModel(nn.Module):
             raise IsADirectoryError(f"{path} is a folder; zoo.predict.predict_files predicts every file in one")
         (result,) = predict_files(self, [path], top_k=top_k, device=device, progress=False)
         if result.error:
-            raise AudioLoadError(result.error)
+            raise AudioDecodeError(result.error)
         return result.labels
 
 

@@ -46,12 +46,12 @@ import torch
 from safetensors.numpy import load_file, save_file
 from tqdm.auto import tqdm
 
-from datamodules.download import file_digest
+from datamodules.primitives.files import file_digest, write_atomically, write_json
 
-from ..audio import AudioDecodeError, decode_audio, list_audio_files
+from datamodules.primitives.audio import AudioDecodeError, decode_audio, list_audio_files
 from ..factory import from_pretrained
 from ..hub import save_pretrained
-from ..predict import chunk_seconds, predict_files
+from ..predict import predict_files
 from . import fingerprint as fp
 from .index import VectorIndex, normalize
 
@@ -109,24 +109,16 @@ class Match:
 # ---- small helpers -----------------------------------------------------------------------
 def model_fingerprint(model: torch.nn.Module) -> str:
     """What makes a model this model: its architecture config and every weight."""
-    digest = hashlib.sha256(json.dumps(model.model_config, sort_keys=True).encode())
+    digest = hashlib.sha256(json.dumps(model.spec.build_settings(), sort_keys=True).encode())
     for name, tensor in sorted(model.state_dict().items()):
         digest.update(name.encode())
         digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
     return digest.hexdigest()
 
 
-def _write_json(path: Path, data) -> None:
-    """Write atomically: a reader sees the old file or the new one, never half of one."""
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_text(json.dumps(data, indent=1))
-    os.replace(tmp, path)
-
-
 def _save_arrays(path: Path, arrays: dict[str, np.ndarray]) -> None:
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    save_file({k: np.ascontiguousarray(v, dtype=np.float32) for k, v in arrays.items()}, str(tmp))
-    os.replace(tmp, path)
+    contiguous = {k: np.ascontiguousarray(v, dtype=np.float32) for k, v in arrays.items()}
+    write_atomically(path.parent, {path.name: lambda p: save_file(contiguous, str(p))})
 
 
 def _salient(probs: np.ndarray, names: list[str], task: str) -> set[str]:
@@ -325,7 +317,7 @@ class Library:
         if error:
             raise LibraryError(error)
         vector = self._parts(feature, arrays)[0]
-        salient = set().union(*(_salient(arrays[f"model{i}.probabilities"][0], m.label_names, m.task)
+        salient = set().union(*(_salient(arrays[f"model{i}.probabilities"][0], m.spec.label_names, m.spec.task)
                                 for i, m in enumerate(self.models())))
         labels = {name: p for per_model in track_labels for name, p in per_model.items()}
         return labels, self._search(vector, k, feature, set(), diversify, salient)
@@ -408,9 +400,9 @@ def build(models: Sequence, music_dir: str | os.PathLike, out: str | os.PathLike
     if len(weights) != len(models) or min(weights) <= 0:
         raise LibraryError(f"need one positive weight per model ({len(models)} models), got {weights}")
     settings = {"max_chunks": int(max_chunks), "weights": weights}
-    entries = [{"label_names": list(m.label_names), "task": m.task, "sample_rate": m.frontend.sample_rate,
-                "chunk_seconds": chunk_seconds(m), "architecture": m.model_config["architecture"],
-                "transform": m.model_config["transform"], "fingerprint": model_fingerprint(m)} for m in models]
+    entries = [{"label_names": list(m.spec.label_names), "task": m.spec.task, "sample_rate": m.spec.sample_rate,
+                "chunk_seconds": m.spec.chunk_seconds, "architecture": m.spec.architecture,
+                "transform": m.spec.transform, "fingerprint": model_fingerprint(m)} for m in models]
     out.mkdir(parents=True, exist_ok=True)
     manifest = _start_run(out, music_dir, entries, settings, models)
     old_tracks, old_arrays = Library._read_data(out, manifest)
@@ -500,7 +492,7 @@ def _start_run(out: Path, music_dir: Path, entries: list[dict], settings: dict, 
         for i, model in enumerate(models):
             save_pretrained(model, out / "models" / str(i))
     manifest["complete"] = False
-    _write_json(out / MANIFEST, manifest)
+    write_json(out / MANIFEST, manifest)
     return manifest
 
 
@@ -526,7 +518,7 @@ def _embed_files(models: Sequence, paths: list[Path], settings: dict, *, batch_s
                 errors[j] = errors[j] or result.error
                 continue
             arrays[j][f"model{i}.embedding"] = np.asarray(result.embedding, np.float32)[None]
-            arrays[j][f"model{i}.probabilities"] = np.asarray([result.labels[n] for n in model.label_names], np.float32)[None]
+            arrays[j][f"model{i}.probabilities"] = np.asarray([result.labels[n] for n in model.spec.label_names], np.float32)[None]
             arrays[j]["duration_s"] = float(result.duration_s)
             labels[j].append({name: round(p, 4) for name, p in list(result.labels.items())[:TOP_LABELS]})
     return list(zip(arrays, labels, errors))
@@ -539,7 +531,7 @@ def _write_shard(out: Path, tracks: list[Track], rows: list[dict]) -> None:
     folder.mkdir(exist_ok=True)
     name = f"shard-{time.time_ns():020d}-{os.getpid()}"
     _save_arrays(folder / f"{name}.safetensors", {k: np.concatenate([r[k] for r in rows]) for k in rows[0]})
-    _write_json(folder / f"{name}.json", [asdict(t) for t in tracks])  # written last: it marks the shard whole
+    write_json(folder / f"{name}.json", [asdict(t) for t in tracks])  # written last: it marks the shard whole
 
 
 def _read_pending(out: Path) -> dict[str, tuple[Track, int, dict]]:
@@ -570,7 +562,7 @@ def _finish_run(out: Path, manifest: dict, kept: dict, old_arrays: dict, skipped
     (data / "index").mkdir(parents=True)
     arrays = {k: np.stack(v) for k, v in columns.items()}
     _save_arrays(data / "vectors.safetensors", arrays)
-    _write_json(data / "tracks.json", [asdict(t) for t in tracks])
+    write_json(data / "tracks.json", [asdict(t) for t in tracks])
     library = Library(out, {**manifest, "data": data.name}, tracks, arrays)
     if tracks:
         for feature in (*FEATURES, FINGERPRINT):
@@ -578,7 +570,7 @@ def _finish_run(out: Path, manifest: dict, kept: dict, old_arrays: dict, skipped
     previous = manifest.get("data")
     manifest.update(data=data.name, complete=True, skipped=skipped, tracks=len(tracks), last_run=run,
                     updated=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()))
-    _write_json(out / MANIFEST, manifest)
+    write_json(out / MANIFEST, manifest)
     # Only now is the old data (and every pending shard, all merged) no longer needed.
     if previous and previous != data.name:
         shutil.rmtree(out / previous, ignore_errors=True)

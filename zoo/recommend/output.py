@@ -10,7 +10,7 @@ from .library import Match
 CSV_COLUMNS = ["query", "rank", "id", "similarity", "shared", "labels", "duration_s", "path"]
 
 
-def write_table(query: str, matches: list[Match], out) -> None:
+def matches_as_table(query: str, matches: list[Match], out) -> None:
     """A header naming the query, then one line per match: rank, similarity, id, shared labels."""
     print(f"like {query}:", file=out)
     width = max((len(m.id) for m in matches), default=0)
@@ -19,12 +19,12 @@ def write_table(query: str, matches: list[Match], out) -> None:
         print(f"  {m.rank:>3}  {m.similarity:6.3f}  {m.id:<{width}}  ({m.duration_s:.1f} s){shared}", file=out)
 
 
-def write_json(query: str, matches: list[Match], out) -> None:
+def matches_as_json(query: str, matches: list[Match], out) -> None:
     json.dump({"query": query, "matches": [m.to_dict() for m in matches]}, out, indent=1, allow_nan=False)
     print(file=out)
 
 
-def write_csv(query: str, matches: list[Match], out) -> None:
+def matches_as_csv(query: str, matches: list[Match], out) -> None:
     w = csv.writer(out)
     w.writerow(CSV_COLUMNS)
     for m in matches:
@@ -32,7 +32,7 @@ def write_csv(query: str, matches: list[Match], out) -> None:
                     ";".join(f"{k}={v:.4f}" for k, v in m.labels.items()), f"{m.duration_s:.3f}", m.path])
 
 
-WRITERS = {"table": write_table, "json": write_json, "csv": write_csv}
+MATCH_WRITERS = {"table": matches_as_table, "json": matches_as_json, "csv": matches_as_csv}
 
 
 def write_duplicates(pairs: list[tuple[str, str, float]], fmt: str, out) -> None:

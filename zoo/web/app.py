@@ -33,7 +33,7 @@ from fastapi.staticfiles import StaticFiles
 from PIL import Image
 from pydantic import BaseModel
 
-from ..audio import AudioDecodeError, decode_audio
+from datamodules.primitives.audio import AudioDecodeError, decode_audio
 from ..predict import predict_files
 from ..recommend.library import FEATURES, Library, LibraryError
 

@@ -1,20 +1,16 @@
-"""Audio primitives that training, prediction and the recommender share, without Lightning.
-
-One rule each, used everywhere, so a clip gives the same samples, chunks and clip-level
-probabilities whether it is cached for training, predicted from the command line or
-indexed for recommendation:
+"""Decoding and finding audio: the one rule every part of the project reads audio by.
 
 * :func:`decode_blocks` / :func:`decode_audio`: any file soundfile reads -> mono float32 at the
   model's rate, streamed in blocks or all at once; garbage, damaged headers and out-of-range
-  samples are refused with the reason;
-* :func:`list_audio_files` / :func:`expand_audio_paths`: which files count as audio;
-* :data:`DEFAULT_CHUNK_SECONDS`, :func:`chunk_samples`, :func:`chunk_starts`: the chunk
-  length (the one name for it everywhere is ``chunk_seconds``) and where chunks start;
-* :func:`probabilities`, :func:`clip_mean`: chunk logits -> clip-level probabilities;
-* :func:`default_label_names`: what outputs are called when nobody named them.
+  samples are refused with the reason (:class:`AudioDecodeError`, which does not name the
+  source: the caller knows what it called it);
+* :func:`open_audio` / :func:`load_audio`: the same for a file path, with the file named in
+  every error raised while opening it;
+* :func:`list_audio_files` / :func:`expand_audio_paths`: which files count as audio.
 
-Importing this module imports torch, torchaudio's resampler, numpy and
-soundfile, and nothing of Lightning.
+So a clip gives the same samples whether it is cached for training, predicted from the
+command line or indexed for recommendation. Imports torch (torchaudio's resampler), numpy and
+soundfile, nothing of Lightning and nothing of the project.
 """
 
 from __future__ import annotations
@@ -35,19 +31,16 @@ from torchaudio.transforms import Resample
 
 log = logging.getLogger(__name__)
 
-Source = Union[str, os.PathLike, bytes]
+#: What can be decoded: a file path or the encoded bytes of a file.
+AudioSource = Union[str, os.PathLike, bytes]
 
 #: File name endings taken as audio; anything else in a music folder (notes, cover art) is ignored.
 AUDIO_EXTENSIONS = (".wav", ".au", ".snd", ".aif", ".aiff", ".flac", ".ogg", ".oga", ".opus", ".mp3")
 
-#: Length of training crops, evaluation chunks and prediction chunks unless a config says otherwise.
-DEFAULT_CHUNK_SECONDS = 3.0
-
-TASKS = ("multiclass", "multilabel")
-
 
 class AudioDecodeError(ValueError):
-    """A source that gives no usable audio; the message says why (the caller names the file)."""
+    """A source that gives no usable audio; the message says why. Raised by :func:`open_audio` and
+    :func:`load_audio` it starts with the file's name; by the ``decode_*`` functions it does not."""
 
 
 #: Input seconds read per block by :func:`decode_blocks`: memory stays a few MB whatever the duration.
@@ -64,7 +57,7 @@ def printable_name(path: str | os.PathLike) -> str:
     return os.fsencode(path).decode("utf-8", "backslashreplace")
 
 
-def _open(source: Source) -> tuple[sf.SoundFile, int]:
+def _open(source: AudioSource) -> tuple[sf.SoundFile, int]:
     """Open ``source`` with soundfile; returns the file and its size in bytes.
 
     A path is opened by its bytes (``os.fsencode``): soundfile encodes a ``str`` path
@@ -76,7 +69,7 @@ def _open(source: Source) -> tuple[sf.SoundFile, int]:
     return sf.SoundFile(io.BytesIO(source) if isinstance(source, bytes) else os.fsencode(source)), size
 
 
-def _stated_data_end(source: Source, fmt: str, size: int) -> tuple[int, bool] | None:
+def _stated_data_end(source: AudioSource, fmt: str, size: int) -> tuple[int, bool] | None:
     """(where the header says the audio data ends, whether the data must reach the end of the
     file) for AU, WAV and AIFF; None for other formats or a header that states no size."""
     if fmt not in ("AU", "WAV", "WAVEX", "AIFF"):
@@ -99,7 +92,7 @@ def _stated_data_end(source: Source, fmt: str, size: int) -> tuple[int, bool] | 
     return None
 
 
-def _check_container(f: sf.SoundFile, source: Source, size: int) -> None:
+def _check_container(f: sf.SoundFile, source: AudioSource, size: int) -> None:
     """Refuse a file whose container libsndfile had to guess, or whose header states more
     (or, for AU, other) audio data than the file holds: such a file decodes as noise or as
     a clip of the wrong length, and a model would answer confidently on it."""
@@ -174,7 +167,7 @@ class AudioStream:
     closed when iteration ends (or by :meth:`close`).
     """
 
-    def __init__(self, source: Source, sample_rate: int, block_seconds: float = BLOCK_SECONDS):
+    def __init__(self, source: AudioSource, sample_rate: int, block_seconds: float = BLOCK_SECONDS):
         try:
             self._file, size = _open(source)
         except AudioDecodeError:
@@ -231,7 +224,7 @@ class AudioStream:
             self.close()
 
 
-def decode_blocks(source: Source, sample_rate: int, block_seconds: float = BLOCK_SECONDS) -> AudioStream:
+def decode_blocks(source: AudioSource, sample_rate: int, block_seconds: float = BLOCK_SECONDS) -> AudioStream:
     """Decode a file path or encoded bytes to mono float32 blocks at ``sample_rate``.
 
     The one decoding rule of the project, streamed: about ``block_seconds`` of input is held
@@ -242,7 +235,7 @@ def decode_blocks(source: Source, sample_rate: int, block_seconds: float = BLOCK
     return AudioStream(source, sample_rate, block_seconds)
 
 
-def decode_audio(source: Source, sample_rate: int) -> np.ndarray:
+def decode_audio(source: AudioSource, sample_rate: int) -> np.ndarray:
     """Decode a file path or encoded bytes to mono float32 at ``sample_rate``, all at once.
 
     The convenience for short clips; the training cache, ``musiczoo predict`` and the
@@ -279,38 +272,21 @@ def expand_audio_paths(paths: Iterable[str | os.PathLike]) -> list[Path]:
     return files
 
 
-def chunk_samples(chunk_seconds: float, sample_rate: int) -> int:
-    """The chunk length in samples: the only seconds -> samples conversion of the project."""
-    return int(round(float(chunk_seconds) * int(sample_rate)))
+def open_audio(path: str | os.PathLike, sample_rate: int) -> AudioStream:
+    """:func:`decode_blocks` of a file, with the file named in any error raised while opening it
+    (a missing file included); blocks are decoded as they are read."""
+    if not Path(path).is_file():
+        raise AudioDecodeError(f"{printable_name(path)}: no such file")
+    try:
+        return decode_blocks(path, sample_rate)
+    except AudioDecodeError as e:
+        raise AudioDecodeError(f"{printable_name(path)}: {e}") from None
 
 
-def chunk_starts(length: int, size: int, max_chunks: int | None = None) -> np.ndarray:
-    """Start samples of ``ceil(length / size)`` evenly spaced chunks that cover ``length``.
-
-    The first chunk starts at 0 and the last ends at ``length``; chunks overlap a little
-    when ``size`` does not divide ``length``. A clip shorter than a chunk gives one chunk.
-    ``max_chunks`` caps the count: a long track is then sampled by that many chunks spread
-    evenly from its start to its end (what indexing a music library needs; a 10-minute
-    track need not cost 200 forward passes to be placed among its neighbours).
-    """
-    n = max(1, math.ceil(length / size))
-    if max_chunks is not None:
-        n = min(n, max(1, int(max_chunks)))
-    return np.rint(np.linspace(0, max(length - size, 0), n)).astype(np.int64)
-
-
-def probabilities(logits: torch.Tensor, task: str) -> torch.Tensor:
-    """Softmax for one label per clip (``multiclass``), independent sigmoids for tags (``multilabel``)."""
-    return logits.softmax(-1) if task == "multiclass" else logits.sigmoid()
-
-
-def clip_mean(values: torch.Tensor, clip: torch.Tensor, num_clips: int) -> torch.Tensor:
-    """Average chunk rows of ``values`` into one row per clip (``clip`` gives each row's clip index)."""
-    sums = values.new_zeros((num_clips, *values.shape[1:])).index_add_(0, clip, values)
-    counts = torch.bincount(clip, minlength=num_clips).clamp_min(1).to(values.dtype)
-    return sums / counts.view(-1, *([1] * (values.dim() - 1)))
-
-
-def default_label_names(num_classes: int) -> list[str]:
-    """Names of outputs nobody named: their indices as strings."""
-    return [str(i) for i in range(num_classes)]
+def load_audio(path: str | os.PathLike, sample_rate: int) -> torch.Tensor:
+    """A file decoded to a mono float32 (samples,) tensor at ``sample_rate``; every error names the file."""
+    stream = open_audio(path, sample_rate)
+    try:
+        return torch.from_numpy(np.concatenate(list(stream)))
+    except AudioDecodeError as e:
+        raise AudioDecodeError(f"{printable_name(path)}: {e}") from None

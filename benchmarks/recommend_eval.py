@@ -29,10 +29,10 @@ from datamodules.base import is_synthetic
 from datamodules.gtzan import GENRES, artists, split_list
 from datamodules.mtat_format import ANNOTATIONS_FILE, load_top50_split, read_annotations, top50_label_matrix
 
-from ..audio import AudioDecodeError, decode_audio
-from ..frontends import create_frontend
-from . import evaluate
-from .library import FEATURES, Library, LibraryError
+from datamodules.primitives.audio import AudioDecodeError, decode_audio
+from zoo.frontends import create_frontend
+from zoo.recommend import evaluate
+from zoo.recommend.library import FEATURES, Library, LibraryError
 
 _GTZAN_NAME = re.compile(r"(?:^|/)([a-z]+)/(\1\.\d{5})\.[a-z0-9]+$")
 GTZAN_SPLITS = {"train": "train", "val": "valid", "test": "test"}

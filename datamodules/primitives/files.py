@@ -1,0 +1,89 @@
+"""Files: a file's digest, the one atomic write and the one JSON read of the project.
+
+Every file the project writes for later (a published model, a library's manifest and shards,
+the download checksum record) goes through :func:`write_atomically`, so a reader sees the old
+file or the new one, never half of one, and a full disk replaces nothing. Every JSON file it
+reads back goes through :func:`read_json`, so a damaged one is one line naming the file.
+Imports nothing of the project.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import secrets
+from pathlib import Path
+from typing import Callable, Mapping
+
+#: Bytes read at a time when hashing.
+DIGEST_BLOCK = 1 << 20
+
+
+def file_digest(path: str | os.PathLike, algorithm: str = "md5") -> str:
+    """The hex digest of a file's bytes, read block by block (memory stays flat for any size)."""
+    digest = hashlib.new(algorithm)
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(DIGEST_BLOCK), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _umask() -> int:
+    """The process's umask (read without changing it where /proc allows)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def write_atomically(folder: str | os.PathLike, writers: Mapping[str, Callable[[Path], object]]) -> None:
+    """Write every ``name: writer(path)`` to a temporary file in ``folder``, then rename each over ``name``.
+
+    All files are complete and synced to disk before the first rename, so an error (a full
+    disk) replaces nothing; the temporary files are removed whatever happens. Files get the
+    user's usual permissions (``0o666`` less the umask), whatever the writer created them with.
+    """
+    folder = Path(folder)
+    mode = 0o666 & ~_umask()
+    tag = f"{os.getpid()}.{secrets.token_hex(4)}"
+    temps = {name: folder / f".{name}.{tag}.tmp" for name in writers}
+    try:
+        for name, writer in writers.items():
+            writer(temps[name])
+            os.chmod(temps[name], mode)  # safetensors creates its file 0600
+            with open(temps[name], "rb") as f:
+                os.fsync(f.fileno())
+        for name, temp in temps.items():
+            os.replace(temp, folder / name)
+    finally:
+        for temp in temps.values():
+            temp.unlink(missing_ok=True)
+
+
+def write_json(path: str | os.PathLike, data, *, indent: int = 1) -> None:
+    """``data`` as JSON at ``path``, atomically; never a bare NaN or Infinity (not JSON)."""
+    path = Path(path)
+    text = json.dumps(data, indent=indent, allow_nan=False) + "\n"
+    write_atomically(path.parent, {path.name: lambda p: p.write_text(text)})
+
+
+def read_json(path: str | os.PathLike, error: type[Exception] = ValueError, missing: str | None = None):
+    """The JSON value in ``path``; a missing file or invalid JSON is ``error`` with one line naming the file.
+
+    ``missing`` words the missing-file case (default ``<path>: no such file``).
+    """
+    path = Path(path)
+    try:
+        return json.loads(path.read_text())
+    except FileNotFoundError:
+        raise error(missing or f"{path}: no such file") from None
+    except UnicodeDecodeError:
+        raise error(f"{path}: not a text file (invalid UTF-8), so not JSON") from None
+    except json.JSONDecodeError as e:
+        raise error(f"{path}: invalid JSON ({e})") from None

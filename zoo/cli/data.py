@@ -1,0 +1,87 @@
+"""``synth``, ``download`` and ``verify``: datasets in their real on-disk layouts."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from .common import fail
+
+def cmd_synth(argv: list[str]) -> None:
+    parser = argparse.ArgumentParser(prog="musiczoo synth", description="Write a synthetic dataset in a real on-disk layout.")
+    sub = parser.add_subparsers(dest="dataset", required=True)
+    gtzan = sub.add_parser("gtzan", help="GTZAN layout: <layout>/<genre>/<genre>.000NN.wav|au")
+    gtzan.add_argument("out", type=Path)
+    gtzan.add_argument("--seed", type=int, default=0)
+    gtzan.add_argument("--seconds", type=float, default=30.0)
+    gtzan.add_argument("--sample-rate", type=int, default=22050)
+    gtzan.add_argument("--clips-per-genre", type=int, default=100)
+    gtzan.add_argument("--layout", choices=["genres_original", "genres"], default="genres_original")
+    gtzan.add_argument("--format", dest="fmt", choices=["wav", "au"], default=None,
+                       help="default: the layout's own (wav for genres_original, au for genres)")
+    mtat = sub.add_parser("mtat", help="MagnaTagATune layout: 0..f/<clip>.mp3 + annotations_final.csv")
+    mtat.add_argument("out", type=Path)
+    mtat.add_argument("--seed", type=int, default=0)
+    mtat.add_argument("--n-clips", type=int, default=200)
+    mtat.add_argument("--seconds", type=float, default=29.1)
+    mtat.add_argument("--sample-rate", type=int, default=16000)
+    mtat.add_argument("--n-broken", type=int, default=3, help="empty or truncated mp3 files, as on the real release")
+    args = parser.parse_args(argv)
+    if args.dataset == "mtat":
+        from datamodules.synthetic_mtat import make_synthetic_mtat
+
+        root = make_synthetic_mtat(args.out, seed=args.seed, n_clips=args.n_clips, seconds=args.seconds,
+                                   sample_rate=args.sample_rate, n_broken=args.n_broken)
+        print(f"synthetic MagnaTagATune written to {root}")
+    if args.dataset == "gtzan":
+        from datamodules.synthetic import make_synthetic_gtzan
+
+        root = make_synthetic_gtzan(
+            args.out, seed=args.seed, seconds=args.seconds, sample_rate=args.sample_rate,
+            layout=args.layout, clips_per_genre=args.clips_per_genre, fmt=args.fmt,
+        )
+        print(f"synthetic GTZAN written to {root}")
+
+
+def cmd_download(argv: list[str]) -> None:
+    """``musiczoo download gtzan|mtat --root DIR``: fetch (resumable, checked), unpack, verify."""
+    from datamodules.download import RELEASES, DownloadError, download
+
+    parser = argparse.ArgumentParser(prog="musiczoo download", description=(
+        "Download a dataset from its known sources (tried in order; interrupted downloads resume), check sizes "
+        "and checksums, unpack it into the layout the data modules read, then verify it."))
+    parser.add_argument("dataset", choices=sorted(RELEASES))
+    parser.add_argument("--root", type=Path, required=True, help="where the dataset goes")
+    parser.add_argument("--delete-archives", action="store_true", help="remove the archives after unpacking")
+    parser.add_argument("--workers", type=int, help="decoding processes for the verification")
+    args = parser.parse_args(argv)
+    try:
+        reports = download(args.dataset, args.root, keep_archives=not args.delete_archives)
+    except (DownloadError, OSError) as e:
+        fail("download", f"{e}")
+    for report in reports:
+        for attempt in report.attempts:
+            print(f"{report.name}: {attempt.source}: {attempt.outcome}")
+    cmd_verify([args.dataset, "--root", str(args.root)] + (["--workers", str(args.workers)] if args.workers else []))
+
+
+def cmd_verify(argv: list[str]) -> None:
+    """``musiczoo verify gtzan|mtat --root DIR``; exit status 1 when the data modules could not run on it."""
+    from datamodules.verify import verify
+
+    parser = argparse.ArgumentParser(prog="musiczoo verify", description=(
+        "Check a copy of GTZAN or MagnaTagATune: file counts per folder against the release, every file "
+        "decoded, the release's known faulty files named as such."))
+    parser.add_argument("dataset", choices=["gtzan", "mtat"])
+    parser.add_argument("--root", type=Path, required=True)
+    parser.add_argument("--workers", type=int, help="decoding processes (default min(4, CPUs))")
+    args = parser.parse_args(argv)
+    try:
+        report = verify(args.dataset, args.root, workers=args.workers)
+    except (ValueError, OSError) as e:
+        fail("verify", f"{e}")
+    print(report.summary())
+    if not report.usable:
+        sys.exit(1)
+

@@ -1,0 +1,100 @@
+"""``index``, ``recommend`` and ``serve``: a music library, its recommendations and the listening room."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from .common import fail
+from .models import load_model
+
+def cmd_index(argv: list[str]) -> None:
+    """``musiczoo index MODEL [MODEL ...] MUSIC_DIR --out LIBRARY``: create or update a library."""
+    from ..recommend.library import DEFAULT_MAX_CHUNKS, Library
+
+    parser = argparse.ArgumentParser(prog="musiczoo index", description=(
+        "Embed every audio file of MUSIC_DIR with one or more models (published folders, Hub ids, arch.tag "
+        "names or .ckpt files) into a recommendation library. Re-running embeds only new or changed files "
+        "and drops deleted ones."))
+    parser.add_argument("models_and_music_dir", nargs="+", metavar="MODEL [MODEL ...] MUSIC_DIR")
+    parser.add_argument("--out", required=True, type=Path, help="the library folder")
+    parser.add_argument("--max-chunks", type=int, default=DEFAULT_MAX_CHUNKS,
+                        help=f"evenly spaced chunks per track and model (default {DEFAULT_MAX_CHUNKS})")
+    parser.add_argument("--weights", type=lambda s: [float(w) for w in s.split(",")],
+                        help="one weight per model for the combined features, e.g. 1,0.5 (default: equal)")
+    parser.add_argument("--batch-size", type=int, default=16, help="chunks per forward pass")
+    parser.add_argument("--device", help="e.g. cpu, cuda (default: cuda if available)")
+    args = parser.parse_args(argv)
+    if len(args.models_and_music_dir) < 2:
+        parser.error("give at least one MODEL and the MUSIC_DIR")
+    *specs, music_dir = args.models_and_music_dir
+    try:
+        models = [load_model(spec) for spec in specs]
+        library = Library.build(models, music_dir, args.out, max_chunks=args.max_chunks, weights=args.weights,
+                                batch_size=args.batch_size, device=args.device)
+    except (ValueError, OSError) as e:  # LibraryError, ModelError, UnknownNameError are ValueErrors
+        fail("index", f"{e}")
+    run = library.manifest["last_run"]
+    print(f"{args.out}: {len(library.tracks)} tracks ({run['embedded']} embedded, {run['unchanged']} unchanged, "
+          f"{run['dropped']} dropped, {run['skipped']} unreadable skipped)")
+
+
+def cmd_recommend(argv: list[str]) -> None:
+    """``musiczoo recommend LIBRARY (--track ID | --audio FILE | --like ID ... | --duplicates)``."""
+    from ..recommend.library import FEATURES, Library
+    from ..recommend.output import MATCH_WRITERS, write_duplicates
+
+    parser = argparse.ArgumentParser(prog="musiczoo recommend", description=(
+        "Tracks of a library like a track of it, like an audio file from outside it, or like a set of "
+        "liked tracks (cosine similarity of the models' vectors); or its near-duplicate pairs."))
+    parser.add_argument("library", type=Path)
+    query = parser.add_mutually_exclusive_group(required=True)
+    query.add_argument("--track", help="a track id (path relative to the music folder), a path to it, or a row number")
+    query.add_argument("--audio", type=Path, help="any audio file (not added to the library)")
+    query.add_argument("--like", nargs="+", metavar="ID", help="liked tracks: recommend for their mean profile")
+    query.add_argument("--duplicates", action="store_true", help="list near-identical pairs")
+    parser.add_argument("-k", type=int, default=10, help="how many tracks (default 10)")
+    parser.add_argument("--features", choices=FEATURES, default="combined",
+                        help="embedding, probabilities (genres/tags) or both (default)")
+    parser.add_argument("--diversify", type=float, metavar="LAMBDA",
+                        help="maximal marginal relevance: 1 = plain ranking, lower = more varied (e.g. 0.7)")
+    parser.add_argument("--threshold", type=float, default=0.98, help="--duplicates: minimum similarity")
+    parser.add_argument("--format", choices=sorted(MATCH_WRITERS), default="table")
+    args = parser.parse_args(argv)
+    try:
+        library = Library.open(args.library)
+        options = {"k": args.k, "feature": args.features, "diversify": args.diversify}
+        if args.duplicates:
+            write_duplicates(library.duplicates(args.threshold), args.format, sys.stdout)
+            return
+        if args.track:
+            query, matches = library.track(args.track).id, library.similar(args.track, **options)
+        elif args.like:
+            query, matches = " + ".join(library.track(t).id for t in args.like), library.like(args.like, **options)
+        else:
+            labels, matches = library.similar_to_audio(args.audio, **options)
+            query = f"{args.audio} ({', '.join(f'{n} {p:.2f}' for n, p in list(labels.items())[:3])})"
+    except (ValueError, OSError) as e:
+        fail("recommend", f"{e}")
+    MATCH_WRITERS[args.format](query, matches, sys.stdout)
+
+
+def cmd_serve(argv: list[str]) -> None:
+    """``musiczoo serve LIBRARY [--host 127.0.0.1] [--port 8765]``."""
+    parser = argparse.ArgumentParser(prog="musiczoo serve", description=(
+        "The listening room: a local web page to browse a library, hear its tracks, see what the models "
+        "think of them and hear the tracks they were matched with. Needs the web extra."))
+    parser.add_argument("library", type=Path)
+    parser.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)")
+    parser.add_argument("--port", type=int, default=8765)
+    args = parser.parse_args(argv)
+    try:
+        from ..web.app import serve
+    except ImportError as e:
+        fail("serve", f"the web extra is not installed ({e}); pip install -e '.[web]'")
+    try:
+        serve(args.library, host=args.host, port=args.port)
+    except (ValueError, OSError) as e:
+        fail("serve", f"{e}")
+
