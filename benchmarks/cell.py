@@ -28,7 +28,7 @@ from lightning.pytorch.utilities.exceptions import SIGTERMException
 
 from benchmarks.grid import (BUSY_STATUS, LOGGERS, RECORDED_FAILURE_STATUS, Cell, Grid, failed_record,
                              load_grid)
-from benchmarks.results import append_record
+from benchmarks.records import append_record
 from zoo.resume import PREEMPTED_STATUS
 
 

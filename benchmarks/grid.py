@@ -40,7 +40,7 @@ from pathlib import Path
 
 import yaml
 
-from benchmarks.results import append_record, read_records
+from benchmarks.records import append_record, read_records
 from zoo.resume import PREEMPTED_STATUS
 
 #: What a grid file may hold at its top level and in each dataset entry.

@@ -28,7 +28,7 @@ from pathlib import Path
 
 import yaml
 
-from benchmarks.results import read_records
+from benchmarks.records import read_records
 
 REFERENCE_FILE = Path(__file__).with_name("reference_results.yaml")
 METRIC_NAMES = {"test/acc": "accuracy", "test/roc_auc": "ROC-AUC", "test/pr_auc": "PR-AUC", "test/f1_macro": "macro F1"}

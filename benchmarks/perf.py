@@ -145,7 +145,7 @@ def crops_per_second(files: list[Path], rate: int, workers: list[int], cache_dir
     return results
 
 
-def section_a(tmp: Path, workers: list[int], batches: int, count: int) -> None:
+def loader_throughput(tmp: Path, workers: list[int], batches: int, count: int) -> None:
     rows = []
     for label, rate, fmt, target in (("WAV 22.05 kHz -> 22.05 kHz", 22050, "wav", 22050),
                                      ("mp3 22.05 kHz -> 16 kHz (resampled)", 22050, "mp3", 16000)):
@@ -192,7 +192,7 @@ def samples_per_second(architecture: str, device: str, precision: str, channels_
     return batch * steps / (time.perf_counter() - t0)
 
 
-def section_b(architectures: list[str], device: str, batch: int, steps: int, compile_too: bool) -> None:
+def training_speed(architectures: list[str], device: str, batch: int, steps: int, compile_too: bool) -> None:
     rows = []
     variants = [("32-true", False, False), ("bf16-mixed", False, False), ("bf16-mixed", True, False)]
     if compile_too:
@@ -249,7 +249,7 @@ def data_wait_fraction(folder: Path, architecture: str, device: str, workers: in
     return timer.wait / max(timer.total, 1e-9), timer.samples / max(timer.total, 1e-9)
 
 
-def section_c(tmp: Path, architectures: list[str], device: str, workers: list[int], steps: int, count: int) -> None:
+def data_wait(tmp: Path, architectures: list[str], device: str, workers: list[int], steps: int, count: int) -> None:
     folder = tmp / "c_wav"
     write_excerpts(folder, 22050, "wav", 4 * count)
     precision = "bf16-mixed" if device == "cuda" else "32-true"
@@ -263,7 +263,7 @@ def section_c(tmp: Path, architectures: list[str], device: str, workers: list[in
 
 
 # ---- (d) cache build ---------------------------------------------------------------------------
-def section_d(tmp: Path, count: int) -> None:
+def cache_build_speed(tmp: Path, count: int) -> None:
     cores = usable_cores()
     rows = []
     for label, rate, fmt, target in (("mp3 16 kHz -> 16 kHz (MTAT)", 16000, "mp3", 16000),
@@ -284,7 +284,7 @@ def section_d(tmp: Path, count: int) -> None:
 
 
 # ---- (e) front-ends ------------------------------------------------------------------------------
-def section_e(device: str, batch: int = 16, seconds: float = 30.0) -> None:
+def frontend_speed(device: str, batch: int = 16, seconds: float = 30.0) -> None:
     import librosa
 
     from zoo.frontends import create_frontend
@@ -337,17 +337,17 @@ def main(argv: list[str] | None = None) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         if "a" in args.sections:
-            section_a(tmp, workers, batches=10 if args.quick else 100, count=count)
+            loader_throughput(tmp, workers, batches=10 if args.quick else 100, count=count)
         if "b" in args.sections:
             batch = 64 if args.device == "cuda" else 16
-            section_b(args.architectures, args.device, batch, steps=3 if args.quick else 10, compile_too=not args.no_compile)
+            training_speed(args.architectures, args.device, batch, steps=3 if args.quick else 10, compile_too=not args.no_compile)
         if "c" in args.sections:
-            section_c(tmp, args.architectures, args.device, sorted({0, max(workers)}), steps=10 if args.quick else 24,
+            data_wait(tmp, args.architectures, args.device, sorted({0, max(workers)}), steps=10 if args.quick else 24,
                       count=count)
         if "d" in args.sections:
-            section_d(tmp, 8 if args.quick else args.clips)
+            cache_build_speed(tmp, 8 if args.quick else args.clips)
         if "e" in args.sections:
-            section_e(args.device)
+            frontend_speed(args.device)
 
 
 if __name__ == "__main__":

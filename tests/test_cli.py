@@ -16,8 +16,9 @@ from zoo.cli.train import build_cli, config_path
 
 def test_fit_then_test_through_the_cli(tiny_config, tmp_path, capsys):
     main(["fit", "--config", str(tiny_config)])
-    ckpt = tmp_path / "run" / "lightning_logs" / "version_0" / "checkpoints" / "best.ckpt"
-    assert ckpt.is_file()
+    # The shipped checkpointing: the best epoch by val/acc and last.ckpt, in <default_root_dir>/checkpoints.
+    assert sorted(p.name for p in (tmp_path / "run" / "checkpoints").iterdir()) == ["best-epoch000.ckpt", "last.ckpt"]
+    ckpt = tmp_path / "run" / "checkpoints" / "best-epoch000.ckpt"
     saved = torch.load(ckpt, map_location="cpu", weights_only=False)
     hparams = saved["hyper_parameters"]
     # The data module's settings travel with the checkpoint, including that the data was synthetic.
@@ -144,7 +145,7 @@ def test_ddp_on_two_cpu_processes_gives_the_single_process_metrics(tiny_config, 
 
     ddp = ["--trainer.accelerator=cpu", "--trainer.devices=2", "--trainer.strategy=ddp"]
     cli("fit", *ddp)
-    (ckpt,) = (tmp_path / "run").glob("lightning_logs/version_0/checkpoints/best.ckpt")
+    (ckpt,) = (tmp_path / "run" / "checkpoints").glob("best-epoch000.ckpt")
     distributed = test_acc(cli("test", *ddp, f"--ckpt_path={ckpt}"))
     single = test_acc(cli("test", "--trainer.devices=1", f"--ckpt_path={ckpt}"))
     assert distributed == pytest.approx(single, abs=1e-6)

@@ -118,3 +118,24 @@ def test_bad_task_arguments():
         MusicTask(task="regression")
     with pytest.raises(ValueError, match="2 label names for 10 classes"):
         MusicTask(label_names=["a", "b"])
+
+
+def test_the_trained_net_carries_the_runs_spec(tmp_path):
+    """The net predicts with the chunk length it is trained on, not a default, and names its outputs."""
+    import soundfile as sf
+
+    from zoo.predict import predict_files
+
+    module = MusicTask(architecture="crnn", transform="mel", num_classes=3, sample_rate=SR, chunk_seconds=1.5,
+                       label_names=["a", "b", "c"], provenance={"dataset": "gtzan", "split": "fault_filtered",
+                                                                 "synthetic": True},
+                       model_params={"channels": [8, 8, 8, 8]})
+    spec = module.net.spec
+    assert (spec.chunk_seconds, spec.label_names, spec.sample_rate) == (1.5, ("a", "b", "c"), SR)
+    assert (spec.provenance.dataset, spec.provenance.split, spec.provenance.synthetic) == ("gtzan", "fault_filtered", True)
+    assert spec.transform_params == module.net.frontend.config()  # every front-end setting, defaults included
+    path = tmp_path / "three_seconds.wav"
+    sf.write(path, np.random.default_rng(0).uniform(-0.5, 0.5, 3 * SR).astype(np.float32), SR)
+    (result,) = predict_files(module.net, [path], top_k=0, segments=True, progress=False)
+    assert [(s, e) for s, e, _ in result.segments] == [(0.0, 1.5), (1.5, 3.0)]
+    assert sorted(result.labels) == ["a", "b", "c"]

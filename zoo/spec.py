@@ -110,6 +110,14 @@ class ModelSpec:
         }
 
     @classmethod
+    def from_arguments(cls, arguments) -> ModelSpec:
+        """The spec in a mapping that holds its fields by name, e.g. ``MusicTask``'s hyperparameters
+        (a field given as None keeps its default; keys that are no field are ignored). Trusted input:
+        an untrusted file goes through :meth:`from_config`."""
+        fields = {k: arguments[k] for k in SPEC_FIELDS if arguments.get(k) is not None}
+        return cls(**fields, provenance=arguments.get("provenance") or {})
+
+    @classmethod
     def from_config(cls, config: dict, source: str | Path = CONFIG_NAME) -> ModelSpec:
         """The spec a config (``config.json``, a checkpoint's record) describes, after the schema
         check: a config that does not fit is a :class:`ModelError` of one line naming ``source``."""

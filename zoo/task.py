@@ -133,9 +133,7 @@ class MusicTask(L.LightningModule):
     ):
         super().__init__()
         self.save_hyperparameters()
-        self.net = build_model(ModelSpec(
-            architecture, transform, transform_params or {}, sample_rate, chunk_seconds, num_classes, task,
-            tuple(label_names or ()), model_params or {}, provenance or {}))
+        self.net = build_model(ModelSpec.from_arguments(self.hparams))
         if spec_augment:
             self.net.spec_augment = SpecAugment(freq_mask, time_mask, num_masks)
         self.metrics = nn.ModuleDict({stage: self._make_metrics() for stage in ("val", "test")})

@@ -8,24 +8,26 @@ from pathlib import Path
 
 from .common import fail
 
+def _synth_parser(sub, name: str, help: str, seconds: float, sample_rate: int) -> argparse.ArgumentParser:
+    """The arguments every synthetic dataset takes, with that dataset's real clip length and rate as defaults."""
+    parser = sub.add_parser(name, help=help)
+    parser.add_argument("out", type=Path)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seconds", type=float, default=seconds)
+    parser.add_argument("--sample-rate", type=int, default=sample_rate)
+    return parser
+
+
 def cmd_synth(argv: list[str]) -> None:
     parser = argparse.ArgumentParser(prog="musiczoo synth", description="Write a synthetic dataset in a real on-disk layout.")
     sub = parser.add_subparsers(dest="dataset", required=True)
-    gtzan = sub.add_parser("gtzan", help="GTZAN layout: <layout>/<genre>/<genre>.000NN.wav|au")
-    gtzan.add_argument("out", type=Path)
-    gtzan.add_argument("--seed", type=int, default=0)
-    gtzan.add_argument("--seconds", type=float, default=30.0)
-    gtzan.add_argument("--sample-rate", type=int, default=22050)
+    gtzan = _synth_parser(sub, "gtzan", "GTZAN layout: <layout>/<genre>/<genre>.000NN.wav|au", 30.0, 22050)
     gtzan.add_argument("--clips-per-genre", type=int, default=100)
     gtzan.add_argument("--layout", choices=["genres_original", "genres"], default="genres_original")
     gtzan.add_argument("--format", dest="fmt", choices=["wav", "au"], default=None,
                        help="default: the layout's own (wav for genres_original, au for genres)")
-    mtat = sub.add_parser("mtat", help="MagnaTagATune layout: 0..f/<clip>.mp3 + annotations_final.csv")
-    mtat.add_argument("out", type=Path)
-    mtat.add_argument("--seed", type=int, default=0)
+    mtat = _synth_parser(sub, "mtat", "MagnaTagATune layout: 0..f/<clip>.mp3 + annotations_final.csv", 29.1, 16000)
     mtat.add_argument("--n-clips", type=int, default=200)
-    mtat.add_argument("--seconds", type=float, default=29.1)
-    mtat.add_argument("--sample-rate", type=int, default=16000)
     mtat.add_argument("--n-broken", type=int, default=3, help="empty or truncated mp3 files, as on the real release")
     args = parser.parse_args(argv)
     if args.dataset == "mtat":

@@ -1,4 +1,5 @@
-"""ResNet + bidirectional GRU: the paper's genre model.
+"""ResNet + bidirectional GRU: this project's genre model, after the study's ResNet+GRU hybrid
+(no publication of its own whose numbers it reproduces).
 
 The SE-ResNet stem sees local time-frequency patterns (onsets, timbre, chords); the
 BiGRU reads the resulting token sequence to model rhythm and longer-range structure;
@@ -27,7 +28,7 @@ class AttentionPool(nn.Module):
 
 
 class ResNetGRU(WaveformModel):
-    """SE-ResNet stem + BiGRU + attention pooling (the paper's genre model)."""
+    """SE-ResNet stem + BiGRU + attention pooling (this project's genre model)."""
 
     def __init__(self, channels=(32, 64, 128, 128), freq_bands: int = 4, token_dim: int = 256,
                  gru_hidden: int = 128, gru_layers: int = 2, dropout: float = 0.3, **common):
@@ -45,5 +46,5 @@ class ResNetGRU(WaveformModel):
 
 @register_model
 def resnet_gru(**kw):
-    """SE-ResNet stem + BiGRU + attention pooling: the paper's genre model."""
+    """SE-ResNet stem + BiGRU + attention pooling: this project's genre model."""
     return ResNetGRU(**kw)

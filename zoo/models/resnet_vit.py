@@ -1,4 +1,5 @@
-"""ResNet + Vision-Transformer blocks: the paper's tagging model.
+"""ResNet + Vision-Transformer blocks: this project's tagging model, after the study's ResNet+ViT hybrid
+(no publication of its own whose numbers it reproduces).
 
 The SE-ResNet stem turns the spectrogram into one token per (downsampled) time step;
 timm's ViT ``Block``s attend across the whole clip, and the class token is the clip
@@ -19,7 +20,7 @@ from .base import ResNetStem, WaveformModel
 
 
 class ResNetViT(WaveformModel):
-    """SE-ResNet stem + ViT blocks with a class token (the paper's tagging model)."""
+    """SE-ResNet stem + ViT blocks with a class token (this project's tagging model)."""
 
     def __init__(self, channels=(32, 64, 128, 128), freq_bands: int = 4, embed_dim: int = 192, depth: int = 4,
                  num_heads: int = 4, mlp_ratio: float = 4.0, pos_len: int = 64, drop_path: float = 0.1,
@@ -50,5 +51,5 @@ class ResNetViT(WaveformModel):
 
 @register_model
 def resnet_vit(**kw):
-    """SE-ResNet stem + ViT blocks with a class token: the paper's tagging model."""
+    """SE-ResNet stem + ViT blocks with a class token: this project's tagging model."""
     return ResNetViT(**kw)

@@ -1,4 +1,4 @@
-"""Results files: one JSON record per line, safe to share between processes.
+"""Records files (``benchmarks/results/*.jsonl``): one JSON record per line, safe to share between processes.
 
 Appends take an exclusive ``flock`` on the file and write one whole line, so two runners
 (or the tasks of a SLURM array on one file system) never interleave records. A process
