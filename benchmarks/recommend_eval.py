@@ -25,9 +25,9 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from datamodules.base import is_synthetic
 from datamodules.gtzan import GENRES, artists, split_list
 from datamodules.mtat_format import ANNOTATIONS_FILE, load_top50_split, read_annotations, top50_label_matrix
+from datamodules.synthetic_marker import is_synthetic
 
 from datamodules.primitives.audio import AudioDecodeError, decode_audio
 from zoo.frontends import create_frontend

@@ -15,8 +15,8 @@ from typing import Literal
 
 import numpy as np
 
-from .base import Item
 from .folder import FolderDataModule, read_split_list, stratified_folds
+from .items import Item
 
 GENRES = ("blues", "classical", "country", "disco", "hiphop", "jazz", "metal", "pop", "reggae", "rock")
 #: Split name -> file name part of the shipped lists ``splits/gtzan_{train,valid,test}_<part>.txt``.

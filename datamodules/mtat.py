@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import logging
 
-from .base import AudioDataModule, Item
+from .base import AudioDataModule
+from .items import Item
 from .mtat_format import ANNOTATIONS_FILE, load_top50_split, read_annotations, top50_label_matrix, top50_tags
 
 log = logging.getLogger(__name__)
@@ -37,7 +38,7 @@ class MTATDataModule(AudioDataModule):
     empty or truncated (the release ships a few) are skipped by the decode cache with a
     warning naming each and a count.
 
-    The cache is built by :class:`~datamodules.base.AudioCache`: decoded once with
+    The cache is built by :class:`~datamodules.cache.AudioCache`: decoded once with
     ``decode_workers`` processes, then reused while no file changes. An interrupted build
     leaves nothing that looks complete; the next run restarts the build from scratch (it
     does not resume).

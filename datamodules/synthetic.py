@@ -22,8 +22,8 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 
-from .base import mark_synthetic
 from .gtzan import GENRES
+from .synthetic_marker import mark_synthetic
 
 TABLE_SIZE = 2048
 BORROW = 0.1  # probability that one part of a clip's style comes from a neighbouring genre

@@ -26,8 +26,8 @@ from typing import Callable, Sequence
 import numpy as np
 import soundfile as sf
 
-from datamodules.base import mark_synthetic
 from datamodules.mtat_format import ANNOTATIONS_FILE, MTAT_TAGS, load_top50_split, top50_tags
+from datamodules.synthetic_marker import mark_synthetic
 
 TWO_PI = np.float32(2 * np.pi)
 MAJOR = np.array([0, 2, 4, 5, 7, 9, 11])

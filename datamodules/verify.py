@@ -27,9 +27,9 @@ from tqdm.auto import tqdm
 
 from datamodules.primitives.audio import AudioDecodeError, decode_audio
 
-from .base import is_synthetic
 from .gtzan import GENRES, find_gtzan, split_list
 from .mtat_format import ANNOTATIONS_FILE, SPLITS, load_top50_split, read_annotations
+from .synthetic_marker import is_synthetic
 
 DATASETS = ("gtzan", "mtat")
 

@@ -19,7 +19,7 @@ import soundfile as sf
 import torch
 import yaml
 
-import datamodules.base as base
+import datamodules.cache as audio_cache
 from datamodules.mtat import MTATDataModule
 from datamodules.mtat_format import ANNOTATIONS_FILE, MTAT_TAGS, load_top50_split, top50_tags
 from datamodules.synthetic_mtat import make_synthetic_mtat
@@ -137,7 +137,7 @@ def test_broken_files_are_skipped_and_counted_then_the_cache_is_reused(release, 
     assert sum(len(dm.clips(s)) for s in ("train", "val", "test")) == 21
 
     # A second run (new process in real life) decodes nothing and still reports the skips.
-    monkeypatch.setattr(base.AudioCache, "build", lambda self: pytest.fail("the cache was rebuilt"))
+    monkeypatch.setattr(audio_cache.AudioCache, "build", lambda self: pytest.fail("the cache was rebuilt"))
     caplog.clear()
     again = _module(release, tmp_path / "cache")
     with caplog.at_level(logging.INFO):
@@ -161,13 +161,13 @@ def test_interrupted_build_leaves_no_complete_cache(release, tmp_path, monkeypat
             raise KeyboardInterrupt
         return decode(job)
 
-    decode = base._decode
-    monkeypatch.setattr(base, "_decode", interrupted)
+    decode = audio_cache._decode
+    monkeypatch.setattr(audio_cache, "_decode", interrupted)
     dm = _module(release, tmp_path / "cache")
     with pytest.raises(KeyboardInterrupt):
         dm.prepare_data()
     assert _cache_state(tmp_path / "cache") == ([], [])  # nothing that looks complete, nothing left over
-    monkeypatch.setattr(base, "_decode", decode)
+    monkeypatch.setattr(audio_cache, "_decode", decode)
     dm.prepare_data()  # the next run starts the build again and finishes it
     dm.setup()
     assert len(_cache_state(tmp_path / "cache")[0]) == 1 and len(dm.clips("train")) == 11
@@ -178,16 +178,16 @@ def test_killed_build_is_rebuilt_from_scratch(release, tmp_path):
     cache, marker = tmp_path / "cache", tmp_path / "decoded"
     script = textwrap.dedent(f"""
         import time
-        import datamodules.base as base
+        import datamodules.cache as audio_cache
         from datamodules.mtat import MTATDataModule
 
-        decode = base._decode
+        decode = audio_cache._decode
         def slow(job):
             out = decode(job)
             open({str(marker)!r}, "a").write("x")
             time.sleep(0.3)
             return out
-        base._decode = slow
+        audio_cache._decode = slow
         MTATDataModule({str(release)!r}, cache_dir={str(cache)!r}, decode_workers=1).prepare_data()
     """)
     env = {**os.environ, "PYTHONPATH": str(REPO)}
