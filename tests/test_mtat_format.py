@@ -165,7 +165,7 @@ def test_header_without_mp3_path_or_comma_separated(tmp_path):
 
 # ---------------------------------------------------------------- synthetic releases
 def test_synthetic_recipes_use_real_tag_names():
-    from datamodules.synthetic_mtat import LEVEL_TAGS, STYLES, TEMPO_TAGS, VOICE_TAGS
+    from datamodules.synthetic_mtat_styles import LEVEL_TAGS, STYLES, TEMPO_TAGS, VOICE_TAGS
 
     top50 = set(top50_tags())
     for style in STYLES.values():  # a misspelt tag would silently never be set
