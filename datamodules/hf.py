@@ -26,7 +26,7 @@ from .items import Item
 
 log = logging.getLogger(__name__)
 
-#: Our split -> the names datasets use for it, first match wins.
+#: Our split -> the names a Hugging Face dataset may give it (the dataset's own words, read from it), first match wins.
 SPLIT_ALIASES = {"train": ("train",), "val": ("validation", "valid", "val", "dev"), "test": ("test",)}
 _ALL_SPLIT_NAMES = {name for names in SPLIT_ALIASES.values() for name in names}
 

@@ -27,7 +27,8 @@ from typing import Sequence
 import numpy as np
 import soundfile as sf
 
-from datamodules.mtat_format import ANNOTATIONS_FILE, MTAT_TAGS, load_top50_split, top50_tags
+from datamodules.mtat_format import ANNOTATIONS_FILE, MTAT_TAGS, SplitEntry, load_top50_split, top50_tags
+from datamodules.split_lists import LISTED_SPLITS
 from datamodules.synthetic_marker import mark_synthetic
 from datamodules.synthetic_mtat_sounds import SOURCES, VOICES, RenderContext
 from datamodules.synthetic_mtat_styles import LEVEL_TAGS, STYLES, TEMPO_TAGS, VOICE_TAGS
@@ -88,25 +89,25 @@ def _noisy_labels(clip_id: int, seed: int, tags: set[str], in_split: bool) -> np
     return row.astype(np.uint8)
 
 
-def _default_clips(rng: np.random.Generator, n_clips: int) -> list[tuple[int, str]]:
-    """Sample split entries: 60% train, 15% valid, 25% test (eval sets big enough to score)."""
-    n_valid, n_test = round(0.15 * n_clips), round(0.25 * n_clips)
+def _default_clips(rng: np.random.Generator, n_clips: int) -> list[SplitEntry]:
+    """Sample split entries: 60% train, 15% val, 25% test (eval sets big enough to score)."""
+    n_val, n_test = round(0.15 * n_clips), round(0.25 * n_clips)
     chosen = []
-    for name, n in (("train", n_clips - n_valid - n_test), ("valid", n_valid), ("test", n_test)):
+    for name, n in (("train", n_clips - n_val - n_test), ("val", n_val), ("test", n_test)):
         entries = load_top50_split(name)
         chosen += [entries[i] for i in np.sort(rng.choice(len(entries), n, replace=False))]
     return chosen
 
 
-def _resolve(clip_ids: Sequence[int | tuple[int, str]]) -> list[tuple[int, str]]:
+def _resolve(clip_ids: Sequence[int | tuple[int, str]]) -> list[SplitEntry]:
     """Accept split entries as given, or bare clip ids looked up in the shipped split."""
-    known = {cid: p for name in ("train", "valid", "test") for cid, p in load_top50_split(name)}
+    known = {cid: p for name in LISTED_SPLITS for cid, p in load_top50_split(name)}
     out = []
     for entry in clip_ids:
         if isinstance(entry, (tuple, list)):
-            out.append((int(entry[0]), str(entry[1])))
+            out.append(SplitEntry(int(entry[0]), str(entry[1])))
         elif int(entry) in known:
-            out.append((int(entry), known[int(entry)]))
+            out.append(SplitEntry(int(entry), known[int(entry)]))
         else:
             raise ValueError(f"clip_id {entry} is not in the shipped MTAT top-50 split; pass (clip_id, mp3_path)")
     return out
@@ -127,7 +128,7 @@ def make_synthetic_mtat(
     """Write a synthetic MTAT release under ``out`` and return ``out``.
 
     * ``clip_ids=None``: ``n_clips`` entries sampled (by ``seed``) from the shipped top-50
-      split, 60/15/25 % train/valid/test. Otherwise exactly these clips: ``(clip_id, mp3_path)``
+      split, 60/15/25 % train/val/test. Otherwise exactly these clips: ``(clip_id, mp3_path)``
       pairs, e.g. ``load_top50_split("train")[:40]``, or bare clip ids from the shipped split.
       Clips given as pairs are treated as split clips (at least one top-50 tag).
     * ``n_unsplit`` more clips outside the split (clip_id >= 60000, MTAT-like names, no top-50
@@ -152,13 +153,13 @@ def make_synthetic_mtat(
         folder = "0123456789abcdef"[rng.integers(16)]
         start = 29 * int(rng.integers(0, 10))
         name = f"synthetic_artist_{j:02d}-synthetic_album-01-study_{j:02d}-{start}-{start + 29}.mp3"
-        clips.append((UNSPLIT_CLIP_ID_START + j, f"{folder}/{name}"))
+        clips.append(SplitEntry(UNSPLIT_CLIP_ID_START + j, f"{folder}/{name}"))
     clips.sort()
     train = {cid for cid, _ in load_top50_split("train")} & in_split
     candidates = sorted(train) if len(train) >= n_broken else sorted(in_split)
     broken = [int(x) for x in rng.choice(candidates, min(n_broken, len(candidates)), replace=False)]
 
-    def write(entry: tuple[int, str]) -> np.ndarray:
+    def write(entry: SplitEntry) -> np.ndarray:
         clip_id, rel = entry
         y, tags = _render(clip_id, seed, seconds, sample_rate)
         path = out / rel

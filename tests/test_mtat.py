@@ -51,11 +51,11 @@ def _hand_release(root: Path, rows: list[tuple[int, str, set[str]]]) -> Path:
 @pytest.fixture()
 def hand(tmp_path):
     """Two clips of each shipped split, plus one clip outside the split (as on the real release)."""
-    train, valid, test = (load_top50_split(s)[:2] for s in ("train", "valid", "test"))
+    train, val, test = (load_top50_split(s)[:2] for s in ("train", "val", "test"))
     rows = [
         (*train[0], {"guitar", "metal", "female voice", "female singer"}),  # the hand-checked clip
         (*train[1], {"classical", "no vocals"}),
-        (*valid[0], {"techno"}), (*valid[1], {"rock"}), (*test[0], {"piano"}), (*test[1], {"choral"}),
+        (*val[0], {"techno"}), (*val[1], {"rock"}), (*test[0], {"piano"}), (*test[1], {"choral"}),
         (60001, "0/outside-the-split-0-29.mp3", {"female singer"}),
     ]
     return _hand_release(tmp_path / "mtat", rows), rows
