@@ -12,8 +12,9 @@ harmony over time still tell them apart.
 The styles and the material they draw from (scales, chords, drum patterns, instruments)
 are data in :mod:`datamodules.synthetic_styles`. Everything is vectorised numpy: a
 monophonic line is one wavetable lookup over the clip, drums are pre-rendered one-shots
-added at their onsets, equalisation, reverb and noise are one FFT round trip. A clip is a pure function of ``(seed, genre, index)``, so the same
-arguments write the same bytes, and a clip does not depend on how many others are written.
+added at their onsets, equalisation, reverb and noise are one FFT round trip. A clip is a
+pure function of ``(seed, genre, index)``, so the same arguments write the same bytes, and a
+clip does not depend on how many others are written.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ import soundfile as sf
 
 from .gtzan import GENRES
 from .synthetic_marker import mark_synthetic
-from .synthetic_styles import CHORDS, COMPS, DRUMS, INSTRUMENTS, PARTS, PROGRESSIONS, SCALES, STYLES
+from .synthetic_styles import CHORDS, COMPS, DRUMS, GENRE_STYLES, INSTRUMENTS, PARTS, PROGRESSIONS, SCALES
 
 TABLE_SIZE = 2048
 BORROW = 0.1  # probability that one part of a clip's style comes from a neighbouring genre
@@ -144,9 +145,9 @@ class _Arrangement:
         for fields in PARTS.values():
             source = genre
             if rng.random() < BORROW:
-                source = rng.choice(STYLES[genre]["neighbours"])
+                source = rng.choice(GENRE_STYLES[genre]["neighbours"])
             for f in fields:
-                self.style[f] = STYLES[source][f]
+                self.style[f] = GENRE_STYLES[source][f]
         self.key = int(rng.integers(12))
         self.bpm = rng.uniform(*self.style["tempo"])
         self.step = 60.0 / self.bpm / 4 * sr

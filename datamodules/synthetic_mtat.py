@@ -30,7 +30,7 @@ import soundfile as sf
 from datamodules.mtat_format import ANNOTATIONS_FILE, MTAT_TAGS, SplitEntry, load_top50_split, top50_tags
 from datamodules.split_lists import LISTED_SPLITS
 from datamodules.synthetic_marker import mark_synthetic
-from datamodules.synthetic_mtat_sounds import SOURCES, VOICES, RenderContext
+from datamodules.synthetic_mtat_sounds import SOUND_SOURCES, VOICES, RenderContext
 from datamodules.synthetic_mtat_styles import LEVEL_TAGS, STYLES, TEMPO_TAGS, VOICE_TAGS
 
 MAJOR = np.array([0, 2, 4, 5, 7, 9, 11])
@@ -59,7 +59,7 @@ def _render(clip_id: int, seed: int, seconds: float, sr: int) -> tuple[np.ndarra
     )
     y = np.zeros_like(c.t)
     for name in style.sources + ((voice,) if voice != "none" else ()):
-        part = SOURCES[name](c)
+        part = SOUND_SOURCES[name](c)
         y += part / (np.sqrt(np.mean(part**2)) + 1e-8) * (1.3 if name in VOICES else 1.0)
     y += 0.003 * rng.standard_normal(len(y), dtype=np.float32)  # noise floor, like a real recording
     gain_db = LEVEL_DBFS[level] + rng.uniform(-1.5, 1.5)

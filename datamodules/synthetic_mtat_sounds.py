@@ -2,7 +2,7 @@
 
 Each source takes a :class:`RenderContext` (the clip's time axis, tempo, key and generator)
 and returns a float32 signal at any scale; all are vectorised over samples, looping only
-over a handful of harmonics. :data:`SOURCES` names them for the styles of
+over a handful of harmonics. :data:`SOUND_SOURCES` names them for the styles of
 :mod:`datamodules.synthetic_mtat_styles`.
 """
 
@@ -222,7 +222,7 @@ VOICES: dict[str, Callable[[RenderContext], np.ndarray]] = {
     "opera": lambda c: _voice(c, female=True, octave=0.75, vibrato=(6.0, 0.04), period=2 * c.beat),
     "choir": lambda c: _voice(c, female=False, octave=-0.5, vibrato=(5.0, 0.01), period=4 * c.beat, n_voices=4),
 }
-SOURCES: dict[str, Callable[[RenderContext], np.ndarray]] = {
+SOUND_SOURCES: dict[str, Callable[[RenderContext], np.ndarray]] = {
     "guitar": _guitar, "harpsichord": _harpsichord, "piano": _piano, "harp": _harp,
     "strings": _strings, "cello": _cello, "flute": _flute, "sitar": _sitar,
     "synth_pad": _synth_pad, "synth_square": _synth_square, "drums": _drums,

@@ -1,9 +1,9 @@
 """The synthetic MagnaTagATune's styles: what each clip renders, and the tags that recipe implies.
 
-Data only, read by :mod:`datamodules.synthetic_mtat`. A :class:`Style` names sound sources
-(keys of :data:`datamodules.synthetic_mtat_sounds.SOURCES`) and the tags a listener would
-give them; voices, tempo and loudness are drawn per clip and add their own tags (the tables
-below). Every tag name is one of the release's 188 columns (``tests/test_mtat_format.py``).
+Data only, read by :mod:`datamodules.synthetic_mtat`. A :class:`Style` names sound
+sources (keys of :data:`datamodules.synthetic_mtat_sounds.SOUND_SOURCES`) and the tags a
+listener would give them; voices, tempo and loudness are drawn per clip and add their own
+tags (the tables below). Every tag name is one of the release's 188 columns (``tests/test_mtat_format.py``).
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 @dataclass(frozen=True)
 class Style:
-    """A recipe: sound sources (keys of SOURCES) and the tags a listener would give them."""
+    """A recipe: sound sources (keys of SOUND_SOURCES) and the tags a listener would give them."""
 
     sources: tuple[str, ...]
     tags: tuple[str, ...]  # top-50 tags implied by the instruments/genre

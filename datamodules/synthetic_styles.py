@@ -90,7 +90,7 @@ INSTRUMENTS = {
 # Hz, signal-to-noise ratio in dB): the genre's typical recording. ``levels`` are the dB
 # ranges of drums, bass, chords and melody, each first normalised to unit RMS.
 # ``neighbours`` are the genres whose parts a clip may borrow.
-STYLES = {
+GENRE_STYLES = {
     "blues": dict(
         tempo=(68, 110), swing=(0.45, 0.67), drums=["shuffle", "swing", "rock"],
         bass=["walk", "root8"], bass_inst=["bass", "upright"],
