@@ -16,7 +16,7 @@ one is 1.27 GB and is deleted afterwards) this measures the peak resident memory
   streaming = ``zoo.predict.predict_files``;
 * ``cache``: decoding the file into a float16 cache at 16 kHz; one-shot = the old
   ``_decode`` (whole clip decoded, converted, written), streaming =
-  ``datamodules.base.AudioCache.build`` with in-process decoding.
+  ``datamodules.cache.AudioCache.build`` with in-process decoding.
 
     python benchmarks/decode_memory.py [--minutes 1 20 120] [--dir /tmp]
 """
@@ -106,7 +106,8 @@ def case(name: str, path: str, workdir: str) -> None:
         audio = _one_shot_decode(path).numpy().astype(np.dtype("<f2"))
         Path(workdir, "audio.f16").write_bytes(audio.tobytes())
     elif name == "cache-streaming":
-        from datamodules.base import AudioCache, Item
+        from datamodules.cache import AudioCache
+        from datamodules.items import Item
 
         _model()
         AudioCache([Item("x", path, 0)], sample_rate=MODEL_RATE, cache_dir=workdir, decode_workers=1).build()

@@ -4,7 +4,7 @@ Building the cache is the one time a dataset's audio is decoded, and on MTAT (~2
 is the only slow data step. This measures it where it matters: a synthetic MTAT release
 (real mp3 layout, written by ``datamodules.synthetic_mtat``) is decoded
 
-* by :class:`datamodules.base.AudioCache` with N decode worker processes (soundfile decode,
+* by :class:`datamodules.cache.AudioCache` with N decode worker processes (soundfile decode,
   mono mix, torchaudio resampling when the rates differ, float16 write), for each N given;
 * by ``librosa.load(path, sr=<rate>, mono=True)`` in one process, the baseline: what most
   music code calls per file (soundfile decode, soxr resampling when the rates differ).
@@ -28,7 +28,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from datamodules.base import AudioCache, Item
+from datamodules.cache import AudioCache
+from datamodules.items import Item
 from datamodules.synthetic_mtat import make_synthetic_mtat
 
 

@@ -32,9 +32,11 @@ import torch
 
 from benchmarks.cell import cpu_name
 from benchmarks.decode_throughput import time_cache, time_librosa, usable_cores
-from datamodules.base import AudioCache, CropDataset, Item
+from datamodules.cache import AudioCache
 from datamodules.folder import FolderDataModule
+from datamodules.items import Item
 from datamodules.primitives.audio import decode_audio
+from datamodules.windows import CropDataset
 
 REAL_MUSIC = sorted((Path(__file__).resolve().parents[1] / "tests" / "data" / "audio").glob("*[!q].ogg"))
 CROP_SECONDS = 3.0
@@ -99,7 +101,7 @@ class ItemByItem(torch.utils.data.Dataset):
 def crops_per_second(files: list[Path], rate: int, workers: list[int], cache_dir: Path, batches: int) -> dict:
     import librosa
 
-    from datamodules.base import collate_batch
+    from datamodules.windows import collate_batch
 
     cache = AudioCache([Item(str(f), str(f), 0) for f in files], sample_rate=rate, cache_dir=cache_dir)
     cache.ensure()

@@ -25,9 +25,10 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from datamodules.base import is_synthetic
 from datamodules.gtzan import GENRES, artists, split_list
 from datamodules.mtat_format import ANNOTATIONS_FILE, load_top50_split, read_annotations, top50_label_matrix
+from datamodules.split_lists import LISTED_SPLITS
+from datamodules.synthetic_marker import is_synthetic
 
 from datamodules.primitives.audio import AudioDecodeError, decode_audio
 from zoo.frontends import create_frontend
@@ -35,16 +36,15 @@ from zoo.recommend import evaluate
 from zoo.recommend.library import FEATURES, Library, LibraryError
 
 _GTZAN_NAME = re.compile(r"(?:^|/)([a-z]+)/(\1\.\d{5})\.[a-z0-9]+$")
-GTZAN_SPLITS = {"train": "train", "val": "valid", "test": "test"}
 #: The hand-crafted baseline's MFCCs: librosa-style, 20 coefficients at 22,050 Hz.
 MFCC_RATE, MFCC_COEFFICIENTS = 22050, 20
 
 
 def gtzan_ground_truth(library: Library, split: str = "test") -> tuple[list[int], np.ndarray, np.ndarray, str]:
     """(library rows, genre index per row, artist per row, data label) for one fault-filtered split."""
-    if split not in GTZAN_SPLITS:
-        raise LibraryError(f"unknown GTZAN split {split!r}; valid: {', '.join(GTZAN_SPLITS)}")
-    wanted = {Path(entry).stem for entry in split_list("fault_filtered", GTZAN_SPLITS[split])}
+    if split not in LISTED_SPLITS:
+        raise LibraryError(f"unknown GTZAN split {split!r}; valid: {', '.join(LISTED_SPLITS)}")
+    wanted = {Path(entry).stem for entry in split_list("fault_filtered", split)}
     artist_of = artists()
     rows, genres, names = [], [], []
     for row, track in enumerate(library.tracks):
@@ -67,7 +67,7 @@ def mtat_ground_truth(library: Library, split: str = "test") -> tuple[list[int],
         raise LibraryError(f"no {ANNOTATIONS_FILE} in {library.music_dir}: the MTAT ground truth needs the release's annotations")
     _, tag_names, labels, paths = read_annotations(annotations)
     tags = dict(zip(paths, top50_label_matrix(tag_names, labels)))
-    wanted = {path for _, path in load_top50_split({"val": "valid"}.get(split, split))}
+    wanted = {path for _, path in load_top50_split(split)}
     rows = [row for row, t in enumerate(library.tracks) if t.id in wanted and t.id in tags]
     if not rows:
         raise LibraryError(f"{library.root}: no track of the MTAT top-50 {split} split in the library")

@@ -8,7 +8,8 @@ import numpy as np
 
 from datamodules.primitives.audio import AUDIO_EXTENSIONS, list_audio_files
 
-from .base import AudioDataModule, Item
+from .base import AudioDataModule
+from .items import Item
 
 
 def read_split_list(path: str | Path) -> list[str]:

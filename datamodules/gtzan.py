@@ -15,19 +15,20 @@ from typing import Literal
 
 import numpy as np
 
-from .base import Item
 from .folder import FolderDataModule, read_split_list, stratified_folds
+from .items import Item
+from .split_lists import LISTED_SPLITS, shipped_file, split_file_name
 
 GENRES = ("blues", "classical", "country", "disco", "hiphop", "jazz", "metal", "pop", "reggae", "rock")
-#: Split name -> file name part of the shipped lists ``splits/gtzan_{train,valid,test}_<part>.txt``.
+#: Split name -> file name part of the shipped lists ``splits/gtzan_{train,valid,test}_<name>.txt``.
 SPLIT_LISTS = {"fault_filtered": "filtered", "stratified": "stratified"}
 _CLIP_NAME = re.compile(r"^([a-z]+)\.\d{5}\.(wav|au)$")
 
 
 def split_list(split: str, part: str) -> list[str]:
-    """Entries (``<genre>/<genre>.000NN.wav``) of a shipped list; ``part`` is train, valid or test."""
-    name = f"gtzan_{part}_{SPLIT_LISTS[split]}.txt"
-    with resources.as_file(resources.files("datamodules") / "splits" / name) as path:
+    """Entries (``<genre>/<genre>.000NN.wav``) of a shipped list; ``part`` is train, val or test."""
+    name = split_file_name(f"gtzan_{{split}}_{SPLIT_LISTS[split]}.txt", part)
+    with resources.as_file(shipped_file(name)) as path:
         return read_split_list(path)
 
 
@@ -36,7 +37,7 @@ def artists() -> dict[str, str]:
 
     Entries with an unknown artist map to ``""``.
     """
-    with resources.as_file(resources.files("datamodules") / "splits" / "gtzan_artists.txt") as path:
+    with resources.as_file(shipped_file("gtzan_artists.txt")) as path:
         lines = path.read_text(encoding="latin-1").splitlines()
     index = {}
     for line in lines:
@@ -133,5 +134,5 @@ class GTZANDataModule(FolderDataModule):
                 "val": [it for it, f in zip(items, folds) if f == val_fold],
                 "test": [it for it, f in zip(items, folds) if f == self.fold],
             }
-        return {name: self.items_from_list(split_list(self.split, part), f"the GTZAN {self.split} {part} list")
-                for name, part in (("train", "train"), ("val", "valid"), ("test", "test"))}
+        return {name: self.items_from_list(split_list(self.split, name), f"the GTZAN {self.split} {name} list")
+                for name in LISTED_SPLITS}

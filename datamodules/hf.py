@@ -3,7 +3,7 @@
 ``datasets`` >= 4 decodes (and even encodes) its ``Audio`` feature through torchcodec,
 which needs FFmpeg's shared libraries. We never let it decode: the audio column is cast
 to ``Audio(decode=False)``, which yields each file's path or encoded bytes, and those
-become the :class:`~datamodules.base.Item` sources that :class:`~datamodules.base.AudioCache`
+become the :class:`~datamodules.items.Item` sources that :class:`~datamodules.cache.AudioCache`
 decodes with soundfile, exactly like every other data module. The same clip therefore
 gives the same samples whichever way it was loaded, and no extra dependency is needed.
 """
@@ -20,12 +20,13 @@ import numpy as np
 
 from datamodules.primitives.audio import list_audio_files
 
-from .base import AudioDataModule, Item
+from .base import AudioDataModule
 from .folder import stratified_split
+from .items import Item
 
 log = logging.getLogger(__name__)
 
-#: Our split -> the names datasets use for it, first match wins.
+#: Our split -> the names a Hugging Face dataset may give it (the dataset's own words, read from it), first match wins.
 SPLIT_ALIASES = {"train": ("train",), "val": ("validation", "valid", "val", "dev"), "test": ("test",)}
 _ALL_SPLIT_NAMES = {name for names in SPLIT_ALIASES.values() for name in names}
 

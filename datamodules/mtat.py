@@ -11,13 +11,13 @@ from __future__ import annotations
 
 import logging
 
-from .base import AudioDataModule, Item
+from .base import AudioDataModule
+from .items import Item
 from .mtat_format import ANNOTATIONS_FILE, load_top50_split, read_annotations, top50_label_matrix, top50_tags
+from .split_lists import LISTED_SPLITS
 
 log = logging.getLogger(__name__)
 
-#: Our split name -> the shipped split's name.
-SPLIT_NAMES = {"train": "train", "val": "valid", "test": "test"}
 
 def _listing(names: list[str], limit: int = 5) -> str:
     return ", ".join(names[:limit]) + (f", ... ({len(names) - limit} more)" if len(names) > limit else "")
@@ -37,7 +37,7 @@ class MTATDataModule(AudioDataModule):
     empty or truncated (the release ships a few) are skipped by the decode cache with a
     warning naming each and a count.
 
-    The cache is built by :class:`~datamodules.base.AudioCache`: decoded once with
+    The cache is built by :class:`~datamodules.cache.AudioCache`: decoded once with
     ``decode_workers`` processes, then reused while no file changes. An interrupted build
     leaves nothing that looks complete; the next run restarts the build from scratch (it
     does not resume).
@@ -67,9 +67,9 @@ class MTATDataModule(AudioDataModule):
 
         splits: dict[str, list[Item]] = {}
         unlisted, missing, total = 0, [], 0
-        for name, shipped in SPLIT_NAMES.items():
+        for name in LISTED_SPLITS:
             items = []
-            for clip_id, mp3 in load_top50_split(shipped):
+            for clip_id, mp3 in load_top50_split(name):
                 total += 1
                 row = row_of.get(clip_id)
                 if row is None:
@@ -78,7 +78,7 @@ class MTATDataModule(AudioDataModule):
                 if paths[row] != mp3:
                     raise ValueError(
                         f"{annotations}: clip_id {clip_id} has mp3_path {paths[row]!r}, but the top-50 "
-                        f"{shipped} split names {mp3!r}; these annotations do not belong to this release")
+                        f"{name} split names {mp3!r}; these annotations do not belong to this release")
                 path = self.root / mp3
                 if not path.is_file():
                     missing.append(mp3)

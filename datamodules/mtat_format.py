@@ -14,12 +14,13 @@ from __future__ import annotations
 
 import csv
 from functools import lru_cache
-from importlib import resources
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 
-SPLITS = ("train", "valid", "test")
+from .split_lists import LISTED_SPLITS, shipped_file, split_file_name
+
 ANNOTATIONS_FILE = "annotations_final.csv"
 
 # The 188 tag columns of annotations_final.csv, in the release's order. Near-synonyms
@@ -52,13 +53,9 @@ MTAT_TAGS: tuple[str, ...] = (
 )
 
 
-def _read_package_text(name: str) -> str:
-    return resources.files("datamodules").joinpath("splits", name).read_text(encoding="ascii")
-
-
 @lru_cache(maxsize=None)
 def _top50() -> tuple[str, ...]:
-    return tuple(line for line in _read_package_text("mtat_top50_tags.txt").splitlines() if line)
+    return tuple(line for line in shipped_file("mtat_top50_tags.txt").read_text(encoding="ascii").splitlines() if line)
 
 
 def top50_tags() -> list[str]:
@@ -150,22 +147,31 @@ def top50_label_matrix(tag_names: list[str], labels: np.ndarray) -> np.ndarray:
     return labels[:, [col[t] for t in _top50()]].astype(np.float32)
 
 
+class SplitEntry(NamedTuple):
+    """One clip of the release as a split list names it: its ``clip_id`` and the ``mp3_path``
+    it is stored at (relative to the release root)."""
+
+    clip_id: int
+    mp3_path: str
+
+
 @lru_cache(maxsize=None)
-def _split(name: str) -> tuple[tuple[int, str], ...]:
+def _split(name: str) -> tuple[SplitEntry, ...]:
     entries = []
-    for line in _read_package_text(f"mtat_top50_{name}.tsv").splitlines():
+    for line in shipped_file(split_file_name("mtat_top50_{split}.tsv", name)).read_text(encoding="ascii").splitlines():
         if line and not line.startswith("#"):
             clip_id, mp3_path = line.split("\t")
-            entries.append((int(clip_id), mp3_path))
+            entries.append(SplitEntry(int(clip_id), mp3_path))
     return tuple(entries)
 
 
-def load_top50_split(name: str) -> list[tuple[int, str]]:
+def load_top50_split(name: str) -> list[SplitEntry]:
     """The literature's top-50 split shipped as package data: ``[(clip_id, mp3_path), ...]``.
 
-    ``name`` is ``train`` (15,244 clips, folders 0-b), ``valid`` (1,529, folder c) or ``test``
-    (4,332, folders d-f); entries are sorted by clip_id. Provenance: splits/README_mtat.md.
+    ``name`` is ``train`` (15,244 clips, folders 0-b), ``val`` (1,529, folder c; the file's
+    ``valid``) or ``test`` (4,332, folders d-f); entries are sorted by clip_id. Provenance:
+    splits/README_mtat.md.
     """
-    if name not in SPLITS:
-        raise ValueError(f"unknown MTAT split {name!r}, expected one of {SPLITS}")
+    if name not in LISTED_SPLITS:
+        raise ValueError(f"unknown MTAT split {name!r}, expected one of {LISTED_SPLITS}")
     return list(_split(name))

@@ -27,9 +27,10 @@ from tqdm.auto import tqdm
 
 from datamodules.primitives.audio import AudioDecodeError, decode_audio
 
-from .base import is_synthetic
 from .gtzan import GENRES, find_gtzan, split_list
-from .mtat_format import ANNOTATIONS_FILE, SPLITS, load_top50_split, read_annotations
+from .mtat_format import ANNOTATIONS_FILE, load_top50_split, read_annotations
+from .split_lists import LISTED_SPLITS
+from .synthetic_marker import is_synthetic
 
 DATASETS = ("gtzan", "mtat")
 
@@ -150,7 +151,7 @@ def _verify_gtzan(root: Path, workers: int, progress: bool) -> Report:
 
     # The shipped lists name .wav files; the original tarball has .au (as GTZANDataModule.locate maps them).
     split_files = [Path(e).with_suffix(ext).as_posix()
-                   for part in ("train", "valid", "test") for e in split_list(GTZAN_SPLIT, part)]
+                   for part in LISTED_SPLITS for e in split_list(GTZAN_SPLIT, part)]
     missing_from_split = set(split_files) & set(missing)
     unknown_unreadable = [p for p, _ in unreadable if p not in KNOWN_FAULTY]
     reasons = []
@@ -237,7 +238,7 @@ def _mtat_split_reasons(listed: dict[int, str], missing: set[str], unreadable: l
     """Why MTATDataModule would refuse or mistrust this copy (it matches the split to the
     annotations by clip_id and uses the split clips they list), as in its ``split_items``."""
     needed, mismatched = [], 0
-    for part in SPLITS:
+    for part in LISTED_SPLITS:
         for clip_id, mp3 in load_top50_split(part):
             if clip_id in listed:
                 needed.append(mp3)

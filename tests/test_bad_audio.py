@@ -20,8 +20,10 @@ import soundfile as sf
 import torch
 import torchaudio.functional as AF
 
-import datamodules.base as base
-from datamodules.base import AudioCache, AudioDataModule, CacheNotWritableError, Item
+import datamodules.cache as audio_cache
+from datamodules.base import AudioDataModule
+from datamodules.cache import AudioCache, CacheNotWritableError
+from datamodules.items import Item
 from datamodules.primitives.audio import AudioDecodeError, decode_audio, decode_blocks, printable_name
 from zoo.factory import create_model
 from zoo.predict import Prediction, predict_files, predictions_as_csv, predictions_as_json, predictions_as_table
@@ -273,7 +275,7 @@ def test_loud_float_audio_is_cached_finite(tmp_path):
     sf.write(tmp_path / "loud.wav", 3000 * tone(1.0, 8000), 8000, subtype="FLOAT")  # far above full scale, not garbage
     cache = AudioCache([Item("loud", str(tmp_path / "loud.wav"), 0)], sample_rate=8000, cache_dir=tmp_path, decode_workers=1)
     cache.ensure()
-    audio = np.fromfile(cache.audio_file, dtype=base.CACHE_DTYPE)
+    audio = np.fromfile(cache.audio_file, dtype=audio_cache.CACHE_DTYPE)
     assert np.isfinite(audio).all() and np.abs(audio).max() == pytest.approx(1500, rel=0.01)
 
 
@@ -332,12 +334,12 @@ def test_a_killed_build_is_cleaned_at_the_next_start_unless_its_builder_runs(tmp
     for name, pid in (("dead", dead.pid), ("running", os.getpid())):
         folders[name] = tmp_path / f".{cache.folder.name}.building-{name}"
         folders[name].mkdir()
-        (folders[name] / base.BUILDER_FILE).write_text(f"{os.uname().nodename} {pid}\n")
+        (folders[name] / audio_cache.BUILDER_FILE).write_text(f"{os.uname().nodename} {pid}\n")
         old = time.time() - 120
-        os.utime(folders[name] / base.BUILDER_FILE, (old, old))
+        os.utime(folders[name] / audio_cache.BUILDER_FILE, (old, old))
     just_killed = tmp_path / f".{cache.folder.name}.building-young"
     just_killed.mkdir()
-    (just_killed / base.BUILDER_FILE).write_text(f"{os.uname().nodename} {dead.pid}\n")
+    (just_killed / audio_cache.BUILDER_FILE).write_text(f"{os.uname().nodename} {dead.pid}\n")
     cache.ensure()
     assert not folders["dead"].exists() and folders["running"].exists() and just_killed.exists()
 
@@ -365,7 +367,7 @@ def test_a_cache_dir_that_is_not_writable_is_named(tmp_path, monkeypatch):
     if os.geteuid() == 0:  # root writes anywhere: make the folder refuse as it would for a user
         def refuse(*args, dir=None, **kwargs):
             raise PermissionError(13, "Permission denied", f"{dir}/.tmp-building-xyz")
-        monkeypatch.setattr(base.tempfile, "mkdtemp", refuse)
+        monkeypatch.setattr(audio_cache.tempfile, "mkdtemp", refuse)
     else:
         cache_dir.chmod(0o555)
     try:

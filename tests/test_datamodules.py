@@ -14,8 +14,10 @@ import pytest
 import soundfile as sf
 import torch
 
-import datamodules.base as base
-from datamodules.base import AudioCache, AudioDataModule, Item
+import datamodules.cache as audio_cache
+from datamodules.base import AudioDataModule
+from datamodules.cache import AudioCache
+from datamodules.items import Item
 from datamodules.primitives.chunks import chunk_starts
 from datamodules.folder import FolderDataModule
 from datamodules.gtzan import GENRES, GTZANDataModule, split_list
@@ -42,7 +44,7 @@ def tone(seconds: float, sr: int, channels: int = 1, freq: float = 440.0) -> np.
 
 
 def skip_messages(caplog) -> list[str]:
-    return [r.getMessage() for r in caplog.records if r.name == "datamodules.base" and r.levelno == logging.WARNING]
+    return [r.getMessage() for r in caplog.records if r.name in ("datamodules.base", "datamodules.cache") and r.levelno == logging.WARNING]
 
 
 @pytest.fixture
@@ -54,8 +56,8 @@ def count_decodes(monkeypatch):
         calls.append(job[0])
         return real(job)
 
-    real = base._decode
-    monkeypatch.setattr(base, "_decode", counting)
+    real = audio_cache._decode
+    monkeypatch.setattr(audio_cache, "_decode", counting)
     return calls
 
 
@@ -284,7 +286,7 @@ def test_cache_is_reused_and_rebuilt_when_sources_or_settings_change(tmp_path, c
 
 def test_interrupted_build_leaves_no_valid_looking_cache(tmp_path, monkeypatch):
     root, cache_dir = small_tree(tmp_path / "data"), tmp_path / "cache"
-    real, calls = base._decode, []
+    real, calls = audio_cache._decode, []
 
     def dies_on_third_file(job):
         calls.append(job)
@@ -292,7 +294,7 @@ def test_interrupted_build_leaves_no_valid_looking_cache(tmp_path, monkeypatch):
             raise KeyboardInterrupt
         return real(job)
 
-    monkeypatch.setattr(base, "_decode", dies_on_third_file)
+    monkeypatch.setattr(audio_cache, "_decode", dies_on_third_file)
     dm = FolderDataModule(str(root), sample_rate=8000, cache_dir=str(cache_dir), decode_workers=1, min_clip_seconds=0.0)
     with pytest.raises(KeyboardInterrupt):
         dm.prepare_data()
@@ -300,7 +302,7 @@ def test_interrupted_build_leaves_no_valid_looking_cache(tmp_path, monkeypatch):
     with pytest.raises(FileNotFoundError, match="prepare_data"):
         dm.setup()
 
-    monkeypatch.setattr(base, "_decode", real)
+    monkeypatch.setattr(audio_cache, "_decode", real)
     dm.prepare_data()
     dm.setup()
     assert len(dm.clips("train")) + len(dm.clips("val")) + len(dm.clips("test")) == 6

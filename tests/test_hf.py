@@ -18,7 +18,7 @@ import soundfile as sf
 import torch
 from datasets import Audio, ClassLabel, Dataset, DatasetDict, Features, List, Value
 
-import datamodules.base as base
+import datamodules.cache as audio_cache
 import datamodules.hf as hf
 from datamodules.hf import HFDataModule
 
@@ -79,14 +79,14 @@ def test_save_to_disk_multiclass_uses_its_own_splits(multiclass_on_disk, tmp_pat
     assert batch["target"].tolist() == [0, 1, 2] and batch["key"] == ["validation/0", "validation/1", "validation/2"]
     # The bytes were decoded by soundfile into the shared cache: the samples are the file's.
     first = dm.clips("val")[0]
-    cached = np.memmap(dm._audio_file, dtype=base.CACHE_DTYPE, mode="r")[first.offset:first.offset + first.length]
+    cached = np.memmap(dm._audio_file, dtype=audio_cache.CACHE_DTYPE, mode="r")[first.offset:first.offset + first.length]
     np.testing.assert_allclose(cached.astype(np.float32), _tone(10), atol=1e-3)
 
 
 def test_keys_are_stable_and_the_cache_is_reused(multiclass_on_disk, tmp_path, monkeypatch):
     first = _module(multiclass_on_disk, tmp_path)
     first.prepare_data()
-    monkeypatch.setattr(base.AudioCache, "build", lambda self: pytest.fail("the cache was rebuilt"))
+    monkeypatch.setattr(audio_cache.AudioCache, "build", lambda self: pytest.fail("the cache was rebuilt"))
     again = _module(multiclass_on_disk, tmp_path)
     again.prepare_data()
     again.setup()

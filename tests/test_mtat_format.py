@@ -63,15 +63,15 @@ def test_mtat_tag_header_is_188_unique_names():
 
 
 def test_shipped_split_counts_disjoint_folders():
-    splits = {name: load_top50_split(name) for name in ("train", "valid", "test")}
-    assert {k: len(v) for k, v in splits.items()} == {"train": 15244, "valid": 1529, "test": 4332}
-    folders = {"train": set("0123456789ab"), "valid": {"c"}, "test": set("def")}
+    splits = {name: load_top50_split(name) for name in ("train", "val", "test")}
+    assert {k: len(v) for k, v in splits.items()} == {"train": 15244, "val": 1529, "test": 4332}
+    folders = {"train": set("0123456789ab"), "val": {"c"}, "test": set("def")}
     for name, entries in splits.items():
         ids = [c for c, _ in entries]
         assert ids == sorted(ids) and len(set(ids)) == len(ids)
         assert {p.split("/")[0] for _, p in entries} == folders[name]
         assert all(p.endswith(".mp3") for _, p in entries)
-    for a, b in (("train", "valid"), ("train", "test"), ("valid", "test")):
+    for a, b in (("train", "val"), ("train", "test"), ("val", "test")):
         assert not {c for c, _ in splits[a]} & {c for c, _ in splits[b]}
         assert not {p for _, p in splits[a]} & {p for _, p in splits[b]}
     assert splits["test"][0] == (2, "f/american_bach_soloists-j_s__bach_solo_cantatas-01-bwv54__i_aria-30-59.mp3")
@@ -165,7 +165,7 @@ def test_header_without_mp3_path_or_comma_separated(tmp_path):
 
 # ---------------------------------------------------------------- synthetic releases
 def test_synthetic_recipes_use_real_tag_names():
-    from datamodules.synthetic_mtat import LEVEL_TAGS, STYLES, TEMPO_TAGS, VOICE_TAGS
+    from datamodules.synthetic_mtat_styles import LEVEL_TAGS, STYLES, TEMPO_TAGS, VOICE_TAGS
 
     top50 = set(top50_tags())
     for style in STYLES.values():  # a misspelt tag would silently never be set
@@ -195,16 +195,16 @@ def test_synthetic_rows_match_files_and_split(release, parsed):
     assert clip_ids.tolist() == sorted(clip_ids.tolist())
     assert all(re.fullmatch(r"[0-9a-f]/[^/]+-\d+-\d+\.mp3", p) for p in paths)
 
-    split = {c: (name, p) for name in ("train", "valid", "test") for c, p in load_top50_split(name)}
+    split = {c: (name, p) for name in ("train", "val", "test") for c, p in load_top50_split(name)}
     y = top50_label_matrix(names, labels)
-    counts = {"train": 0, "valid": 0, "test": 0}
+    counts = {"train": 0, "val": 0, "test": 0}
     for cid, p, row in zip(clip_ids.tolist(), paths, y):
         if cid in split:
             counts[split[cid][0]] += 1
             assert p == split[cid][1] and row.sum() >= 1  # split clips all have a top-50 tag
         else:
             assert cid >= 60000 and row.sum() == 0  # like the clips the real split leaves out
-    assert counts == {"train": 36, "valid": 9, "test": 15}
+    assert counts == {"train": 36, "val": 9, "test": 15}
 
 
 def test_synthetic_audio_decodes_and_broken_files_do_not(release, parsed):
@@ -224,7 +224,7 @@ def test_synthetic_audio_decodes_and_broken_files_do_not(release, parsed):
 
 
 def test_synthetic_explicit_clip_ids(tmp_path):
-    wanted = load_top50_split("train")[:2] + load_top50_split("valid")[:1] + load_top50_split("test")[:2]
+    wanted = load_top50_split("train")[:2] + load_top50_split("val")[:1] + load_top50_split("test")[:2]
     root = make_synthetic_mtat(tmp_path / "a", clip_ids=wanted, seconds=0.5, n_broken=0, n_unsplit=0)
     clip_ids, _, _, paths = read_annotations(root / "annotations_final.csv")
     assert list(zip(clip_ids.tolist(), paths)) == sorted(wanted)

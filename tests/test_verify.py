@@ -33,7 +33,7 @@ def copy_of(tree: Path, tmp_path: Path) -> Path:
 
 
 def split_files() -> set[str]:
-    return {e for part in ("train", "valid", "test") for e in split_list("fault_filtered", part)}
+    return {e for part in ("train", "val", "test") for e in split_list("fault_filtered", part)}
 
 
 # ----------------------------------------------------------------------------------------------
@@ -170,7 +170,7 @@ def test_mtat_synthetic_release_is_usable_and_incomplete(mtat_release):
 def test_mtat_one_more_unreadable_split_file_is_damaged(mtat_release, tmp_path):
     root = copy_of(mtat_release, tmp_path)
     listed, broken = release_files(root)
-    split = {p for part in ("train", "valid", "test") for _, p in load_top50_split(part)}
+    split = {p for part in ("train", "val", "test") for _, p in load_top50_split(part)}
     third = next(p for p in listed if p in split and p not in broken)
     (root / third).write_bytes(b"")
     report = check("mtat", root)
@@ -225,7 +225,7 @@ def test_mtat_annotations_of_another_release_are_unusable(mtat_release, tmp_path
     root = copy_of(mtat_release, tmp_path)
     annotations = root / ANNOTATIONS_FILE
     listed, _ = release_files(root)
-    split = {p for part in ("train", "valid", "test") for _, p in load_top50_split(part)}
+    split = {p for part in ("train", "val", "test") for _, p in load_top50_split(part)}
     renamed = next(p for p in listed if p in split)
     annotations.write_text(annotations.read_text().replace(renamed, "0/elsewhere-0-29.mp3"))
     report = check("mtat", root)

@@ -27,19 +27,19 @@ def chunk_samples(chunk_seconds: float, sample_rate: int) -> int:
     return int(round(float(chunk_seconds) * int(sample_rate)))
 
 
-def chunk_starts(length: int, size: int, max_chunks: int | None = None) -> np.ndarray:
-    """Start samples of ``ceil(length / size)`` evenly spaced chunks that cover ``length``.
+def chunk_starts(length: int, chunk_size: int, max_chunks: int | None = None) -> np.ndarray:
+    """Start samples of ``ceil(length / chunk_size)`` evenly spaced chunks that cover ``length``.
 
     The first chunk starts at 0 and the last ends at ``length``; chunks overlap a little
-    when ``size`` does not divide ``length``. A clip shorter than a chunk gives one chunk.
+    when ``chunk_size`` does not divide ``length``. A clip shorter than a chunk gives one chunk.
     ``max_chunks`` caps the count: a long track is then sampled by that many chunks spread
     evenly from its start to its end (what indexing a music library needs; a 10-minute
     track need not cost 200 forward passes to be placed among its neighbours).
     """
-    n = max(1, math.ceil(length / size))
+    n = max(1, math.ceil(length / chunk_size))
     if max_chunks is not None:
         n = min(n, max(1, int(max_chunks)))
-    return np.rint(np.linspace(0, max(length - size, 0), n)).astype(np.int64)
+    return np.rint(np.linspace(0, max(length - chunk_size, 0), n)).astype(np.int64)
 
 
 def probabilities(logits: torch.Tensor, task: str) -> torch.Tensor:
