@@ -241,13 +241,13 @@ def predictions_as_json(results: Iterable[Prediction], out) -> None:
     print(file=out)
 
 
-CSV_COLUMNS = ["path", "scope", "start_s", "end_s", "rank", "label", "probability", "error"]
+PREDICTION_CSV_COLUMNS = ["path", "scope", "start_s", "end_s", "rank", "label", "probability", "error"]
 
 
 def predictions_as_csv(results: Iterable[Prediction], out) -> None:
     """Long format: one row per (file or segment, label); ``scope`` is ``file`` or ``segment``."""
     w = csv.writer(out)
-    w.writerow(CSV_COLUMNS)
+    w.writerow(PREDICTION_CSV_COLUMNS)
     for r in results:
         if r.error:
             w.writerow([r.path, "file", "", "", "", "", "", r.error])
