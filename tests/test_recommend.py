@@ -9,6 +9,7 @@ interrupted runs) is checked on real files, a real FAISS index and the real comm
 from __future__ import annotations
 
 import csv
+import hashlib
 import io
 import json
 import shutil
@@ -28,7 +29,8 @@ from zoo.cli import main
 from zoo.factory import create_model, from_pretrained
 from zoo.hub import save_pretrained
 from zoo.recommend.index import normalize
-from zoo.recommend.library import Library, LibraryError, mmr
+from zoo.recommend.library import Library, LibraryError, Track, mmr
+from zoo.recommend.store import model_digest
 
 SR = 8000
 GENRES = ["blues", "classical", "country", "disco", "hiphop", "jazz", "metal", "pop", "reggae", "rock"]
@@ -83,7 +85,7 @@ def test_index_writes_a_documented_library(library, music, caplog):
     assert manifest["complete"] and manifest["format"] == "musiczoo-library" and manifest["tracks"] == 31
     assert manifest["music_dir"] == str(music.resolve())
     assert [m["architecture"] for m in manifest["models"]] == ["crnn", "crnn"]
-    assert manifest["models"][0]["fingerprint"] != manifest["models"][1]["fingerprint"]
+    assert manifest["models"][0]["model_digest"] != manifest["models"][1]["model_digest"]
     assert [s["id"] for s in manifest["skipped"]] == ["rock/broken.wav"]  # reported, not fatal
     data = library / manifest["data"]
     tracks = json.loads((data / "tracks.json").read_text())
@@ -138,7 +140,7 @@ def test_incremental_runs_embed_only_what_changed(models, music, tmp_path):
     # A library made with other models or settings is refused, naming the difference.
     other = index_cli(models[1], folder, "--out", out, "--max-chunks", "2")
     assert other.returncode != 0 and "built with other models or settings" in other.stderr
-    assert "fingerprint" in other.stderr and len(other.stderr.strip().splitlines()) == 1
+    assert "model_digest" in other.stderr and len(other.stderr.strip().splitlines()) == 1
     settings = index_cli(models[0], folder, "--out", out, "--max-chunks", "3")
     assert "max_chunks 3 (library: 2)" in settings.stderr
 
@@ -160,6 +162,96 @@ def test_a_model_with_another_sample_rate_is_refused(music, tmp_path, library):
     proc = index_cli(other, music, "--out", library)
     assert proc.returncode != 0 and "sample_rate 16000 (library: 8000)" in proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+def test_model_digest_is_the_one_libraries_were_indexed_with():
+    """A library records each model's digest and a re-run is refused when it differs, so the recipe
+    (SHA-256 of the spec's build settings as sorted JSON, then each weight's name and bytes, in name
+    order) must never change. The value below is what libraries indexed before were given for this
+    model (its weights set by a formula, not drawn from the random generator)."""
+    model = create_model("crnn", num_classes=3, sample_rate=SR, channels=[8, 16, 16, 16],
+                         transform_params={"n_fft": 256, "hop_length": 128, "n_mels": 32}, label_names=["a", "b", "c"])
+    with torch.no_grad():
+        for i, tensor in enumerate(model.state_dict().values()):
+            tensor.copy_((torch.arange(tensor.numel()).reshape(tensor.shape) + i) % 7)
+    assert model_digest(model) == "6d743b0df0051af8d5f61b9aa9883fd7c39ff080b52b168dc2f6dd19ef9e2285"
+    assert model_digest(model.eval()) == model_digest(model)  # the mode is not a weight
+    with torch.no_grad():
+        next(iter(model.parameters()))[0] += 1
+    assert model_digest(model) != "6d743b0df0051af8d5f61b9aa9883fd7c39ff080b52b168dc2f6dd19ef9e2285"
+
+
+def test_a_library_of_format_version_1_opens_and_is_reused(models, music, tmp_path):
+    """Version 1 called the model digest ``fingerprint``; such a library is read as it is and a
+    re-run with the same model embeds nothing again (then writes the manifest in version 2)."""
+    folder = tmp_path / "music"
+    shutil.copytree(music / "blues", folder / "blues")
+    model = from_pretrained(models[0])
+    Library.build([model], folder, tmp_path / "lib", max_chunks=1, progress=False)
+    path = tmp_path / "lib" / "library.json"
+    manifest = json.loads(path.read_text())
+    digest = manifest["models"][0].pop("model_digest")
+    manifest["models"][0]["fingerprint"] = digest
+    path.write_text(json.dumps({**manifest, "format_version": 1}))
+    old = Library.open(tmp_path / "lib")
+    assert [t.id for t in old.tracks] == ["blues/blues.00000.wav", "blues/blues.00001.wav", "blues/blues.00002.wav"]
+    assert old.model_entries[0]["model_digest"] == digest and old.manifest["format_version"] == 2
+    again = Library.build([model], folder, tmp_path / "lib", max_chunks=1, progress=False)
+    assert again.manifest["last_run"] == {"embedded": 0, "unchanged": 3, "skipped": 0, "dropped": 0}
+    written = json.loads(path.read_text())
+    assert written["format_version"] == 2 and written["models"][0]["model_digest"] == digest
+    assert "fingerprint" not in written["models"][0]
+    path.write_text(json.dumps({**written, "format_version": 3}))
+    with pytest.raises(LibraryError, match="not a musiczoo library of format version <= 2"):
+        Library.open(tmp_path / "lib")
+
+
+def test_a_library_from_vectors_you_already_have(models, music, tmp_path):
+    """``Library.from_vectors`` writes the real format: the library opens, answers from the given
+    vectors, and a later index run of the folder reuses its tracks."""
+    model = from_pretrained(models[0])
+    ids = ["rock/rock.00000.wav", "blues/blues.00000.wav", "jazz/jazz.00000.wav", "pop/pop.00000.wav"]
+    tracks = [Track(i, (music / i).stat().st_size, (music / i).stat().st_mtime_ns,
+                    hashlib.sha256((music / i).read_bytes()).hexdigest(), 2.0, [{"rock": 0.5}]) for i in ids]
+    # Embeddings of mean zero in the first two dimensions, 0.5 added everywhere (the library's centring
+    # removes it again): rock at 0 degrees, blues at 30, jazz at 100 and pop, minus their sum, at 221.3.
+    angles = np.radians([0, 30, 100])
+    embedding = np.zeros((4, model.embed_dim), np.float32)
+    embedding[:3, 0], embedding[:3, 1] = np.cos(angles), np.sin(angles)
+    embedding[3] = -embedding[:3].sum(axis=0)
+    rng = np.random.default_rng(0)
+    arrays = {"model0.embedding": embedding + 0.5, "model0.probabilities": rng.dirichlet(np.ones(10), 4),
+              "fingerprint": rng.standard_normal((4, 1152))}
+    built = Library.from_vectors(tmp_path / "lib", [model], music, tracks, arrays, max_chunks=2)
+    lib = Library.open(tmp_path / "lib")
+    assert [t.id for t in lib.tracks] == sorted(ids) and len(built.tracks) == 4
+    assert lib.manifest["settings"] == {"max_chunks": 2, "weights": [1.0]}
+    assert lib.model_entries[0]["model_digest"] == model_digest(model)
+    np.testing.assert_allclose(lib.arrays["model0.embedding"][lib.row["jazz/jazz.00000.wav"]],
+                               arrays["model0.embedding"][2], rtol=1e-6)
+    rock = lib.similar("rock/rock.00000.wav", k=3, feature="embedding")
+    assert [m.id for m in rock] == ["blues/blues.00000.wav", "jazz/jazz.00000.wav", "pop/pop.00000.wav"]
+    assert [m.similarity for m in rock] == pytest.approx(np.cos(np.radians([30, 100, 138.738])), abs=1e-4)
+    pop = lib.similar("pop/pop.00000.wav", k=3, feature="embedding")  # jazz 121.3 degrees away, rock 138.7, blues 168.7
+    assert [m.id for m in pop] == ["jazz/jazz.00000.wav", "rock/rock.00000.wav", "blues/blues.00000.wav"]
+    grown = Library.build([model], music, tmp_path / "lib", max_chunks=2, progress=False,
+                          files=[music / i for i in ids] + [music / "metal" / "metal.00000.wav"])
+    assert grown.manifest["last_run"] == {"embedded": 1, "unchanged": 4, "skipped": 0, "dropped": 0}
+
+    with pytest.raises(LibraryError, match="need exactly the arrays fingerprint, model0.embedding, "
+                                           "model0.probabilities; got model0.embedding, model0.probabilities$"):
+        Library.from_vectors(tmp_path / "other", [model], music, tracks, {k: arrays[k] for k in list(arrays)[:2]})
+    with pytest.raises(LibraryError, match=rf"need one row per track \(4 tracks\): model0.embedding has shape "
+                                           rf"\(3, {model.embed_dim}\)$"):
+        Library.from_vectors(tmp_path / "other", [model], music, tracks, {**arrays, "model0.embedding": embedding[:3]})
+    with pytest.raises(LibraryError, match=r"model0.probabilities has 3 columns for 10 classes$"):
+        Library.from_vectors(tmp_path / "other", [model], music, tracks,
+                             {**arrays, "model0.probabilities": np.ones((4, 3))})
+    with pytest.raises(LibraryError, match=rf"model0.embedding has 8 columns for {model.embed_dim} embedding dimensions$"):
+        Library.from_vectors(tmp_path / "other", [model], music, tracks, {**arrays, "model0.embedding": np.ones((4, 8))})
+    with pytest.raises(LibraryError, match="track ids must be unique"):
+        Library.from_vectors(tmp_path / "other", [model], music, tracks[:1] * 4, arrays)
+    assert not (tmp_path / "other").exists()  # nothing is written before the input is checked
 
 
 # ---- queries ----------------------------------------------------------------------------------
@@ -270,14 +362,14 @@ def test_an_interrupted_index_loses_nothing_and_is_never_taken_as_complete(model
     out = tmp_path / "lib"
     script = textwrap.dedent(f"""
         import os, signal
-        import zoo.recommend.library as library
+        import zoo.recommend.indexing as indexing
         from zoo.cli import main
-        library.SHARD_TRACKS = 8
-        write = library._write_shard
+        indexing.SHARD_TRACKS = 8
+        write = indexing._write_shard
         def write_then_die(*args):
             write(*args)
             os.kill(os.getpid(), signal.SIGKILL)
-        library._write_shard = write_then_die
+        indexing._write_shard = write_then_die
         main(["index", {str(models[0])!r}, {str(music)!r}, "--out", {str(out)!r}, "--max-chunks", "2"])
     """)
     proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300, cwd=REPO)
