@@ -1,4 +1,8 @@
-"""``musiczoo recommend-eval``: how good a library's recommendations are, against baselines.
+"""Recommend-eval: how good a library's recommendations are, against baselines.
+
+A benchmark of the recommender, run by ``musiczoo recommend-eval`` (``zoo/cli/bench.py``, the
+only part of ``zoo`` that imports ``benchmarks``): it reads the data modules' split lists and
+Sturm's artist index, which the library itself never needs.
 
 The ground truth comes from the dataset layout the library was indexed from:
 
@@ -28,23 +32,23 @@ from tqdm.auto import tqdm
 from datamodules.base import is_synthetic
 from datamodules.gtzan import GENRES, artists, split_list
 from datamodules.mtat_format import ANNOTATIONS_FILE, load_top50_split, read_annotations, top50_label_matrix
-
 from datamodules.primitives.audio import AudioDecodeError, decode_audio
 from zoo.frontends import create_frontend
 from zoo.recommend import evaluate
 from zoo.recommend.library import FEATURES, Library, LibraryError
 
 _GTZAN_NAME = re.compile(r"(?:^|/)([a-z]+)/(\1\.\d{5})\.[a-z0-9]+$")
-GTZAN_SPLITS = {"train": "train", "val": "valid", "test": "test"}
+#: Our split names -> the names the shipped GTZAN and MTAT split lists use.
+SPLIT_FILE_NAMES = {"train": "train", "val": "valid", "test": "test"}
 #: The hand-crafted baseline's MFCCs: librosa-style, 20 coefficients at 22,050 Hz.
 MFCC_RATE, MFCC_COEFFICIENTS = 22050, 20
 
 
 def gtzan_ground_truth(library: Library, split: str = "test") -> tuple[list[int], np.ndarray, np.ndarray, str]:
     """(library rows, genre index per row, artist per row, data label) for one fault-filtered split."""
-    if split not in GTZAN_SPLITS:
-        raise LibraryError(f"unknown GTZAN split {split!r}; valid: {', '.join(GTZAN_SPLITS)}")
-    wanted = {Path(entry).stem for entry in split_list("fault_filtered", GTZAN_SPLITS[split])}
+    if split not in SPLIT_FILE_NAMES:
+        raise LibraryError(f"unknown GTZAN split {split!r}; valid: {', '.join(SPLIT_FILE_NAMES)}")
+    wanted = {Path(entry).stem for entry in split_list("fault_filtered", SPLIT_FILE_NAMES[split])}
     artist_of = artists()
     rows, genres, names = [], [], []
     for row, track in enumerate(library.tracks):
@@ -67,7 +71,7 @@ def mtat_ground_truth(library: Library, split: str = "test") -> tuple[list[int],
         raise LibraryError(f"no {ANNOTATIONS_FILE} in {library.music_dir}: the MTAT ground truth needs the release's annotations")
     _, tag_names, labels, paths = read_annotations(annotations)
     tags = dict(zip(paths, top50_label_matrix(tag_names, labels)))
-    wanted = {path for _, path in load_top50_split({"val": "valid"}.get(split, split))}
+    wanted = {path for _, path in load_top50_split(SPLIT_FILE_NAMES.get(split, split))}
     rows = [row for row, t in enumerate(library.tracks) if t.id in wanted and t.id in tags]
     if not rows:
         raise LibraryError(f"{library.root}: no track of the MTAT top-50 {split} split in the library")
@@ -109,7 +113,7 @@ def evaluate_libraries(paths: list[str | Path], dataset: str, *, split: str = "t
             reference = (library, rows, truth, groups, data)
         elif [library.tracks[r].id for r in rows] != [reference[0].tracks[r].id for r in reference[1]]:
             raise LibraryError(f"{path} and {paths[0]} hold different tracks; compare libraries of one music folder")
-        models = " + ".join(f"{m['architecture']}/{m['transform']}" for m in library.model_entries)
+        models = " + ".join(f"{spec.architecture}/{spec.transform}" for spec in library.specs())
         for feature in FEATURES:
             ids = evaluate.neighbours(library.vectors(feature)[rows], k, exclude_same=groups)
             results.append(_row(library, data, models, feature, k, _score(ids, truth, dataset, k, groups)))
