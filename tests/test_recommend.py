@@ -29,7 +29,7 @@ from zoo.cli import main
 from zoo.factory import create_model, from_pretrained
 from zoo.hub import save_pretrained
 from zoo.recommend.index import normalize
-from zoo.recommend.library import Library, LibraryError, Track, mmr
+from zoo.recommend.library import Library, LibraryError, Track, mmr, salient_labels
 from zoo.recommend.store import model_digest
 
 SR = 8000
@@ -79,23 +79,47 @@ def recommend_cli(*args) -> subprocess.CompletedProcess:
                           text=True, timeout=300, cwd=REPO)
 
 
+def salient_by_hand(lib: Library, row: int) -> set[str]:
+    """What the library's two genre models say a track is, worked out from its stored
+    probabilities: each model's top genre, and its second when at least half as likely."""
+    labels = set()
+    for i in range(2):
+        (p1, first), (p2, second) = sorted(zip(lib.arrays[f"model{i}.probabilities"][row].tolist(), GENRES),
+                                           reverse=True)[:2]
+        labels |= {first, second} if p2 >= p1 / 2 else {first}
+    return labels
+
+
+def brute_force_ranking(lib: Library, query: np.ndarray, feature: str, exclude: set[str]) -> list[str]:
+    """Every other track of ``lib``, most similar to ``query`` first, by a plain dot product."""
+    vectors = lib.vectors(feature)
+    rows = [r for r in range(len(lib.tracks)) if lib.tracks[r].id not in exclude]
+    return [lib.tracks[r].id for r in sorted(rows, key=lambda r: -float(query @ vectors[r]))]
+
+
 # ---- indexing ----------------------------------------------------------------------------------
-def test_index_writes_a_documented_library(library, music, caplog):
+def test_index_writes_a_documented_library(library, music, models):
     manifest = json.loads((library / "library.json").read_text())
     assert manifest["complete"] and manifest["format"] == "musiczoo-library" and manifest["tracks"] == 31
     assert manifest["music_dir"] == str(music.resolve())
     assert [m["architecture"] for m in manifest["models"]] == ["crnn", "crnn"]
     assert manifest["models"][0]["model_digest"] != manifest["models"][1]["model_digest"]
+    assert manifest["models"][0]["model_digest"] == model_digest(from_pretrained(models[0]))
     assert [s["id"] for s in manifest["skipped"]] == ["rock/broken.wav"]  # reported, not fatal
     data = library / manifest["data"]
     tracks = json.loads((data / "tracks.json").read_text())
     assert [t["id"] for t in tracks] == sorted(t["id"] for t in tracks) and len(tracks) == 31
     first = tracks[0]
     assert set(first) == {"id", "size", "mtime_ns", "sha256", "duration_s", "labels"} and len(first["sha256"]) == 64
+    assert first["sha256"] == hashlib.sha256((music / first["id"]).read_bytes()).hexdigest()
     assert first["duration_s"] == pytest.approx(2.0) and len(first["labels"]) == 2
     from safetensors.numpy import load_file
 
     arrays = load_file(str(data / "vectors.safetensors"))
+    for i in range(2):  # each model's top 5 genres, most likely first, as its probabilities say
+        probs = arrays[f"model{i}.probabilities"][0].tolist()
+        top = sorted(range(10), key=lambda j: -probs[j])[:5]
+        assert list(first["labels"][i].items()) == [(GENRES[j], pytest.approx(probs[j], abs=5e-5)) for j in top]
     assert arrays["model0.probabilities"].shape == (31, 10) and arrays["model0.embedding"].shape[0] == 31
     assert np.allclose(arrays["model1.probabilities"].sum(axis=1), 1, atol=1e-5)
     assert sorted(p.name for p in (data / "index").glob("*.faiss")) == [
@@ -271,9 +295,13 @@ def test_similarity_and_what_matches_share(library):
     assert [m.rank for m in matches] == [1, 2, 3, 4, 5]
     assert all(a.similarity >= b.similarity for a, b in zip(matches, matches[1:]))
     query = lib.vectors("probabilities")[lib.row["rock/rock.00000.wav"]]
+    expected = brute_force_ranking(lib, query, "probabilities", {"rock/rock.00000.wav"})
+    assert [m.id for m in matches] == expected[:5]
+    query_labels = salient_by_hand(lib, lib.row["rock/rock.00000.wav"])
     for m in matches:
         assert m.similarity == pytest.approx(float(query @ lib.vectors("probabilities")[lib.row[m.id]]), abs=1e-5)
-        assert set(m.shared) == lib._salient_of_row(lib.row["rock/rock.00000.wav"]) & lib._salient_of_row(lib.row[m.id])
+        assert m.shared == sorted(query_labels & salient_by_hand(lib, lib.row[m.id]))
+    assert any(m.shared for m in matches)  # the check above is not vacuous
     by_path = lib.similar(str(lib.music_dir / "rock" / "rock.00000.wav"), k=5, feature="probabilities")
     assert [m.id for m in by_path] == [m.id for m in matches]
 
@@ -287,6 +315,20 @@ def test_liked_set_is_the_normalised_mean_and_is_excluded(library):
     expected = sorted((r for r in range(len(lib.tracks)) if lib.tracks[r].id not in liked),
                       key=lambda r: -float(profile @ lib.vectors("combined")[r]))
     assert [m.id for m in matches[:5]] == [lib.tracks[r].id for r in expected[:5]]
+    shared_by_all = set.intersection(*(salient_by_hand(lib, lib.row[t]) for t in liked))
+    assert [m.shared for m in matches] == [sorted(shared_by_all & salient_by_hand(lib, lib.row[m.id])) for m in matches]
+
+
+def test_salient_labels_worked_out_by_hand():
+    names = ["a", "b", "c", "d", "e", "f", "g"]
+    # a genre model: its top genre, and the second when at least half as likely (0.25 >= 0.5 * 0.5)
+    assert salient_labels(np.array([0.1, 0.5, 0.25, 0.15]), names[:4], "multiclass") == {"b", "c"}
+    assert salient_labels(np.array([0.1, 0.5, 0.24, 0.16]), names[:4], "multiclass") == {"b"}
+    assert salient_labels(np.array([1.0]), names[:1], "multiclass") == {"a"}
+    # a tagging model: the tags at or above 0.5 among its top 5 (b at 0.5 is sixth, c is below 0.5)
+    assert salient_labels(np.array([0.9, 0.5, 0.49, 0.7, 0.8, 0.95, 0.6]), names, "multilabel") == {"a", "d", "e", "f", "g"}
+    assert salient_labels(np.array([0.9, 0.5, 0.3]), names[:3], "multilabel") == {"a", "b"}
+    assert salient_labels(np.array([0.3, 0.2]), names[:2], "multilabel") == set()
 
 
 def test_diversification_changes_the_list(library):
@@ -323,7 +365,14 @@ def test_audio_from_outside_the_library(library, music, tmp_path):
     rows = list(csv.DictReader(io.StringIO(proc.stdout)))
     assert len(rows) == 2 and rows[0]["id"] == "hiphop/hiphop.00002.wav" and rows[0]["rank"] == "1"
     assert rows[0]["query"].startswith(f"{outside} (")  # the file and its top labels
-    assert len(Library.open(library).tracks) == 31  # nothing was added
+    lib = Library.open(library)
+    row = lib.row["hiphop/hiphop.00002.wav"]
+    # The same samples losslessly re-encoded: the file's top labels are the stored track's (model 0's
+    # top three, a genre both models name keeping model 1's value), and it shares all its salient labels.
+    merged = {name: p for per_model in lib.tracks[row].labels for name, p in per_model.items()}
+    assert rows[0]["query"] == f"{outside} ({', '.join(f'{n} {p:.2f}' for n, p in list(merged.items())[:3])})"
+    assert rows[0]["shared"] == ";".join(sorted(salient_by_hand(lib, row)))
+    assert len(lib.tracks) == 31  # nothing was added
 
 
 # ---- bad input: one line each --------------------------------------------------------------------
@@ -410,6 +459,8 @@ def test_recommend_eval_on_gtzan_layout(models, gtzan_rerelease, tmp_path, capsy
     assert rows[0]["metrics"]["precision@5"] == pytest.approx(expected["precision@k"], abs=1e-4)
     assert rows[0]["metrics"]["map@5"] == pytest.approx(expected["map@k"], abs=1e-4)
     assert len(set(artists)) > 30  # Sturm's index gives the split's real artists
+    # exactly: 87 named artists, and 37 tracks without a known artist, each its own
+    assert len(set(artists)) == 124 and sum(a.startswith("unknown:") for a in artists) == 37
     table = capsys.readouterr().out
     assert "### Recommendation on SYNTHETIC GTZAN fault-filtered test split (290 tracks)" in table
     assert "| baseline: MFCC mean+std | - |" in table
