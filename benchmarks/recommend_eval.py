@@ -1,4 +1,8 @@
-"""``musiczoo recommend-eval``: how good a library's recommendations are, against baselines.
+"""Recommend-eval: how good a library's recommendations are, against baselines.
+
+A benchmark of the recommender, run by ``musiczoo recommend-eval`` (``zoo/cli/bench.py``, the
+only part of ``zoo`` that imports ``benchmarks``): it reads the data modules' split lists and
+Sturm's artist index, which the library itself never needs.
 
 The ground truth comes from the dataset layout the library was indexed from:
 
@@ -29,7 +33,6 @@ from datamodules.gtzan import GENRES, artists, split_list
 from datamodules.mtat_format import ANNOTATIONS_FILE, load_top50_split, read_annotations, top50_label_matrix
 from datamodules.split_lists import LISTED_SPLITS
 from datamodules.synthetic_marker import is_synthetic
-
 from datamodules.primitives.audio import AudioDecodeError, decode_audio
 from zoo.frontends import create_frontend
 from zoo.recommend import evaluate
@@ -109,7 +112,7 @@ def evaluate_libraries(paths: list[str | Path], dataset: str, *, split: str = "t
             reference = (library, rows, truth, groups, data)
         elif [library.tracks[r].id for r in rows] != [reference[0].tracks[r].id for r in reference[1]]:
             raise LibraryError(f"{path} and {paths[0]} hold different tracks; compare libraries of one music folder")
-        models = " + ".join(f"{m['architecture']}/{m['transform']}" for m in library.model_entries)
+        models = " + ".join(f"{spec.architecture}/{spec.transform}" for spec in library.specs())
         for feature in FEATURES:
             ids = evaluate.neighbours(library.vectors(feature)[rows], k, exclude_same=groups)
             results.append(_row(library, data, models, feature, k, _score(ids, truth, dataset, k, groups)))

@@ -1,9 +1,9 @@
 """How fast the listening room answers: page load and similar-tracks latency, 1,000 and 10,000 tracks.
 
-For each size a library is written in the real format with synthetic vectors (a tiny random
-CRNN as its model, 512-d clustered embeddings and 10 genre probabilities per track, every
-track a hard link to one short WAV so the files exist), served by uvicorn on a loopback port,
-and measured in one run:
+For each size a library is written in the real format from synthetic vectors with
+``Library.from_vectors`` (a tiny random CRNN as its model, 512-d clustered embeddings and
+10 genre probabilities per track, every track a hard link to one short WAV so the files
+exist), served by uvicorn on a loopback port, and measured in one run:
 
 * page load over HTTP: the page, its script and style sheet, ``/api/library`` and the first
   page of ``/api/tracks`` (what the page fetches before it shows anything), p50 of 20 loads;
@@ -32,7 +32,7 @@ import uvicorn
 
 from zoo.factory import create_model, from_pretrained
 from zoo.hub import save_pretrained
-from zoo.recommend.library import Library, Track, _finish_run, _start_run, model_fingerprint
+from zoo.recommend.library import Library, Track
 from zoo.web.app import create_app
 
 GENRES = ["blues", "classical", "country", "disco", "hiphop", "jazz", "metal", "pop", "reggae", "rock"]
@@ -60,15 +60,9 @@ def synthetic_library(root: Path, size: int, seed: int = 0) -> Path:
         st = (music / name).stat()
         labels = {GENRES[j]: float(probabilities[i, j]) for j in np.argsort(-probabilities[i])[:5]}
         tracks.append(Track(name, st.st_size, st.st_mtime_ns, "0" * 64, 1.0, [labels]))
-    entries = [{"label_names": GENRES, "task": "multiclass", "sample_rate": 8000, "chunk_seconds": 1.0,
-                "architecture": "crnn", "transform": "mel", "fingerprint": model_fingerprint(model)}]
-    out = root / "library"
-    out.mkdir()
-    manifest = _start_run(out, music.resolve(), entries, {"max_chunks": 1, "weights": [1.0]}, [model])
     arrays = {"model0.embedding": embedding, "model0.probabilities": probabilities,
               "fingerprint": rng.standard_normal((size, 1152)).astype(np.float32)}
-    _finish_run(out, manifest, {t.id: (t, i) for i, t in enumerate(tracks)}, arrays, [], {})
-    return out
+    return Library.from_vectors(root / "library", [model], music, tracks, arrays, max_chunks=1).root
 
 
 def serve_in_thread(library: Path) -> tuple[uvicorn.Server, str]:

@@ -9,6 +9,7 @@ interrupted runs) is checked on real files, a real FAISS index and the real comm
 from __future__ import annotations
 
 import csv
+import hashlib
 import io
 import json
 import shutil
@@ -28,7 +29,8 @@ from zoo.cli import main
 from zoo.factory import create_model, from_pretrained
 from zoo.hub import save_pretrained
 from zoo.recommend.index import normalize
-from zoo.recommend.library import Library, LibraryError, mmr
+from zoo.recommend.library import Library, LibraryError, Track, mmr, salient_labels
+from zoo.recommend.store import model_digest
 
 SR = 8000
 GENRES = ["blues", "classical", "country", "disco", "hiphop", "jazz", "metal", "pop", "reggae", "rock"]
@@ -77,23 +79,47 @@ def recommend_cli(*args) -> subprocess.CompletedProcess:
                           text=True, timeout=300, cwd=REPO)
 
 
+def salient_by_hand(lib: Library, row: int) -> set[str]:
+    """What the library's two genre models say a track is, worked out from its stored
+    probabilities: each model's top genre, and its second when at least half as likely."""
+    labels = set()
+    for i in range(2):
+        (p1, first), (p2, second) = sorted(zip(lib.arrays[f"model{i}.probabilities"][row].tolist(), GENRES),
+                                           reverse=True)[:2]
+        labels |= {first, second} if p2 >= p1 / 2 else {first}
+    return labels
+
+
+def brute_force_ranking(lib: Library, query: np.ndarray, feature: str, exclude: set[str]) -> list[str]:
+    """Every other track of ``lib``, most similar to ``query`` first, by a plain dot product."""
+    vectors = lib.vectors(feature)
+    rows = [r for r in range(len(lib.tracks)) if lib.tracks[r].id not in exclude]
+    return [lib.tracks[r].id for r in sorted(rows, key=lambda r: -float(query @ vectors[r]))]
+
+
 # ---- indexing ----------------------------------------------------------------------------------
-def test_index_writes_a_documented_library(library, music, caplog):
+def test_index_writes_a_documented_library(library, music, models):
     manifest = json.loads((library / "library.json").read_text())
     assert manifest["complete"] and manifest["format"] == "musiczoo-library" and manifest["tracks"] == 31
     assert manifest["music_dir"] == str(music.resolve())
     assert [m["architecture"] for m in manifest["models"]] == ["crnn", "crnn"]
-    assert manifest["models"][0]["fingerprint"] != manifest["models"][1]["fingerprint"]
+    assert manifest["models"][0]["model_digest"] != manifest["models"][1]["model_digest"]
+    assert manifest["models"][0]["model_digest"] == model_digest(from_pretrained(models[0]))
     assert [s["id"] for s in manifest["skipped"]] == ["rock/broken.wav"]  # reported, not fatal
     data = library / manifest["data"]
     tracks = json.loads((data / "tracks.json").read_text())
     assert [t["id"] for t in tracks] == sorted(t["id"] for t in tracks) and len(tracks) == 31
     first = tracks[0]
     assert set(first) == {"id", "size", "mtime_ns", "sha256", "duration_s", "labels"} and len(first["sha256"]) == 64
+    assert first["sha256"] == hashlib.sha256((music / first["id"]).read_bytes()).hexdigest()
     assert first["duration_s"] == pytest.approx(2.0) and len(first["labels"]) == 2
     from safetensors.numpy import load_file
 
     arrays = load_file(str(data / "vectors.safetensors"))
+    for i in range(2):  # each model's top 5 genres, most likely first, as its probabilities say
+        probs = arrays[f"model{i}.probabilities"][0].tolist()
+        top = sorted(range(10), key=lambda j: -probs[j])[:5]
+        assert list(first["labels"][i].items()) == [(GENRES[j], pytest.approx(probs[j], abs=5e-5)) for j in top]
     assert arrays["model0.probabilities"].shape == (31, 10) and arrays["model0.embedding"].shape[0] == 31
     assert np.allclose(arrays["model1.probabilities"].sum(axis=1), 1, atol=1e-5)
     assert sorted(p.name for p in (data / "index").glob("*.faiss")) == [
@@ -138,7 +164,7 @@ def test_incremental_runs_embed_only_what_changed(models, music, tmp_path):
     # A library made with other models or settings is refused, naming the difference.
     other = index_cli(models[1], folder, "--out", out, "--max-chunks", "2")
     assert other.returncode != 0 and "built with other models or settings" in other.stderr
-    assert "fingerprint" in other.stderr and len(other.stderr.strip().splitlines()) == 1
+    assert "model_digest" in other.stderr and len(other.stderr.strip().splitlines()) == 1
     settings = index_cli(models[0], folder, "--out", out, "--max-chunks", "3")
     assert "max_chunks 3 (library: 2)" in settings.stderr
 
@@ -162,6 +188,96 @@ def test_a_model_with_another_sample_rate_is_refused(music, tmp_path, library):
     assert "Traceback" not in proc.stderr
 
 
+def test_model_digest_is_the_one_libraries_were_indexed_with():
+    """A library records each model's digest and a re-run is refused when it differs, so the recipe
+    (SHA-256 of the spec's build settings as sorted JSON, then each weight's name and bytes, in name
+    order) must never change. The value below is what libraries indexed before were given for this
+    model (its weights set by a formula, not drawn from the random generator)."""
+    model = create_model("crnn", num_classes=3, sample_rate=SR, channels=[8, 16, 16, 16],
+                         transform_params={"n_fft": 256, "hop_length": 128, "n_mels": 32}, label_names=["a", "b", "c"])
+    with torch.no_grad():
+        for i, tensor in enumerate(model.state_dict().values()):
+            tensor.copy_((torch.arange(tensor.numel()).reshape(tensor.shape) + i) % 7)
+    assert model_digest(model) == "6d743b0df0051af8d5f61b9aa9883fd7c39ff080b52b168dc2f6dd19ef9e2285"
+    assert model_digest(model.eval()) == model_digest(model)  # the mode is not a weight
+    with torch.no_grad():
+        next(iter(model.parameters()))[0] += 1
+    assert model_digest(model) != "6d743b0df0051af8d5f61b9aa9883fd7c39ff080b52b168dc2f6dd19ef9e2285"
+
+
+def test_a_library_of_format_version_1_opens_and_is_reused(models, music, tmp_path):
+    """Version 1 called the model digest ``fingerprint``; such a library is read as it is and a
+    re-run with the same model embeds nothing again (then writes the manifest in version 2)."""
+    folder = tmp_path / "music"
+    shutil.copytree(music / "blues", folder / "blues")
+    model = from_pretrained(models[0])
+    Library.build([model], folder, tmp_path / "lib", max_chunks=1, progress=False)
+    path = tmp_path / "lib" / "library.json"
+    manifest = json.loads(path.read_text())
+    digest = manifest["models"][0].pop("model_digest")
+    manifest["models"][0]["fingerprint"] = digest
+    path.write_text(json.dumps({**manifest, "format_version": 1}))
+    old = Library.open(tmp_path / "lib")
+    assert [t.id for t in old.tracks] == ["blues/blues.00000.wav", "blues/blues.00001.wav", "blues/blues.00002.wav"]
+    assert old.model_entries[0]["model_digest"] == digest and old.manifest["format_version"] == 2
+    again = Library.build([model], folder, tmp_path / "lib", max_chunks=1, progress=False)
+    assert again.manifest["last_run"] == {"embedded": 0, "unchanged": 3, "skipped": 0, "dropped": 0}
+    written = json.loads(path.read_text())
+    assert written["format_version"] == 2 and written["models"][0]["model_digest"] == digest
+    assert "fingerprint" not in written["models"][0]
+    path.write_text(json.dumps({**written, "format_version": 3}))
+    with pytest.raises(LibraryError, match="not a musiczoo library of format version <= 2"):
+        Library.open(tmp_path / "lib")
+
+
+def test_a_library_from_vectors_you_already_have(models, music, tmp_path):
+    """``Library.from_vectors`` writes the real format: the library opens, answers from the given
+    vectors, and a later index run of the folder reuses its tracks."""
+    model = from_pretrained(models[0])
+    ids = ["rock/rock.00000.wav", "blues/blues.00000.wav", "jazz/jazz.00000.wav", "pop/pop.00000.wav"]
+    tracks = [Track(i, (music / i).stat().st_size, (music / i).stat().st_mtime_ns,
+                    hashlib.sha256((music / i).read_bytes()).hexdigest(), 2.0, [{"rock": 0.5}]) for i in ids]
+    # Embeddings of mean zero in the first two dimensions, 0.5 added everywhere (the library's centring
+    # removes it again): rock at 0 degrees, blues at 30, jazz at 100 and pop, minus their sum, at 221.3.
+    angles = np.radians([0, 30, 100])
+    embedding = np.zeros((4, model.embed_dim), np.float32)
+    embedding[:3, 0], embedding[:3, 1] = np.cos(angles), np.sin(angles)
+    embedding[3] = -embedding[:3].sum(axis=0)
+    rng = np.random.default_rng(0)
+    arrays = {"model0.embedding": embedding + 0.5, "model0.probabilities": rng.dirichlet(np.ones(10), 4),
+              "fingerprint": rng.standard_normal((4, 1152))}
+    built = Library.from_vectors(tmp_path / "lib", [model], music, tracks, arrays, max_chunks=2)
+    lib = Library.open(tmp_path / "lib")
+    assert [t.id for t in lib.tracks] == sorted(ids) and len(built.tracks) == 4
+    assert lib.manifest["settings"] == {"max_chunks": 2, "weights": [1.0]}
+    assert lib.model_entries[0]["model_digest"] == model_digest(model)
+    np.testing.assert_allclose(lib.arrays["model0.embedding"][lib.row["jazz/jazz.00000.wav"]],
+                               arrays["model0.embedding"][2], rtol=1e-6)
+    rock = lib.similar("rock/rock.00000.wav", k=3, feature="embedding")
+    assert [m.id for m in rock] == ["blues/blues.00000.wav", "jazz/jazz.00000.wav", "pop/pop.00000.wav"]
+    assert [m.similarity for m in rock] == pytest.approx(np.cos(np.radians([30, 100, 138.738])), abs=1e-4)
+    pop = lib.similar("pop/pop.00000.wav", k=3, feature="embedding")  # jazz 121.3 degrees away, rock 138.7, blues 168.7
+    assert [m.id for m in pop] == ["jazz/jazz.00000.wav", "rock/rock.00000.wav", "blues/blues.00000.wav"]
+    grown = Library.build([model], music, tmp_path / "lib", max_chunks=2, progress=False,
+                          files=[music / i for i in ids] + [music / "metal" / "metal.00000.wav"])
+    assert grown.manifest["last_run"] == {"embedded": 1, "unchanged": 4, "skipped": 0, "dropped": 0}
+
+    with pytest.raises(LibraryError, match="need exactly the arrays fingerprint, model0.embedding, "
+                                           "model0.probabilities; got model0.embedding, model0.probabilities$"):
+        Library.from_vectors(tmp_path / "other", [model], music, tracks, {k: arrays[k] for k in list(arrays)[:2]})
+    with pytest.raises(LibraryError, match=rf"need one row per track \(4 tracks\): model0.embedding has shape "
+                                           rf"\(3, {model.embed_dim}\)$"):
+        Library.from_vectors(tmp_path / "other", [model], music, tracks, {**arrays, "model0.embedding": embedding[:3]})
+    with pytest.raises(LibraryError, match=r"model0.probabilities has 3 columns for 10 classes$"):
+        Library.from_vectors(tmp_path / "other", [model], music, tracks,
+                             {**arrays, "model0.probabilities": np.ones((4, 3))})
+    with pytest.raises(LibraryError, match=rf"model0.embedding has 8 columns for {model.embed_dim} embedding dimensions$"):
+        Library.from_vectors(tmp_path / "other", [model], music, tracks, {**arrays, "model0.embedding": np.ones((4, 8))})
+    with pytest.raises(LibraryError, match="track ids must be unique"):
+        Library.from_vectors(tmp_path / "other", [model], music, tracks[:1] * 4, arrays)
+    assert not (tmp_path / "other").exists()  # nothing is written before the input is checked
+
+
 # ---- queries ----------------------------------------------------------------------------------
 def test_re_encoded_copy_ranks_first_and_is_a_duplicate(library):
     proc = recommend_cli(library, "--track", "jazz/jazz.00001.wav", "-k", "3", "--format", "json")
@@ -179,9 +295,13 @@ def test_similarity_and_what_matches_share(library):
     assert [m.rank for m in matches] == [1, 2, 3, 4, 5]
     assert all(a.similarity >= b.similarity for a, b in zip(matches, matches[1:]))
     query = lib.vectors("probabilities")[lib.row["rock/rock.00000.wav"]]
+    expected = brute_force_ranking(lib, query, "probabilities", {"rock/rock.00000.wav"})
+    assert [m.id for m in matches] == expected[:5]
+    query_labels = salient_by_hand(lib, lib.row["rock/rock.00000.wav"])
     for m in matches:
         assert m.similarity == pytest.approx(float(query @ lib.vectors("probabilities")[lib.row[m.id]]), abs=1e-5)
-        assert set(m.shared) == lib._salient_of_row(lib.row["rock/rock.00000.wav"]) & lib._salient_of_row(lib.row[m.id])
+        assert m.shared == sorted(query_labels & salient_by_hand(lib, lib.row[m.id]))
+    assert any(m.shared for m in matches)  # the check above is not vacuous
     by_path = lib.similar(str(lib.music_dir / "rock" / "rock.00000.wav"), k=5, feature="probabilities")
     assert [m.id for m in by_path] == [m.id for m in matches]
 
@@ -195,6 +315,20 @@ def test_liked_set_is_the_normalised_mean_and_is_excluded(library):
     expected = sorted((r for r in range(len(lib.tracks)) if lib.tracks[r].id not in liked),
                       key=lambda r: -float(profile @ lib.vectors("combined")[r]))
     assert [m.id for m in matches[:5]] == [lib.tracks[r].id for r in expected[:5]]
+    shared_by_all = set.intersection(*(salient_by_hand(lib, lib.row[t]) for t in liked))
+    assert [m.shared for m in matches] == [sorted(shared_by_all & salient_by_hand(lib, lib.row[m.id])) for m in matches]
+
+
+def test_salient_labels_worked_out_by_hand():
+    names = ["a", "b", "c", "d", "e", "f", "g"]
+    # a genre model: its top genre, and the second when at least half as likely (0.25 >= 0.5 * 0.5)
+    assert salient_labels(np.array([0.1, 0.5, 0.25, 0.15]), names[:4], "multiclass") == {"b", "c"}
+    assert salient_labels(np.array([0.1, 0.5, 0.24, 0.16]), names[:4], "multiclass") == {"b"}
+    assert salient_labels(np.array([1.0]), names[:1], "multiclass") == {"a"}
+    # a tagging model: the tags at or above 0.5 among its top 5 (b at 0.5 is sixth, c is below 0.5)
+    assert salient_labels(np.array([0.9, 0.5, 0.49, 0.7, 0.8, 0.95, 0.6]), names, "multilabel") == {"a", "d", "e", "f", "g"}
+    assert salient_labels(np.array([0.9, 0.5, 0.3]), names[:3], "multilabel") == {"a", "b"}
+    assert salient_labels(np.array([0.3, 0.2]), names[:2], "multilabel") == set()
 
 
 def test_diversification_changes_the_list(library):
@@ -231,7 +365,14 @@ def test_audio_from_outside_the_library(library, music, tmp_path):
     rows = list(csv.DictReader(io.StringIO(proc.stdout)))
     assert len(rows) == 2 and rows[0]["id"] == "hiphop/hiphop.00002.wav" and rows[0]["rank"] == "1"
     assert rows[0]["query"].startswith(f"{outside} (")  # the file and its top labels
-    assert len(Library.open(library).tracks) == 31  # nothing was added
+    lib = Library.open(library)
+    row = lib.row["hiphop/hiphop.00002.wav"]
+    # The same samples losslessly re-encoded: the file's top labels are the stored track's (model 0's
+    # top three, a genre both models name keeping model 1's value), and it shares all its salient labels.
+    merged = {name: p for per_model in lib.tracks[row].labels for name, p in per_model.items()}
+    assert rows[0]["query"] == f"{outside} ({', '.join(f'{n} {p:.2f}' for n, p in list(merged.items())[:3])})"
+    assert rows[0]["shared"] == ";".join(sorted(salient_by_hand(lib, row)))
+    assert len(lib.tracks) == 31  # nothing was added
 
 
 # ---- bad input: one line each --------------------------------------------------------------------
@@ -270,14 +411,14 @@ def test_an_interrupted_index_loses_nothing_and_is_never_taken_as_complete(model
     out = tmp_path / "lib"
     script = textwrap.dedent(f"""
         import os, signal
-        import zoo.recommend.library as library
+        import zoo.recommend.indexing as indexing
         from zoo.cli import main
-        library.SHARD_TRACKS = 8
-        write = library._write_shard
+        indexing.SHARD_TRACKS = 8
+        write = indexing._write_shard
         def write_then_die(*args):
             write(*args)
             os.kill(os.getpid(), signal.SIGKILL)
-        library._write_shard = write_then_die
+        indexing._write_shard = write_then_die
         main(["index", {str(models[0])!r}, {str(music)!r}, "--out", {str(out)!r}, "--max-chunks", "2"])
     """)
     proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300, cwd=REPO)
@@ -318,6 +459,8 @@ def test_recommend_eval_on_gtzan_layout(models, gtzan_rerelease, tmp_path, capsy
     assert rows[0]["metrics"]["precision@5"] == pytest.approx(expected["precision@k"], abs=1e-4)
     assert rows[0]["metrics"]["map@5"] == pytest.approx(expected["map@k"], abs=1e-4)
     assert len(set(artists)) > 30  # Sturm's index gives the split's real artists
+    # exactly: 87 named artists, and 37 tracks without a known artist, each its own
+    assert len(set(artists)) == 124 and sum(a.startswith("unknown:") for a in artists) == 37
     table = capsys.readouterr().out
     assert "### Recommendation on SYNTHETIC GTZAN fault-filtered test split (290 tracks)" in table
     assert "| baseline: MFCC mean+std | - |" in table

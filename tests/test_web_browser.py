@@ -34,6 +34,7 @@ from datamodules.synthetic import make_synthetic_gtzan  # noqa: E402
 from zoo.cli import main  # noqa: E402
 from zoo.factory import create_model  # noqa: E402
 from zoo.hub import save_pretrained  # noqa: E402
+from zoo.recommend.library import Library  # noqa: E402
 from zoo.web.app import create_app  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
@@ -122,8 +123,9 @@ def wait_for_track_views(page, n: int) -> None:
     expect(page.locator('#similar[data-query="track"] .match').first).to_be_visible()
 
 
-def test_a_listening_session(page, tmp_path):
+def test_a_listening_session(page, library, tmp_path):
     started = time.monotonic()
+    lib = Library.open(library)
     # -- the library: 20 tracks listed with their top labels; the search narrows the list
     expect(page.locator("#library-info")).to_contain_text("20 tracks")
     tracks = page.locator("#track-list .track")
@@ -144,11 +146,15 @@ def test_a_listening_session(page, tmp_path):
     wait_for_track_views(page, n)
     values = [float(v) for v in page.locator("#bars .bar-value").all_inner_texts()]
     assert values == sorted(values, reverse=True) and sum(values) == pytest.approx(1, abs=0.01)  # softmax, highest first
+    stored = sorted(lib.arrays["model0.probabilities"][n].tolist(), reverse=True)
+    assert values == pytest.approx(stored, abs=1e-3)  # shown with 3 decimals
     segments = page.locator("#timeline .segment")
     assert segments.count() >= 1 and "\n" in segments.first.get_attribute("title")  # tooltip: time range + probabilities
+    assert segments.count() == 2  # 2 s in 1 s chunks
     expect(page.locator("#similar-heading")).to_have_text(f"Similar to {page.locator('#track-title').inner_text()}")
     expect(page.locator("#similar .match")).to_have_count(10)  # k = 10 by default
     assert n not in match_ns(page)
+    assert match_ns(page) == [lib.row[m.id] for m in lib.similar(n, k=10)]  # combined features by default
 
     # -- the audio element loads the track (loadedmetadata fired: readyState >= HAVE_METADATA)
     player = page.locator("#player")
@@ -177,6 +183,8 @@ def test_a_listening_session(page, tmp_path):
     expect(page.locator("#similar-heading")).to_have_text("Recommended for 2 liked tracks")
     expect(page.locator('#similar[data-query="liked"] .match')).to_have_count(5)
     assert not set(liked) & set(match_ns(page))  # liked tracks are never recommended back
+    # what the controls say is what was asked: 5 tracks, embedding features, diversified with lambda 0.7
+    assert match_ns(page) == [lib.row[m.id] for m in lib.like(liked, k=5, feature="embedding", diversify=0.7)]
 
     # -- outside audio: a real WAV gets predictions and its nearest library tracks
     page.set_input_files("#upload-input", str(wav_file(tmp_path / "chord.wav")))

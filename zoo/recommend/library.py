@@ -1,93 +1,39 @@
-"""A music library for content-based recommendation: every track as vectors from published models.
+"""A music library for content-based recommendation: open it, query it, grow it.
 
-Each track of a music folder is cut into evenly spaced chunks that go through one or more
-models (typically the genre model and the tagging model); the track keeps, per model, the
-mean of its chunks' pooled embeddings and the mean of their genre or tag probabilities.
-Tracks are then connected by the cosine similarity of those vectors: no listening history,
-so a track can be recommended the day it arrives (the cold-start case) and no user data
-is collected.
+Every track of a music folder is kept as vectors from published models (each model's
+pooled embedding and genre or tag probabilities, and a signal fingerprint). Tracks are
+connected by the cosine similarity of those vectors: no listening history, so a track
+can be recommended the day it arrives (the cold-start case) and no user data is collected.
 
-A library folder holds (no pickle anywhere; NumPy arrays in safetensors, metadata in JSON)::
-
-    library.json                manifest: format, complete flag, music folder, models and their
-                                fingerprints, settings, the current data folder, skipped files
-    data-NNNNNN/tracks.json     one object per track, in row order: id (path relative to the
-                                music folder), size, mtime_ns, sha256, duration_s, top labels
-    data-NNNNNN/vectors.safetensors
-                                model<i>.embedding (N, D_i), model<i>.probabilities (N, C_i) and
-                                fingerprint (N, 1152), float32
-    data-NNNNNN/index/<feature>.faiss (+ .json)   one search index per feature choice
-    models/<i>/                 each model as a published folder, so the library answers audio
-                                queries on its own and a re-run can check it was given the same
-    pending/shard-NNNNNN.*      tracks embedded by a run that has not finished yet
-
-Safety of an interrupted run: the manifest is marked incomplete before anything is
-embedded, embedded tracks are written in small shards as they are done (each shard by an
-atomic rename), and a finished run writes a new ``data-NNNNNN`` folder and only then
-points the manifest at it. A killed run therefore loses at most one shard of work, the
-next run reuses every shard, and :meth:`Library.open` refuses a library whose last run did
-not finish instead of answering from a partial one.
+:class:`Library` is the one entry point: :meth:`Library.build` indexes a music folder (the
+work is :mod:`zoo.recommend.indexing`'s), :meth:`Library.from_vectors` writes a library
+from vectors computed elsewhere, :meth:`Library.open` reads a finished one, and the query
+methods answer from it. The folder format is :mod:`zoo.recommend.store`'s.
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
-import logging
 import os
-import shutil
-import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Iterable, Sequence
 
 import numpy as np
-import torch
-from safetensors.numpy import load_file, save_file
-from tqdm.auto import tqdm
 
-from datamodules.primitives.files import file_digest, write_atomically, write_json
-
-from datamodules.primitives.audio import AudioDecodeError, decode_audio, list_audio_files
 from ..factory import from_pretrained
-from ..hub import save_pretrained
-from ..predict import predict_files
-from . import fingerprint as fp
+from ..hub import read_spec
+from ..spec import ModelSpec
+from . import indexing
 from .index import VectorIndex, normalize
+from .indexing import DEFAULT_MAX_CHUNKS
+from .store import (FEATURES, FINGERPRINT, TOP_LABELS, LibraryError, Track, feature_vectors, library_vectors,
+                    read_data, read_manifest)
 
-log = logging.getLogger(__name__)
+__all__ = ["DEFAULT_MAX_CHUNKS", "DUPLICATE_THRESHOLD", "FEATURES", "FINGERPRINT", "Library", "LibraryError", "Match",
+           "Track", "mmr", "salient_labels"]
 
-FORMAT = "musiczoo-library"
-FORMAT_VERSION = 1
-MANIFEST = "library.json"
-#: The feature choices: each model's embedding, its genre/tag probabilities (interpretable), or both.
-FEATURES = ("embedding", "probabilities", "combined")
-#: The signal-level fingerprint that finds the same recording twice (``zoo.recommend.fingerprint``).
-FINGERPRINT = "fingerprint"
-DEFAULT_MAX_CHUNKS = 16
-#: Tracks per pending shard: an interrupted run loses at most this many tracks' work.
-SHARD_TRACKS = 32
-#: Labels kept per model in tracks.json (the "top genres/tags" of a track).
-TOP_LABELS = 5
 #: Fingerprint similarity from which two tracks of the same length count as one recording.
 DUPLICATE_THRESHOLD = 0.95
-
-
-class LibraryError(ValueError):
-    """A library, query or model that cannot be used; the message names it and says why."""
-
-
-@dataclass
-class Track:
-    """One indexed file. ``id`` is its path relative to the music folder (stable when the
-    folder moves); ``labels`` holds each model's top labels with their probabilities."""
-
-    id: str
-    size: int
-    mtime_ns: int
-    sha256: str
-    duration_s: float
-    labels: list[dict[str, float]] = field(default_factory=list)
 
 
 @dataclass
@@ -106,24 +52,10 @@ class Match:
         return asdict(self)
 
 
-# ---- small helpers -----------------------------------------------------------------------
-def model_fingerprint(model: torch.nn.Module) -> str:
-    """What makes a model this model: its architecture config and every weight."""
-    digest = hashlib.sha256(json.dumps(model.spec.build_settings(), sort_keys=True).encode())
-    for name, tensor in sorted(model.state_dict().items()):
-        digest.update(name.encode())
-        digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
-    return digest.hexdigest()
-
-
-def _save_arrays(path: Path, arrays: dict[str, np.ndarray]) -> None:
-    contiguous = {k: np.ascontiguousarray(v, dtype=np.float32) for k, v in arrays.items()}
-    write_atomically(path.parent, {path.name: lambda p: save_file(contiguous, str(p))})
-
-
-def _salient(probs: np.ndarray, names: list[str], task: str) -> set[str]:
-    """The labels a listener would say a track has: its top genre (and a close second) for a
-    genre model; every tag at or above 0.5 for a tagging model."""
+def salient_labels(probs: np.ndarray, names: Sequence[str], task: str) -> set[str]:
+    """The labels a listener would say a track has: its top genre (and a close second, at
+    least half as likely) for a genre model; every tag at or above 0.5 among its top
+    :data:`~zoo.recommend.store.TOP_LABELS` for a tagging model."""
     order = np.argsort(-probs)
     if task == "multiclass":
         keep = [order[0]] + ([order[1]] if len(order) > 1 and probs[order[1]] >= 0.5 * probs[order[0]] else [])
@@ -150,7 +82,6 @@ def mmr(query: np.ndarray, candidates: np.ndarray, similarities: np.ndarray, k: 
     return picked
 
 
-# ---- the library ---------------------------------------------------------------------------
 class Library:
     """An indexed music folder: open it, query it, grow it.
 
@@ -169,13 +100,14 @@ class Library:
         self._vectors: dict[str, np.ndarray] = {}
         self._indexes: dict[str, VectorIndex] = {}
         self._models: list | None = None
+        self._specs: list[ModelSpec] | None = None
 
     # ---- reading ---------------------------------------------------------------------
     @classmethod
     def open(cls, path: str | os.PathLike) -> Library:
         """A finished library; refuses a missing, foreign, incomplete or empty one with one line."""
         root = Path(path)
-        manifest = cls._read_manifest(root)
+        manifest = read_manifest(root)
         if not manifest.get("complete"):
             raise LibraryError(
                 f"{root}: the last index run did not finish (its finished tracks are kept in {root / 'pending'}); "
@@ -184,38 +116,11 @@ class Library:
             raise LibraryError(
                 f"{root}: its music folder {manifest['music_dir']} is gone (moved or deleted); run `musiczoo index` "
                 f"with the same models, the folder's new place and --out {root} (unchanged files are not embedded again)")
-        tracks, arrays = cls._read_data(root, manifest)
+        tracks, arrays = read_data(root, manifest)
         library = cls(root, manifest, tracks, arrays)
         if not tracks:
             raise LibraryError(f"{root}: the library is empty (no track of {manifest['music_dir']} could be indexed)")
         return library
-
-    @staticmethod
-    def _read_manifest(root: Path) -> dict:
-        try:
-            manifest = json.loads((root / MANIFEST).read_text())
-        except FileNotFoundError:
-            raise LibraryError(f"{root}: not a musiczoo library (no {MANIFEST}); make one with `musiczoo index`") from None
-        except json.JSONDecodeError as e:
-            raise LibraryError(f"{root / MANIFEST}: invalid JSON ({e})") from None
-        if manifest.get("format") != FORMAT or manifest.get("format_version", 0) > FORMAT_VERSION:
-            raise LibraryError(f"{root / MANIFEST}: not a musiczoo library of format version <= {FORMAT_VERSION}")
-        return manifest
-
-    @staticmethod
-    def _read_data(root: Path, manifest: dict) -> tuple[list[Track], dict[str, np.ndarray]]:
-        data = manifest.get("data")
-        if not data:
-            return [], {}
-        folder = root / data
-        try:
-            tracks = [Track(**t) for t in json.loads((folder / "tracks.json").read_text())]
-            arrays = load_file(str(folder / "vectors.safetensors"))
-        except (OSError, ValueError, TypeError) as e:
-            raise LibraryError(f"{folder}: damaged library data ({e}); run `musiczoo index` again to rebuild it") from None
-        if any(len(a) != len(tracks) for a in arrays.values()):
-            raise LibraryError(f"{folder}: vectors and tracks.json disagree in length; run `musiczoo index` again")
-        return tracks, arrays
 
     @property
     def music_dir(self) -> Path:
@@ -228,6 +133,13 @@ class Library:
     def path_of(self, track: Track | str) -> Path:
         return self.music_dir / (track.id if isinstance(track, Track) else track)
 
+    def specs(self) -> list[ModelSpec]:
+        """The specs of the library's own models (``models/<i>/config.json``, read once; no weights
+        loaded): what their outputs are called and mean."""
+        if self._specs is None:
+            self._specs = [read_spec(self.root / "models" / str(i)) for i in range(len(self.model_entries))]
+        return self._specs
+
     def models(self) -> list:
         """The library's own models (loaded once, from ``models/<i>``), for audio queries."""
         if self._models is None:
@@ -235,35 +147,11 @@ class Library:
         return self._models
 
     # ---- vectors -----------------------------------------------------------------------
-    def _parts(self, feature: str, rows: dict[str, np.ndarray]) -> np.ndarray:
-        """The feature vectors of ``rows`` (model<i>.embedding / .probabilities arrays).
-
-        Each model's part is centred on the library's mean and L2-normalised, then weighted:
-        centring makes the direction in which a track differs from the collection count,
-        not what every track shares (raw pooled embeddings of one model are all within a few
-        degrees of each other); normalising and weighting keep any model or vector kind
-        from dominating by scale, and make the concatenation a unit vector.
-        """
-        if feature not in FEATURES:
-            raise LibraryError(f"unknown feature choice {feature!r}; valid: {', '.join(FEATURES)}")
-        kinds = {"embedding": ["embedding"], "probabilities": ["probabilities"],
-                 "combined": ["embedding", "probabilities"]}[feature]
-        weights = np.asarray(self.manifest["settings"]["weights"], dtype=np.float64)
-        parts = []
-        for i, w in enumerate(weights):
-            for kind in kinds:
-                scale = np.sqrt(w / (weights.sum() * len(kinds)))
-                name = f"model{i}.{kind}"
-                centred = rows[name] - self.arrays[name].mean(axis=0, keepdims=True)
-                parts.append(normalize(centred, what=f"model {i} {kind}") * np.float32(scale))
-        return np.ascontiguousarray(np.concatenate(parts, axis=1), dtype=np.float32)
-
     def vectors(self, feature: str = "combined") -> np.ndarray:
         """(N, D) unit vectors of every track for ``feature`` (one of :data:`FEATURES`, or
         :data:`FINGERPRINT`); row i is ``self.tracks[i]``."""
         if feature not in self._vectors:
-            self._vectors[feature] = (normalize(self.arrays[FINGERPRINT], what="fingerprints") if feature == FINGERPRINT
-                                      else self._parts(feature, self.arrays))
+            self._vectors[feature] = library_vectors(self.arrays, self.manifest["settings"]["weights"], feature)
         return self._vectors[feature]
 
     def search_index(self, feature: str) -> VectorIndex:
@@ -316,9 +204,9 @@ class Library:
         arrays, track_labels, error = self._embed_one(Path(path))
         if error:
             raise LibraryError(error)
-        vector = self._parts(feature, arrays)[0]
-        salient = set().union(*(_salient(arrays[f"model{i}.probabilities"][0], m.spec.label_names, m.spec.task)
-                                for i, m in enumerate(self.models())))
+        vector = feature_vectors(self.arrays, self.manifest["settings"]["weights"], feature, arrays)[0]
+        salient = set().union(*(salient_labels(arrays[f"model{i}.probabilities"][0], spec.label_names, spec.task)
+                                for i, spec in enumerate(self.specs())))
         labels = {name: p for per_model in track_labels for name, p in per_model.items()}
         return labels, self._search(vector, k, feature, set(), diversify, salient)
 
@@ -341,8 +229,8 @@ class Library:
         return sorted(((self.tracks[a].id, self.tracks[b].id, s) for (a, b), s in pairs.items()), key=lambda p: -p[2])
 
     def _salient_of_row(self, row: int) -> set[str]:
-        return set().union(*(_salient(self.arrays[f"model{i}.probabilities"][row], m["label_names"], m["task"])
-                             for i, m in enumerate(self.model_entries)))
+        return set().union(*(salient_labels(self.arrays[f"model{i}.probabilities"][row], spec.label_names, spec.task)
+                             for i, spec in enumerate(self.specs())))
 
     def _search(self, query: np.ndarray, k: int, feature: str, exclude: set[int], diversify: float | None,
                 query_labels: set[str]) -> list[Match]:
@@ -366,11 +254,20 @@ class Library:
     # ---- building ------------------------------------------------------------------------
     @classmethod
     def build(cls, models: Sequence, music_dir: str | os.PathLike, out: str | os.PathLike, **kwargs) -> Library:
-        """Create or update the library ``out`` of ``music_dir`` (see :func:`build`)."""
-        return build(models, music_dir, out, **kwargs)
+        """Create or update the library ``out`` of ``music_dir`` with ``models`` (loaded zoo models);
+        only new or changed files are embedded (see :func:`zoo.recommend.indexing.build`)."""
+        return cls(Path(out), *indexing.build(models, music_dir, out, **kwargs))
+
+    @classmethod
+    def from_vectors(cls, out: str | os.PathLike, models: Sequence, music_dir: str | os.PathLike,
+                     tracks: Sequence[Track], arrays: dict[str, np.ndarray], **settings) -> Library:
+        """A library of ``tracks`` (files of ``music_dir``) whose vectors were computed elsewhere:
+        ``arrays`` holds ``model<i>.embedding``, ``model<i>.probabilities`` and ``fingerprint``,
+        one row per track (see :func:`zoo.recommend.indexing.write_library`)."""
+        return cls(Path(out), *indexing.write_library(out, models, music_dir, tracks, arrays, **settings))
 
     def _embed_one(self, path: Path):
-        return _embed_files(self.models(), [path], self.manifest["settings"])[0]
+        return indexing.embed_files(self.models(), [path], self.manifest["settings"])[0]
 
     def add(self, paths: Iterable[str | os.PathLike], *, progress: bool = True) -> Library:
         """Embed more files of the music folder (new or changed ones) and return the updated library."""
@@ -378,206 +275,6 @@ class Library:
         outside = [str(p) for p in files if not p.is_relative_to(self.music_dir.resolve())]
         if outside:
             raise LibraryError(f"{outside[0]} is not inside the library's music folder {self.music_dir}")
-        return build(self.models(), self.music_dir, self.root, files=files, progress=progress,
-                     max_chunks=self.manifest["settings"]["max_chunks"], weights=self.manifest["settings"]["weights"])
-
-
-def build(models: Sequence, music_dir: str | os.PathLike, out: str | os.PathLike, *, files: Sequence[Path] | None = None,
-          max_chunks: int = DEFAULT_MAX_CHUNKS, weights: Sequence[float] | None = None, batch_size: int = 16,
-          device: str | None = None, progress: bool = True) -> Library:
-    """Create or update the library ``out`` of ``music_dir`` with ``models`` (loaded zoo models).
-
-    Only new or changed files are embedded; files gone from the folder are dropped; ``files``
-    limits the run to those files (deletions are then not looked for). A library made with
-    other models or settings is refused with the differences named.
-    """
-    music_dir, out = Path(music_dir).expanduser().resolve(), Path(out)
-    if not music_dir.is_dir():
-        raise LibraryError(f"{music_dir}: no such music folder")
-    if not models:
-        raise LibraryError("give at least one model")
-    weights = [1.0] * len(models) if weights is None else [float(w) for w in weights]
-    if len(weights) != len(models) or min(weights) <= 0:
-        raise LibraryError(f"need one positive weight per model ({len(models)} models), got {weights}")
-    settings = {"max_chunks": int(max_chunks), "weights": weights}
-    entries = [{"label_names": list(m.spec.label_names), "task": m.spec.task, "sample_rate": m.spec.sample_rate,
-                "chunk_seconds": m.spec.chunk_seconds, "architecture": m.spec.architecture,
-                "transform": m.spec.transform, "fingerprint": model_fingerprint(m)} for m in models]
-    out.mkdir(parents=True, exist_ok=True)
-    manifest = _start_run(out, music_dir, entries, settings, models)
-    old_tracks, old_arrays = Library._read_data(out, manifest)
-
-    # What must be embedded: new files, and files whose size/mtime changed (unless their content did not).
-    on_disk = {p.relative_to(music_dir).as_posix(): p for p in (files if files is not None else list_audio_files(music_dir))}
-    known = {t.id: (t, i) for i, t in enumerate(old_tracks)}
-    pending = _read_pending(out)
-    todo, kept = [], {}
-    for rel, path in sorted(on_disk.items()):
-        source = _unchanged(path, known.get(rel)) or _unchanged(path, pending.get(rel))
-        if source:
-            kept[rel] = source
-        else:
-            todo.append((rel, path, path.stat()))
-    if files is not None:  # an ``add`` keeps every other track
-        for rel, source in known.items():
-            kept.setdefault(rel, source)
-
-    skipped = []
-    bar = tqdm(total=len(todo), unit="file", desc="indexing", disable=not progress)
-    try:
-        for start in range(0, len(todo), SHARD_TRACKS):
-            part = todo[start:start + SHARD_TRACKS]
-            results = _embed_files(models, [p for _, p, _ in part], settings, batch_size=batch_size, device=device)
-            shard_tracks, shard_rows = [], []
-            for (rel, path, st), (arrays, labels, error) in zip(part, results):
-                if error:
-                    log.warning("skipping %s", error)
-                    skipped.append({"id": rel, "reason": error})
-                    continue
-                shard_tracks.append(Track(rel, st.st_size, st.st_mtime_ns, file_digest(path, "sha256"),
-                                          arrays.pop("duration_s"), labels))
-                shard_rows.append(arrays)
-            _write_shard(out, shard_tracks, shard_rows)
-            bar.update(len(part))
-    finally:
-        bar.close()
-    pending = _read_pending(out)
-    failed = {s["id"] for s in skipped}
-    embedded = [rel for rel, _, _ in todo if rel in pending and rel not in failed]
-    for rel in embedded:
-        kept[rel] = pending[rel]
-    run = {"embedded": len(embedded), "unchanged": len(kept) - len(embedded), "skipped": len(skipped),
-           "dropped": len(set(known) - set(kept))}
-    library = _finish_run(out, manifest, kept, old_arrays, skipped, run)
-    if skipped:
-        log.warning("skipped %d of %d new or changed files: %s", len(skipped), len(todo),
-                    ", ".join(s["id"] for s in skipped[:5]) + (", ..." if len(skipped) > 5 else ""))
-    return library
-
-
-def _unchanged(path: Path, source: tuple | None) -> tuple | None:
-    """``source`` (a stored track and where its vectors are) if ``path`` still holds its content:
-    same size and modification time, or, when only the time changed, the same SHA-256."""
-    if source is None:
-        return None
-    track, st = source[0], path.stat()
-    if (track.size, track.mtime_ns) == (st.st_size, st.st_mtime_ns):
-        return source
-    if track.size == st.st_size and file_digest(path, "sha256") == track.sha256:  # touched, not changed
-        return (Track(**{**asdict(track), "mtime_ns": st.st_mtime_ns}), *source[1:])
-    return None
-
-
-def _start_run(out: Path, music_dir: Path, entries: list[dict], settings: dict, models: Sequence) -> dict:
-    """Check a library's models and settings against this run's, then mark it incomplete."""
-    if (out / MANIFEST).is_file():
-        manifest = Library._read_manifest(out)
-        differences = [f"model {i}: {key} {new[key]!r} (library: {old[key]!r})"
-                       for i, (old, new) in enumerate(zip(manifest["models"], entries))
-                       for key in ("architecture", "transform", "sample_rate", "chunk_seconds", "fingerprint")
-                       if old.get(key) != new[key]]
-        if len(manifest["models"]) != len(entries):
-            differences.insert(0, f"{len(entries)} models (library: {len(manifest['models'])})")
-        differences += [f"{key} {settings[key]!r} (library: {manifest['settings'][key]!r})"
-                        for key in settings if manifest["settings"].get(key) != settings[key]]
-        if differences:
-            raise LibraryError(f"{out} was built with other models or settings: {'; '.join(differences)}. "
-                               f"Index into a new library folder, or use the same models and settings.")
-        manifest["music_dir"] = str(music_dir)  # the folder may have moved; ids are relative to it
-    else:
-        if any(out.iterdir()):
-            raise LibraryError(f"{out} is not empty and not a musiczoo library; choose a new folder for the library")
-        manifest = {"format": FORMAT, "format_version": FORMAT_VERSION, "music_dir": str(music_dir),
-                    "models": entries, "settings": settings, "data": None, "skipped": []}
-        for i, model in enumerate(models):
-            save_pretrained(model, out / "models" / str(i))
-    manifest["complete"] = False
-    write_json(out / MANIFEST, manifest)
-    return manifest
-
-
-def _embed_files(models: Sequence, paths: list[Path], settings: dict, *, batch_size: int = 16,
-                 device: str | None = None) -> list[tuple[dict, list[dict], str | None]]:
-    """Per file: (arrays ``model<i>.embedding``/``.probabilities`` of shape (1, D), ``fingerprint``
-    and ``duration_s``, top labels per model, error). A file that cannot be decoded gets its
-    error instead; the fingerprint's decoding finds it before any model runs."""
-    arrays = [{} for _ in paths]
-    labels = [[] for _ in paths]
-    errors: list[str | None] = [None] * len(paths)
-    for j, path in enumerate(paths):
-        try:
-            arrays[j][FINGERPRINT] = fp.fingerprint(decode_audio(str(path), fp.SAMPLE_RATE))[None]
-        except (AudioDecodeError, OSError) as e:
-            errors[j] = f"{path}: {e}"
-    readable = [j for j in range(len(paths)) if errors[j] is None]
-    for i, model in enumerate(models):
-        results = predict_files(model, [paths[j] for j in readable], top_k=0, embeddings=True,
-                                max_chunks=settings["max_chunks"], batch_size=batch_size, device=device, progress=False)
-        for j, result in zip(readable, results):
-            if result.error:  # decodable at the fingerprint's rate but not at the model's: rare, but possible
-                errors[j] = errors[j] or result.error
-                continue
-            arrays[j][f"model{i}.embedding"] = np.asarray(result.embedding, np.float32)[None]
-            arrays[j][f"model{i}.probabilities"] = np.asarray([result.labels[n] for n in model.spec.label_names], np.float32)[None]
-            arrays[j]["duration_s"] = float(result.duration_s)
-            labels[j].append({name: round(p, 4) for name, p in list(result.labels.items())[:TOP_LABELS]})
-    return list(zip(arrays, labels, errors))
-
-
-def _write_shard(out: Path, tracks: list[Track], rows: list[dict]) -> None:
-    if not tracks:
-        return
-    folder = out / "pending"
-    folder.mkdir(exist_ok=True)
-    name = f"shard-{time.time_ns():020d}-{os.getpid()}"
-    _save_arrays(folder / f"{name}.safetensors", {k: np.concatenate([r[k] for r in rows]) for k in rows[0]})
-    write_json(folder / f"{name}.json", [asdict(t) for t in tracks])  # written last: it marks the shard whole
-
-
-def _read_pending(out: Path) -> dict[str, tuple[Track, int, dict]]:
-    """Tracks of finished shards, latest shard winning: id -> (track, row, arrays of its shard)."""
-    found = {}
-    for meta in sorted((out / "pending").glob("shard-*.json")) if (out / "pending").is_dir() else []:
-        arrays = load_file(str(meta.with_suffix(".safetensors")))
-        for row, t in enumerate(json.loads(meta.read_text())):
-            found[t["id"]] = (Track(**t), row, arrays)
-    return found
-
-
-def _finish_run(out: Path, manifest: dict, kept: dict, old_arrays: dict, skipped: list, run: dict) -> Library:
-    """Write the tracks in id order to a new data folder with its indexes, then switch the manifest to it."""
-    ids = sorted(kept)
-    tracks, columns = [], {}
-    for rel in ids:
-        source = kept[rel]
-        track, row = source[0], source[1]
-        arrays = source[2] if len(source) == 3 else old_arrays
-        tracks.append(track)
-        for name, values in arrays.items():
-            columns.setdefault(name, []).append(values[row])
-    generation = int((manifest.get("data") or "data-000000").split("-")[1]) + 1
-    data = out / f"data-{generation:06d}"
-    if data.exists():
-        shutil.rmtree(data)
-    (data / "index").mkdir(parents=True)
-    arrays = {k: np.stack(v) for k, v in columns.items()}
-    _save_arrays(data / "vectors.safetensors", arrays)
-    write_json(data / "tracks.json", [asdict(t) for t in tracks])
-    library = Library(out, {**manifest, "data": data.name}, tracks, arrays)
-    if tracks:
-        for feature in (*FEATURES, FINGERPRINT):
-            VectorIndex.build(library.vectors(feature)).save(data / "index" / f"{feature}.faiss")
-    previous = manifest.get("data")
-    manifest.update(data=data.name, complete=True, skipped=skipped, tracks=len(tracks), last_run=run,
-                    updated=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()))
-    write_json(out / MANIFEST, manifest)
-    # Only now is the old data (and every pending shard, all merged) no longer needed.
-    if previous and previous != data.name:
-        shutil.rmtree(out / previous, ignore_errors=True)
-    shutil.rmtree(out / "pending", ignore_errors=True)
-    library.manifest = manifest
-    if not tracks:
-        raise LibraryError(f"{out}: none of the files of {manifest['music_dir']} could be indexed"
-                           + (f" ({len(skipped)} unreadable)" if skipped else " (no audio files found)"))
-    return library
-
+        settings = self.manifest["settings"]
+        return Library.build(self.models(), self.music_dir, self.root, files=files, progress=progress,
+                             max_chunks=settings["max_chunks"], weights=settings["weights"])

@@ -36,6 +36,7 @@ from pydantic import BaseModel
 from datamodules.primitives.audio import AudioDecodeError, decode_audio
 from ..predict import predict_files
 from ..recommend.library import FEATURES, Library, LibraryError
+from ..spec import ModelSpec
 
 log = logging.getLogger(__name__)
 
@@ -56,14 +57,19 @@ class LikeRequest(BaseModel):
     diversify: float | None = None
 
 
-def _model_name(entry: dict) -> str:
-    return f"{entry['architecture']}/{entry['transform']}"
+def _model_name(spec: ModelSpec) -> str:
+    return f"{spec.architecture}/{spec.transform}"
 
 
 def create_app(library_path: str | os.PathLike, *, max_upload_bytes: int = MAX_UPLOAD_BYTES,
                max_upload_seconds: float = MAX_UPLOAD_SECONDS) -> FastAPI:
-    """The app serving one library (opened once, here, so a broken library fails before serving)."""
+    """The app serving one library (opened once, here, so a broken library fails before serving).
+
+    What each model's outputs are called and mean (label names, task) is read from the
+    library's own models' specs (``models/<i>/config.json``), once, here.
+    """
     library = Library.open(library_path)
+    specs = library.specs()
     music_dir = library.music_dir.resolve()
     app = FastAPI(title="musiczoo listening room", docs_url=None, redoc_url=None, openapi_url=None)
     app.state.library = library
@@ -125,8 +131,8 @@ def create_app(library_path: str | os.PathLike, *, max_upload_bytes: int = MAX_U
     @app.get("/api/library")
     def library_info() -> dict:
         return {"tracks": len(library.tracks), "music_folder": music_dir.name, "features": list(FEATURES),
-                "models": [{"name": _model_name(m), "task": m["task"], "labels": m["label_names"]}
-                           for m in library.model_entries]}
+                "models": [{"name": _model_name(spec), "task": spec.task, "labels": list(spec.label_names)}
+                           for spec in specs]}
 
     @app.get("/api/tracks")
     def tracks(q: str = "", offset: int = Query(0, ge=0), limit: int = Query(200, ge=1, le=1000)) -> dict:
@@ -139,11 +145,11 @@ def create_app(library_path: str | os.PathLike, *, max_upload_bytes: int = MAX_U
     def track(n: int) -> dict:
         track_file(n)
         predictions = []
-        for i, entry in enumerate(library.model_entries):
+        for i, spec in enumerate(specs):
             probs = library.arrays[f"model{i}.probabilities"][n]
             order = np.argsort(-probs)
-            predictions.append({"model": _model_name(entry), "task": entry["task"],
-                                "probabilities": {entry["label_names"][j]: round(float(probs[j]), 4) for j in order}})
+            predictions.append({"model": _model_name(spec), "task": spec.task,
+                                "probabilities": {spec.label_names[j]: round(float(probs[j]), 4) for j in order}})
         return {**summary(n), "predictions": predictions}
 
     @app.get("/api/tracks/{n}/audio")
@@ -152,13 +158,13 @@ def create_app(library_path: str | os.PathLike, *, max_upload_bytes: int = MAX_U
 
     @app.get("/api/tracks/{n}/segments")
     def track_segments(n: int, model: int = Query(0, ge=0)) -> dict:
-        if model >= len(library.model_entries):
+        if model >= len(specs):
             raise HTTPException(404, f"no model {model}")
-        return {"model": _model_name(library.model_entries[model]), "segments": segments(n, model)}
+        return {"model": _model_name(specs[model]), "segments": segments(n, model)}
 
     @app.get("/api/tracks/{n}/spectrogram.png")
     def spectrogram(n: int, model: int = Query(0, ge=0)) -> Response:
-        if model >= len(library.model_entries):
+        if model >= len(specs):
             raise HTTPException(404, f"no model {model}")
         return Response(picture(n, model), media_type="image/png")
 

@@ -1,0 +1,294 @@
+"""Building a library: embed a music folder's tracks, incrementally, in shards that survive a kill.
+
+Each track of a music folder is cut into evenly spaced chunks that go through one or more
+models (typically the genre model and the tagging model); the track keeps, per model, the
+mean of its chunks' pooled embeddings and the mean of their genre or tag probabilities,
+plus a signal fingerprint (:mod:`zoo.recommend.fingerprint`). The folder format is
+:mod:`zoo.recommend.store`'s.
+
+Safety of an interrupted run: the manifest is marked incomplete before anything is
+embedded, embedded tracks are written in small shards as they are done (each shard by an
+atomic rename), and a finished run writes a new ``data-NNNNNN`` folder and only then
+points the manifest at it. A killed run therefore loses at most one shard of work, the
+next run reuses every shard, and ``Library.open`` refuses a library whose last run did
+not finish instead of answering from a partial one.
+
+:func:`build` embeds audio; :func:`write_library` writes vectors computed elsewhere (a
+benchmark's synthetic collection, an import) in the same format, through the same run.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import time
+from dataclasses import asdict
+from pathlib import Path
+from typing import NamedTuple, Sequence
+
+import numpy as np
+from safetensors.numpy import load_file
+from tqdm.auto import tqdm
+
+from datamodules.primitives.audio import AudioDecodeError, decode_audio, list_audio_files
+from datamodules.primitives.files import file_digest, write_json
+
+from ..hub import save_pretrained
+from ..predict import predict_files
+from . import fingerprint as fp
+from .index import VectorIndex
+from .store import (FEATURES, FINGERPRINT, FORMAT, FORMAT_VERSION, MANIFEST, MATCHED_ENTRY_FIELDS, TOP_LABELS,
+                    LibraryData, LibraryError, Track, library_vectors, model_entry, read_data, read_manifest,
+                    save_arrays)
+
+log = logging.getLogger(__name__)
+
+DEFAULT_MAX_CHUNKS = 16
+#: Tracks per pending shard: an interrupted run loses at most this many tracks' work.
+SHARD_TRACKS = 32
+
+
+class StoredTrack(NamedTuple):
+    """A track already embedded and where its vectors are: row ``row`` of ``arrays`` (the
+    library's current data, or the pending shard it was written to)."""
+
+    track: Track
+    row: int
+    arrays: dict[str, np.ndarray]
+
+
+def build(models: Sequence, music_dir: str | os.PathLike, out: str | os.PathLike, *, files: Sequence[Path] | None = None,
+          max_chunks: int = DEFAULT_MAX_CHUNKS, weights: Sequence[float] | None = None, batch_size: int = 16,
+          device: str | None = None, progress: bool = True) -> LibraryData:
+    """Create or update the library ``out`` of ``music_dir`` with ``models`` (loaded zoo models).
+
+    Only new or changed files are embedded; files gone from the folder are dropped; ``files``
+    limits the run to those files (deletions are then not looked for). A library made with
+    other models or settings is refused with the differences named.
+    """
+    music_dir, out = Path(music_dir).expanduser().resolve(), Path(out)
+    if not music_dir.is_dir():
+        raise LibraryError(f"{music_dir}: no such music folder")
+    settings = _settings(models, max_chunks, weights)
+    manifest = _start_run(out, music_dir, models, settings)
+    old_tracks, old_arrays = read_data(out, manifest)
+
+    # What must be embedded: new files, and files whose size/mtime changed (unless their content did not).
+    on_disk = {p.relative_to(music_dir).as_posix(): p for p in (files if files is not None else list_audio_files(music_dir))}
+    known = {t.id: StoredTrack(t, i, old_arrays) for i, t in enumerate(old_tracks)}
+    pending = _read_pending(out)
+    todo, kept = [], {}
+    for rel, path in sorted(on_disk.items()):
+        stored = _unchanged(path, known.get(rel)) or _unchanged(path, pending.get(rel))
+        if stored:
+            kept[rel] = stored
+        else:
+            todo.append((rel, path, path.stat()))
+    if files is not None:  # an ``add`` keeps every other track
+        for rel, stored in known.items():
+            kept.setdefault(rel, stored)
+
+    skipped = []
+    bar = tqdm(total=len(todo), unit="file", desc="indexing", disable=not progress)
+    try:
+        for start in range(0, len(todo), SHARD_TRACKS):
+            part = todo[start:start + SHARD_TRACKS]
+            results = embed_files(models, [p for _, p, _ in part], settings, batch_size=batch_size, device=device)
+            shard_tracks, shard_rows = [], []
+            for (rel, path, st), (arrays, labels, error) in zip(part, results):
+                if error:
+                    log.warning("skipping %s", error)
+                    skipped.append({"id": rel, "reason": error})
+                    continue
+                shard_tracks.append(Track(rel, st.st_size, st.st_mtime_ns, file_digest(path, "sha256"),
+                                          arrays.pop("duration_s"), labels))
+                shard_rows.append(arrays)
+            _write_shard(out, shard_tracks, shard_rows)
+            bar.update(len(part))
+    finally:
+        bar.close()
+    pending = _read_pending(out)
+    failed = {s["id"] for s in skipped}
+    embedded = [rel for rel, _, _ in todo if rel in pending and rel not in failed]
+    for rel in embedded:
+        kept[rel] = pending[rel]
+    run = {"embedded": len(embedded), "unchanged": len(kept) - len(embedded), "skipped": len(skipped),
+           "dropped": len(set(known) - set(kept))}
+    data = _finish_run(out, manifest, kept, skipped, run)
+    if skipped:
+        log.warning("skipped %d of %d new or changed files: %s", len(skipped), len(todo),
+                    ", ".join(s["id"] for s in skipped[:5]) + (", ..." if len(skipped) > 5 else ""))
+    return data
+
+
+def write_library(out: str | os.PathLike, models: Sequence, music_dir: str | os.PathLike, tracks: Sequence[Track],
+                  arrays: dict[str, np.ndarray], *, max_chunks: int = DEFAULT_MAX_CHUNKS,
+                  weights: Sequence[float] | None = None) -> LibraryData:
+    """Write a library of ``tracks`` whose vectors were computed elsewhere, in the real format.
+
+    ``arrays`` holds one row per track (in the order of ``tracks``): ``model<i>.embedding``
+    (N, D_i) and ``model<i>.probabilities`` (N, C_i) for each of ``models``, and
+    ``fingerprint`` (N, 1152), the widths a model of ``models`` gives. ``models`` are stored
+    and checked as :func:`build` does
+    (``max_chunks`` and ``weights`` are recorded as the library's settings, so a later
+    ``musiczoo index`` of the same folder with them reuses these tracks). ``out`` must be a
+    new or empty folder, or a library of the same models and settings, whose tracks these replace.
+    """
+    arrays = {name: np.asarray(values, np.float32) for name, values in arrays.items()}
+    names = {FINGERPRINT} | {f"model{i}.{kind}" for i in range(len(models)) for kind in ("embedding", "probabilities")}
+    if set(arrays) != names:
+        raise LibraryError(f"need exactly the arrays {', '.join(sorted(names))}; got {', '.join(sorted(arrays))}")
+    wrong = [f"{name} has shape {value.shape}" for name, value in sorted(arrays.items())
+             if value.ndim != 2 or len(value) != len(tracks)]
+    for i, model in enumerate(models):  # the widths a later index run's tracks will have
+        widths = {"probabilities": (model.spec.num_classes, "classes"),
+                  "embedding": (getattr(model, "embed_dim", None), "embedding dimensions")}
+        wrong += [f"model{i}.{kind} has {arrays[f'model{i}.{kind}'].shape[-1]} columns for {width} {what}"
+                  for kind, (width, what) in widths.items()
+                  if width is not None and arrays[f"model{i}.{kind}"].shape[-1] != width]
+    if wrong:
+        raise LibraryError(f"need one row per track ({len(tracks)} tracks): {'; '.join(wrong)}")
+    if len({t.id for t in tracks}) != len(tracks):
+        raise LibraryError("track ids must be unique (one per file of the music folder)")
+    music_dir, out = Path(music_dir).expanduser().resolve(), Path(out)
+    manifest = _start_run(out, music_dir, models, _settings(models, max_chunks, weights))
+    kept = {t.id: StoredTrack(t, i, arrays) for i, t in enumerate(tracks)}
+    old_ids = {t.id for t in read_data(out, manifest)[0]}
+    run = {"embedded": 0, "unchanged": len(kept), "skipped": 0, "dropped": len(old_ids - set(kept))}
+    return _finish_run(out, manifest, kept, [], run)
+
+
+def _settings(models: Sequence, max_chunks: int, weights: Sequence[float] | None) -> dict:
+    if not models:
+        raise LibraryError("give at least one model")
+    weights = [1.0] * len(models) if weights is None else [float(w) for w in weights]
+    if len(weights) != len(models) or min(weights) <= 0:
+        raise LibraryError(f"need one positive weight per model ({len(models)} models), got {weights}")
+    return {"max_chunks": int(max_chunks), "weights": weights}
+
+
+def _unchanged(path: Path, stored: StoredTrack | None) -> StoredTrack | None:
+    """``stored`` if ``path`` still holds its content: same size and modification time, or,
+    when only the time changed, the same SHA-256 (the track then takes the new time)."""
+    if stored is None:
+        return None
+    track, st = stored.track, path.stat()
+    if (track.size, track.mtime_ns) == (st.st_size, st.st_mtime_ns):
+        return stored
+    if track.size == st.st_size and file_digest(path, "sha256") == track.sha256:  # touched, not changed
+        return stored._replace(track=Track(**{**asdict(track), "mtime_ns": st.st_mtime_ns}))
+    return None
+
+
+def _start_run(out: Path, music_dir: Path, models: Sequence, settings: dict) -> dict:
+    """Check a library's models and settings against this run's, then mark it incomplete."""
+    entries = [model_entry(m) for m in models]
+    out.mkdir(parents=True, exist_ok=True)
+    if (out / MANIFEST).is_file():
+        manifest = read_manifest(out)
+        differences = [f"model {i}: {key} {new[key]!r} (library: {old.get(key)!r})"
+                       for i, (old, new) in enumerate(zip(manifest["models"], entries))
+                       for key in MATCHED_ENTRY_FIELDS if old.get(key) != new[key]]
+        if len(manifest["models"]) != len(entries):
+            differences.insert(0, f"{len(entries)} models (library: {len(manifest['models'])})")
+        differences += [f"{key} {settings[key]!r} (library: {manifest['settings'].get(key)!r})"
+                        for key in settings if manifest["settings"].get(key) != settings[key]]
+        if differences:
+            raise LibraryError(f"{out} was built with other models or settings: {'; '.join(differences)}. "
+                               f"Index into a new library folder, or use the same models and settings.")
+        manifest["music_dir"] = str(music_dir)  # the folder may have moved; ids are relative to it
+    else:
+        if any(out.iterdir()):
+            raise LibraryError(f"{out} is not empty and not a musiczoo library; choose a new folder for the library")
+        manifest = {"format": FORMAT, "format_version": FORMAT_VERSION, "music_dir": str(music_dir),
+                    "models": entries, "settings": settings, "data": None, "skipped": []}
+        for i, model in enumerate(models):
+            save_pretrained(model, out / "models" / str(i))
+    manifest["complete"] = False
+    write_json(out / MANIFEST, manifest)
+    return manifest
+
+
+def embed_files(models: Sequence, paths: list[Path], settings: dict, *, batch_size: int = 16,
+                device: str | None = None) -> list[tuple[dict, list[dict], str | None]]:
+    """Per file: (arrays ``model<i>.embedding``/``.probabilities`` of shape (1, D), ``fingerprint``
+    and ``duration_s``, top labels per model, error). A file that cannot be decoded gets its
+    error instead; the fingerprint's decoding finds it before any model runs."""
+    arrays = [{} for _ in paths]
+    labels = [[] for _ in paths]
+    errors: list[str | None] = [None] * len(paths)
+    for j, path in enumerate(paths):
+        try:
+            arrays[j][FINGERPRINT] = fp.fingerprint(decode_audio(str(path), fp.SAMPLE_RATE))[None]
+        except (AudioDecodeError, OSError) as e:
+            errors[j] = f"{path}: {e}"
+    readable = [j for j in range(len(paths)) if errors[j] is None]
+    for i, model in enumerate(models):
+        results = predict_files(model, [paths[j] for j in readable], top_k=0, embeddings=True,
+                                max_chunks=settings["max_chunks"], batch_size=batch_size, device=device, progress=False)
+        for j, result in zip(readable, results):
+            if result.error:  # decodable at the fingerprint's rate but not at the model's: rare, but possible
+                errors[j] = errors[j] or result.error
+                continue
+            arrays[j][f"model{i}.embedding"] = np.asarray(result.embedding, np.float32)[None]
+            arrays[j][f"model{i}.probabilities"] = np.asarray([result.labels[n] for n in model.spec.label_names], np.float32)[None]
+            arrays[j]["duration_s"] = float(result.duration_s)
+            labels[j].append({name: round(p, 4) for name, p in list(result.labels.items())[:TOP_LABELS]})
+    return list(zip(arrays, labels, errors))
+
+
+def _write_shard(out: Path, tracks: list[Track], rows: list[dict]) -> None:
+    if not tracks:
+        return
+    folder = out / "pending"
+    folder.mkdir(exist_ok=True)
+    name = f"shard-{time.time_ns():020d}-{os.getpid()}"
+    save_arrays(folder / f"{name}.safetensors", {k: np.concatenate([r[k] for r in rows]) for k in rows[0]})
+    write_json(folder / f"{name}.json", [asdict(t) for t in tracks])  # written last: it marks the shard whole
+
+
+def _read_pending(out: Path) -> dict[str, StoredTrack]:
+    """Tracks of finished shards, latest shard winning, by id."""
+    found = {}
+    for meta in sorted((out / "pending").glob("shard-*.json")) if (out / "pending").is_dir() else []:
+        arrays = load_file(str(meta.with_suffix(".safetensors")))
+        for row, t in enumerate(json.loads(meta.read_text())):
+            found[t["id"]] = StoredTrack(Track(**t), row, arrays)
+    return found
+
+
+def _finish_run(out: Path, manifest: dict, kept: dict[str, StoredTrack], skipped: list, run: dict) -> LibraryData:
+    """Write the tracks in id order to a new data folder with its indexes, then switch the manifest to it."""
+    ids = sorted(kept)
+    tracks, columns = [], {}
+    for rel in ids:
+        stored = kept[rel]
+        tracks.append(stored.track)
+        for name, values in stored.arrays.items():
+            columns.setdefault(name, []).append(values[stored.row])
+    generation = int((manifest.get("data") or "data-000000").split("-")[1]) + 1
+    data = out / f"data-{generation:06d}"
+    if data.exists():
+        shutil.rmtree(data)
+    (data / "index").mkdir(parents=True)
+    arrays = {k: np.stack(v) for k, v in columns.items()}
+    save_arrays(data / "vectors.safetensors", arrays)
+    write_json(data / "tracks.json", [asdict(t) for t in tracks])
+    if tracks:
+        for feature in (*FEATURES, FINGERPRINT):
+            vectors = library_vectors(arrays, manifest["settings"]["weights"], feature)
+            VectorIndex.build(vectors).save(data / "index" / f"{feature}.faiss")
+    previous = manifest.get("data")
+    manifest.update(data=data.name, complete=True, skipped=skipped, tracks=len(tracks), last_run=run,
+                    updated=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()))
+    write_json(out / MANIFEST, manifest)
+    # Only now is the old data (and every pending shard, all merged) no longer needed.
+    if previous and previous != data.name:
+        shutil.rmtree(out / previous, ignore_errors=True)
+    shutil.rmtree(out / "pending", ignore_errors=True)
+    if not tracks:
+        raise LibraryError(f"{out}: none of the files of {manifest['music_dir']} could be indexed"
+                           + (f" ({len(skipped)} unreadable)" if skipped else " (no audio files found)"))
+    return LibraryData(manifest, tracks, arrays)
