@@ -35,4 +35,4 @@ musiczoo index "$OUT/models/gtzan_mel" "$OUT/models/mtat_tagging" "$MUSIC" --out
 rm -f "$RESULTS"
 musiczoo recommend-eval "$OUT"/library_mel "$OUT"/library_mfcc "$OUT"/library_stft "$OUT"/library_mel_tagging \
   --dataset gtzan --results "$RESULTS"
-python -m benchmarks.grid --render-only --results benchmarks/results/synthetic_gtzan.jsonl
+musiczoo leaderboard benchmarks/results/synthetic_cpu.jsonl "$RESULTS" --out leaderboard.md

@@ -30,12 +30,12 @@ import soundfile as sf
 import torch
 import uvicorn
 
+from datamodules.gtzan import GENRES
 from zoo.factory import create_model, from_pretrained
 from zoo.hub import save_pretrained
 from zoo.recommend.library import Library, Track
 from zoo.web.app import create_app
 
-GENRES = ["blues", "classical", "country", "disco", "hiphop", "jazz", "metal", "pop", "reggae", "rock"]
 CHROMIUM = Path("/usr/bin/chromium")
 
 
