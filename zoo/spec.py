@@ -9,7 +9,9 @@ task builds its net from one, a checkpoint and a published ``config.json`` store
 serialisation and the one schema check), and the model card, ``predict``, the recommender's
 library and the listening room read its fields.
 
-A new model setting is one field of :class:`ModelSpec` and one entry of :data:`CONFIG_SCHEMA`.
+A new model setting is one field of :class:`ModelSpec` and one entry of :data:`CONFIG_SCHEMA`
+(and, for YAML configs to set it, one argument of ``MusicTask``, which builds its spec with
+:meth:`ModelSpec.from_arguments`).
 """
 
 from __future__ import annotations
