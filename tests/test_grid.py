@@ -69,7 +69,7 @@ def test_a_2x2x2_grid_runs_every_cell_through_the_cli_and_resumes_after_a_killed
         # The recorded accuracy is the cell's own test confusion matrix read back: all 290 fault-filtered test clips.
         (table,) = Path(r["checkpoint"]).parents[1].rglob("confusion_matrix.csv")
         counts = np.array([row.split(",")[1:] for row in table.read_text().splitlines()[1:]], dtype=int)
-        assert counts.sum() == 290 and r["metrics"]["test/acc"] == pytest.approx(np.trace(counts) / 290, abs=1e-6)
+        assert counts.sum() == 290 and r["metrics"]["test/acc"] == pytest.approx(np.trace(counts) / 290, abs=5e-5)  # records keep 4 decimals
         assert "test/f1_macro" in r["metrics"]
         assert r["params"] > 0 and r["epochs"] == 1 and r["steps"] == 2
         assert r["train_samples_per_s"] > 0 and r["seconds"]["wall"] >= r["seconds"]["fit"] > 0
