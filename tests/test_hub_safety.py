@@ -12,6 +12,7 @@ The Hub is never contacted: ``snapshot_download`` is replaced and sockets are bl
 
 import json
 import os
+import re
 import shutil
 import stat
 import subprocess
@@ -354,3 +355,11 @@ def test_publish_checks_the_metadata_it_is_given(trained, tmp_path):
     with pytest.raises(SystemExit, match=r"config.json: chunk_seconds must be a positive number of seconds.*got 0.0"):
         cmd_publish([str(trained[0]), str(tmp_path / "out"), "--chunk-seconds", "0"])
     assert not (tmp_path / "out").exists()
+
+
+def test_a_damaged_metrics_file_is_one_line_naming_it(trained, tmp_path):
+    metrics = tmp_path / "metrics.json"
+    metrics.write_text('{"test/acc": 0.5,')
+    with pytest.raises(SystemExit, match=rf"musiczoo publish: error: {re.escape(str(metrics))}: invalid JSON \("):
+        cmd_publish([str(trained[0]), str(tmp_path / "out"), "--metrics", str(metrics)])
+    assert not (tmp_path / "out").exists()  # nothing written

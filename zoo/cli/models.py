@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
+
+from datamodules.primitives.files import read_json
 
 from .common import fail
 
@@ -60,7 +61,7 @@ def cmd_publish(argv: list[str]) -> None:
     if args.synthetic:
         meta["synthetic"] = True
     try:
-        metrics = json.loads(args.metrics.read_text()) if args.metrics else None
+        metrics = read_json(args.metrics) if args.metrics else None  # a bad file: one line naming it
         out = publish(args.ckpt, args.out_dir, args.push_to_hub, metrics=metrics, force=args.force, **meta)
     except (ValueError, OSError) as e:  # ModelError, UnknownNameError and bad JSON are ValueErrors
         fail("publish", f"{e}")

@@ -30,7 +30,7 @@ from typing import NamedTuple, Sequence
 import numpy as np
 from safetensors.numpy import load_file, save_file
 
-from datamodules.primitives.files import write_atomically
+from datamodules.primitives.files import read_json, write_atomically
 
 from .index import normalize
 
@@ -100,12 +100,8 @@ def model_entry(model) -> dict:
 # ---- reading and writing ---------------------------------------------------------------------
 def read_manifest(root: Path) -> dict:
     """The manifest of ``root`` in the current format (a library of an earlier version is upgraded in memory)."""
-    try:
-        manifest = json.loads((root / MANIFEST).read_text())
-    except FileNotFoundError:
-        raise LibraryError(f"{root}: not a musiczoo library (no {MANIFEST}); make one with `musiczoo index`") from None
-    except json.JSONDecodeError as e:
-        raise LibraryError(f"{root / MANIFEST}: invalid JSON ({e})") from None
+    manifest = read_json(root / MANIFEST, LibraryError,
+                         missing=f"{root}: not a musiczoo library (no {MANIFEST}); make one with `musiczoo index`")
     if not isinstance(manifest, dict) or manifest.get("format") != FORMAT \
             or manifest.get("format_version", 0) > FORMAT_VERSION:
         raise LibraryError(f"{root / MANIFEST}: not a musiczoo library of format version <= {FORMAT_VERSION}")
