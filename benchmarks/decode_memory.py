@@ -2,7 +2,7 @@
 
 Until streaming, a file was decoded whole (``sf.read``), mixed to mono and resampled in one
 ``torchaudio.functional.resample`` call, so memory grew with the duration: a 20-minute
-44.1 kHz stereo WAV took gigabytes in ``musiczoo predict``. Now ``zoo.audio.decode_blocks``
+44.1 kHz stereo WAV took gigabytes in ``musiczoo predict``. Now ``datamodules.primitives.audio.decode_blocks``
 reads, mixes and resamples block by block, ``predict_files`` fills chunks as blocks arrive
 and the cache build writes each block into its float16 file.
 

@@ -1,4 +1,4 @@
-"""zoo.audio: the decoding, file-listing, chunking and clip-level rules everything shares."""
+"""datamodules.primitives.audio and .chunks: the decoding, file-listing, chunking and clip-level rules everything shares."""
 
 from __future__ import annotations
 
