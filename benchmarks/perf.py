@@ -1,7 +1,8 @@
 """Where the time goes: data loading, training steps, cache build and front-ends, in one run.
 
 Every section prints musiczoo against a named baseline, as a ratio, on real music (the CC BY
-clips of ``tests/data/audio``, cut into 29.1 s excerpts at the rate each section names):
+clips "Vibe Ace" and "Solo trumpet 06" of ``../shared/data/audio``, or ``--music``, cut into
+29.1 s excerpts at the rate each section names):
 
 (a) training crops per second from the cache, with 0, 1, 2 ... loader workers, against
     ``librosa.load`` of the file at the model's rate plus a random crop (what most public
@@ -38,7 +39,10 @@ from datamodules.items import Item
 from datamodules.primitives.audio import decode_audio
 from datamodules.windows import CropDataset
 
-REAL_MUSIC = sorted((Path(__file__).resolve().parents[1] / "tests" / "data" / "audio").glob("*[!q].ogg"))
+#: Real music beside the repository (never in it); ``--music`` points elsewhere.
+SHARED_AUDIO = Path(__file__).resolve().parents[2] / "shared" / "data" / "audio"
+RECORDINGS = ("Kevin_MacLeod_-_Vibe_Ace.ogg", "sorohanro_-_solo-trumpet-06.ogg")
+REAL_MUSIC: list[Path] = []  # set by main() from --music
 CROP_SECONDS = 3.0
 
 
@@ -323,6 +327,7 @@ def frontend_speed(device: str, batch: int = 16, seconds: float = 30.0) -> None:
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--device", choices=["cpu", "cuda"], default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--music", type=Path, default=SHARED_AUDIO, help=f"folder holding {' and '.join(RECORDINGS)}")
     parser.add_argument("--architectures", nargs="+", default=["resnet_gru", "resnet_vit"])
     parser.add_argument("--workers", type=int, nargs="+", default=None, help="loader workers (default 0 1 2 .. cores)")
     parser.add_argument("--sections", default="abcde")
@@ -330,6 +335,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--quick", action="store_true", help="fewer clips and steps (a smoke run)")
     parser.add_argument("--no-compile", action="store_true", help="skip torch.compile in (b)")
     args = parser.parse_args(argv)
+    missing = [name for name in RECORDINGS if not (args.music / name).is_file()]
+    if missing:
+        parser.error(f"no {', '.join(missing)} in {args.music}: pass --music DIR holding the real recordings")
+    REAL_MUSIC[:] = [args.music / name for name in RECORDINGS]
     logging.basicConfig(level=logging.WARNING)
     logging.getLogger("lightning").setLevel(logging.WARNING)
     cores = usable_cores()

@@ -32,7 +32,8 @@ from zoo.factory import create_model, from_pretrained
 from zoo.hub import save_pretrained
 from zoo.predict import predict_files
 
-CLIP = Path(__file__).resolve().parents[1] / "tests" / "data" / "audio" / "Kevin_MacLeod_-_Vibe_Ace.ogg"
+#: A minute of real music (CC BY, from librosa/data), beside the repository, never in it.
+CLIP = Path(__file__).resolve().parents[2] / "shared" / "data" / "audio" / "Kevin_MacLeod_-_Vibe_Ace.ogg"
 ARCHITECTURES = ["resnet_gru", "resnet_vit", "fcn", "crnn", "short_chunk_cnn", "short_chunk_resnet"]
 
 
@@ -69,6 +70,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--threads", type=int, help="torch intra-op threads (default: torch's choice)")
     args = parser.parse_args(argv)
+    if not args.clip.is_file():
+        parser.error(f"no audio file {args.clip}: pass --clip FILE (any real recording)")
     if args.baseline not in args.architectures:
         parser.error(f"--baseline {args.baseline} must be one of the measured architectures")
     if args.threads:

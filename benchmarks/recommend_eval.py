@@ -10,7 +10,8 @@ The ground truth comes from the dataset layout the library was indexed from:
   relevant when it has the query's genre; precision@k and mAP@k. Only the tracks of one
   fault-filtered split are evaluated (``test`` by default: the genre models never trained
   on them), and a query's neighbours come from other artists' tracks only (Sturm's artist
-  index), otherwise the figure measures artist identity (Flexer & Schnitzer 2010).
+  index, fetched with the dataset into ``splits/``), otherwise the figure measures artist
+  identity (Flexer & Schnitzer 2010). Synthetic GTZAN has no artists.
 * MagnaTagATune (``annotations_final.csv`` in the music folder): graded relevance by the
   top-50 tags; mean tag Jaccard@k and nDCG@k over the top-50 split's test clips.
 
@@ -30,10 +31,15 @@ import torch
 from tqdm.auto import tqdm
 
 from datamodules.gtzan import GENRES, artists, split_list
-from datamodules.mtat_format import ANNOTATIONS_FILE, load_top50_split, read_annotations, top50_label_matrix
-from datamodules.split_lists import LISTED_SPLITS
-from datamodules.synthetic_marker import is_synthetic
+from datamodules.mtat_format import (
+    ANNOTATIONS_FILE,
+    read_annotations,
+    top50_label_matrix,
+)
+from datamodules.mtat_split import load_top50_split
 from datamodules.primitives.audio import AudioDecodeError, decode_audio
+from datamodules.split_lists import LISTED_SPLITS, MissingListError
+from datamodules.synthetic_marker import is_synthetic
 from zoo.frontends import create_frontend
 from zoo.recommend import evaluate
 from zoo.recommend.library import FEATURES, Library, LibraryError
@@ -48,7 +54,7 @@ def gtzan_ground_truth(library: Library, split: str = "test") -> tuple[list[int]
     if split not in LISTED_SPLITS:
         raise LibraryError(f"unknown GTZAN split {split!r}; valid: {', '.join(LISTED_SPLITS)}")
     wanted = {Path(entry).stem for entry in split_list("fault_filtered", split)}
-    artist_of = artists()
+    artist_of = {} if is_synthetic(library.music_dir) else _artists(library.music_dir)
     rows, genres, names = [], [], []
     for row, track in enumerate(library.tracks):
         match = _GTZAN_NAME.search(track.id)
@@ -63,6 +69,14 @@ def gtzan_ground_truth(library: Library, split: str = "test") -> tuple[list[int]
     return rows, np.array(genres), np.array(names, dtype=object), f"GTZAN fault-filtered {split} split ({len(rows)} tracks)"
 
 
+def _artists(music_dir: Path) -> dict[str, str]:
+    """Sturm's index from ``splits/`` beside the music folder (or one or two folders up)."""
+    try:
+        return artists([music_dir, *music_dir.parents][:3])
+    except MissingListError as e:
+        raise LibraryError(f"{e}; the GTZAN ground truth excludes same-artist neighbours") from None
+
+
 def mtat_ground_truth(library: Library, split: str = "test") -> tuple[list[int], np.ndarray, None, str]:
     """(library rows, top-50 tag matrix per row, no artists, data label) for the top-50 split."""
     annotations = library.music_dir / ANNOTATIONS_FILE
@@ -70,7 +84,10 @@ def mtat_ground_truth(library: Library, split: str = "test") -> tuple[list[int],
         raise LibraryError(f"no {ANNOTATIONS_FILE} in {library.music_dir}: the MTAT ground truth needs the release's annotations")
     _, tag_names, labels, paths = read_annotations(annotations)
     tags = dict(zip(paths, top50_label_matrix(tag_names, labels)))
-    wanted = {path for _, path in load_top50_split(split)}
+    try:
+        wanted = {path for _, path in load_top50_split(library.music_dir, split)}
+    except MissingListError as e:
+        raise LibraryError(str(e)) from None
     rows = [row for row, t in enumerate(library.tracks) if t.id in wanted and t.id in tags]
     if not rows:
         raise LibraryError(f"{library.root}: no track of the MTAT top-50 {split} split in the library")

@@ -11,7 +11,10 @@ inside ``root`` after every member was checked (no absolute paths, no ``..``, no
 pointing out), then moved into place.
 
 The result is exactly the layout the data modules read: ``root/genres/<g>/<g>.000NN.au``
-for GTZAN, ``root/0..f/*.mp3`` plus ``annotations_final.csv`` for MagnaTagATune.
+for GTZAN, ``root/0..f/*.mp3`` plus ``annotations_final.csv`` for MagnaTagATune. The split
+lists that other projects publish come with the dataset into ``root/splits/``, each checked
+against the SHA-256 recorded here (``--lists-only`` fetches just those, for a machine that has
+the audio already); MagnaTagATune's top-50 split is then derived from its sources there.
 """
 
 from __future__ import annotations
@@ -26,12 +29,15 @@ import tempfile
 import urllib.error
 import urllib.request
 import zipfile
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
 from tqdm.auto import tqdm
 
+from .mtat_split import INDEX_SOURCE, LIST_SOURCES, TAGS_SOURCE, derive_top50_split
 from .primitives.files import file_digest, read_json, write_json
+from .split_lists import LISTED_SPLITS, LISTS_FOLDER, lists_folder, split_file_name
 
 log = logging.getLogger(__name__)
 
@@ -69,6 +75,8 @@ class RemoteFile:
     md5: str | None = None
     size: int | None = None
     note: str = ""
+    #: For a file whose bytes are known (the split lists): checked instead of the MD5.
+    sha256: str | None = None
 
 
 @dataclass(frozen=True)
@@ -78,6 +86,59 @@ class DatasetRelease:
     #: "joined-zip" (concatenate the ``mp3.zip.NNN`` parts, extract the zip).
     unpack: str
     citation: str = ""
+    #: The split lists, fetched into ``root/splits/`` with the dataset or alone (``lists_only``).
+    lists: tuple[RemoteFile, ...] = ()
+    #: Run on ``root/splits`` once the lists are in; returns one line saying what it made.
+    derive: Callable[[Path], str] | None = None
+
+
+def _raw(repo: str, revision: str, path: str) -> Source:
+    return Source(url=f"https://raw.githubusercontent.com/{repo}/{revision}/{path}")
+
+
+def _split_list(name: str, size: int, sha256: str, *sources: Source, note: str) -> RemoteFile:
+    return RemoteFile(f"{LISTS_FOLDER}/{name}", sources, size=size, sha256=sha256, note=note)
+
+
+#: GTZAN's fault-filtered split comes with torchaudio; the stratified lists (Kereliuk, Sturm &
+#: Larsen's random 500/250/250) and Sturm's artist/title index are fetched.
+GTZAN_LISTS = tuple(
+    _split_list(split_file_name("{split}_stratified.txt", part), size, sha256,
+                _raw("coreyker/dnn-mgr", "05f95ff5404d6c3e6f0594d0ffd2711e8a790dcc", f"gtzan/{split_file_name('{split}_stratified.txt', part)}"),
+                _raw("coreyker/dnn-mgr", "master", f"gtzan/{split_file_name('{split}_stratified.txt', part)}"),
+                note=f"the stratified {part} list (coreyker/dnn-mgr)")
+    for part, size, sha256 in (
+        ("train", 11400, "e4d9be9546793e222b4d7915db0af8fb9683d980b10ac4f915453e62333c2368"),
+        ("val", 5700, "60e0fd1ce2a16df77fae312b64153fd717716387094203e504e83bfd472b2a6c"),
+        ("test", 5700, "8fe4c4d159c61bebf64470b178d094773a051c67d675f1f61abc7957758e6821"))
+) + (_split_list("GTZANindex.txt", 56038, "7bc7140f082cccd72046ec7c6e9b9c211a7491f6e7ede38fddafc63058559833",
+                 _raw("seungheondoh/gtzan-bind", "main", "dataset/metadata/sturm2013faults/GTZANindex.txt"),
+                 _raw("seungheondoh/gtzan-bind", "main", "dataset/rhythm/marchand2015swing/GTZANindex.txt"),
+                 note="Sturm's artist/title index (seungheondoh/gtzan-bind)"),)
+
+#: MagnaTagATune's top-50 split sources: Jongpil Lee's lists and tags, musicnn's clip index.
+MTAT_LISTS = tuple(
+    _split_list(LIST_SOURCES[part], size, sha256,
+                _raw("jongpillee/music_dataset_split", "master", f"MTAT_split/{LIST_SOURCES[part]}"),
+                note=f"the top-50 {part} clips (jongpillee/music_dataset_split)")
+    for part, size, sha256 in (
+        ("train", 1208643, "76c9eec0fdd3d7533adda0cb4be4844996ed7469586b337bfc97f863fd3ec09a"),
+        ("val", 122390, "b3528613a6832ce49f11628fd21103dbf266e43086b465798221519ae64c2917"),
+        ("test", 353102, "43edc3b8951f7c9e613f618ab828ab80036b2e2e604bb20a93e623b186b63b30"))
+) + (
+    _split_list(TAGS_SOURCE, 347, "f54e613d7a687de34a19cf99d1d1d252466134f11da8c9f31efbd365a77a29ff",
+                _raw("jongpillee/music_dataset_split", "master", f"MTAT_split/{TAGS_SOURCE}"),
+                note="the 50 tags (jongpillee/music_dataset_split)"),
+    _split_list(INDEX_SOURCE, 1937215, "e4bb40f3bcb7efec044aeae2a5cf1a94cadab143b71e5d23f6a4398673af5e9d",
+                _raw("jordipons/musicnn-training", "master", f"data/index/mtt/{INDEX_SOURCE}"),
+                _raw("jordipons/musicnn-training", "master", "aux/mtt/index_MAGNA.tsv"),
+                note="clip_id and path of every clip (jordipons/musicnn-training)"),
+)
+
+
+def _derive_mtat(folder: Path) -> str:
+    counts = derive_top50_split(folder)
+    return "derived the top-50 split: " + " / ".join(f"{part} {counts[part]:,}" for part in LISTED_SPLITS) + " clips"
 
 
 MTAT_HOSTS = ("https://mirg.city.ac.uk/datasets/magnatagatune/", "http://mi.soi.city.ac.uk/datasets/magnatagatune/")
@@ -94,7 +155,8 @@ RELEASES: dict[str, DatasetRelease] = {
             md5="5b3d6dddb579ab49814ab86dba69e7c7",
             note="the original tarball (about 1.2 GB): genres/<genre>/<genre>.000NN.au"),),
         unpack="tar",
-        citation="G. Tzanetakis and P. Cook, Musical genre classification of audio signals, IEEE TSAP 2002"),
+        citation="G. Tzanetakis and P. Cook, Musical genre classification of audio signals, IEEE TSAP 2002",
+        lists=GTZAN_LISTS),
     "mtat": DatasetRelease(
         files=tuple(RemoteFile(name, tuple(Source(url=host + name) for host in MTAT_HOSTS), note=note) for name, note in (
             ("mp3.zip.001", "part 1 of the split zip of the 25,863 mp3 clips"),
@@ -103,7 +165,8 @@ RELEASES: dict[str, DatasetRelease] = {
             ("annotations_final.csv", "the 188 tag columns per clip"),
             ("clip_info_final.csv", "title, artist and album per clip"))),
         unpack="joined-zip",
-        citation="E. Law, K. West, M. Mandel, M. Bay and J. S. Downie, Evaluation of algorithms using games, ISMIR 2009"),
+        citation="E. Law, K. West, M. Mandel, M. Bay and J. S. Downie, Evaluation of algorithms using games, ISMIR 2009",
+        lists=MTAT_LISTS, derive=_derive_mtat),
 }
 
 
@@ -133,10 +196,18 @@ def _record(root: Path, name: str, md5: str) -> None:
 
 
 def check(path: Path, remote: RemoteFile, root: Path) -> str:
-    """Size and MD5 of a downloaded file against what is known (published, else recorded).
-    Returns how it was checked; raises :class:`DownloadError` on a mismatch."""
+    """Size and checksum of a downloaded file against what is known (recorded here, published,
+    else recorded at the first download). Returns how it was checked; raises
+    :class:`DownloadError` on a mismatch."""
     if remote.size is not None and path.stat().st_size != remote.size:
-        raise DownloadError(f"{remote.name}: {path.stat().st_size:,} bytes, expected {remote.size:,}")
+        raise DownloadError(f"{remote.name}: {path.stat().st_size:,} bytes, expected {remote.size:,}; the download is "
+                            f"damaged or the source changed it")
+    if remote.sha256:
+        sha256 = file_digest(path, "sha256")
+        if sha256 != remote.sha256:
+            raise DownloadError(f"{remote.name}: SHA-256 {sha256} does not match the recorded {remote.sha256}; the "
+                                f"download is damaged or the source changed it")
+        return "SHA-256 matches the recorded checksum"
     md5 = file_digest(path)
     expected = remote.md5 or _recorded(root).get(remote.name)
     if expected and md5 != expected:
@@ -197,9 +268,9 @@ def _explain(error: BaseException) -> str:
 def fetch(remote: RemoteFile, root: Path, *, progress: bool = True, timeout: float = 60) -> FetchReport:
     """``root/<name>``, downloaded from the first source that works, resumed and checked; a file
     already in place is only checked."""
-    root.mkdir(parents=True, exist_ok=True)
     report = FetchReport(remote.name)
     target, part = root / remote.name, root / f"{remote.name}.part"
+    target.parent.mkdir(parents=True, exist_ok=True)
     if target.is_file():
         report.attempts.append(Attempt("already downloaded", check(target, remote, root)))
         report.path, report.bytes = target, target.stat().st_size
@@ -298,20 +369,28 @@ def unpack(dataset: str, root: Path) -> None:
 
 
 def download(dataset: str, root: str | os.PathLike, *, progress: bool = True, keep_archives: bool = True,
-             timeout: float = 60) -> list[FetchReport]:
-    """Download, check and unpack ``dataset`` into ``root``; returns a report per file."""
+             timeout: float = 60, lists_only: bool = False) -> list[FetchReport]:
+    """Download, check and unpack ``dataset`` into ``root`` with its split lists (only the lists
+    with ``lists_only``); returns a report per file, and one for what was derived from the lists."""
     if dataset not in RELEASES:
         raise DownloadError(f"unknown dataset {dataset!r}; known: {', '.join(RELEASES)}")
-    root = Path(root).expanduser()
+    release, root = RELEASES[dataset], Path(root).expanduser()
     reports = []
-    for remote in RELEASES[dataset].files:
+    for remote in release.lists if lists_only else release.files + release.lists:
         report = fetch(remote, root, progress=progress, timeout=timeout)
         for attempt in report.attempts:
             log.info("%s: %s: %s", remote.name, attempt.source, attempt.outcome)
         reports.append(report)
-    unpack(dataset, root)
-    if not keep_archives:
-        for remote in RELEASES[dataset].files:
+    if not lists_only:
+        unpack(dataset, root)
+    if release.derive:
+        try:
+            made = release.derive(lists_folder(root))
+        except (OSError, ValueError) as e:
+            raise DownloadError(f"the split lists in {lists_folder(root)} do not give the literature's split: {e}") from None
+        reports.append(FetchReport(f"{LISTS_FOLDER}/", lists_folder(root), [Attempt("derived", made)]))
+    if not keep_archives and not lists_only:
+        for remote in release.files:
             if remote.name.endswith((".tar.gz", ".zip.001", ".zip.002", ".zip.003")):
                 (root / remote.name).unlink(missing_ok=True)
     return reports

@@ -9,7 +9,7 @@ results are inflated by artist overlap and repeated clips; report them labelled 
 from __future__ import annotations
 
 import re
-from importlib import resources
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Literal
 
@@ -17,28 +17,46 @@ import numpy as np
 
 from .folder import FolderDataModule, read_split_list, stratified_folds
 from .items import Item
-from .split_lists import LISTED_SPLITS, shipped_file, split_file_name
+from .split_lists import LISTED_SPLITS, find_list, split_file_name
 
 GENRES = ("blues", "classical", "country", "disco", "hiphop", "jazz", "metal", "pop", "reggae", "rock")
-#: Split name -> file name part of the shipped lists ``splits/gtzan_{train,valid,test}_<name>.txt``.
-SPLIT_LISTS = {"fault_filtered": "filtered", "stratified": "stratified"}
+SPLITS = ("fault_filtered", "stratified")
+#: Sturm's artist/title index, fetched with the dataset into ``<root>/splits/``.
+ARTIST_INDEX = "GTZANindex.txt"
 _CLIP_NAME = re.compile(r"^([a-z]+)\.\d{5}\.(wav|au)$")
 
 
-def split_list(split: str, part: str) -> list[str]:
-    """Entries (``<genre>/<genre>.000NN.wav``) of a shipped list; ``part`` is train, val or test."""
-    name = split_file_name(f"gtzan_{{split}}_{SPLIT_LISTS[split]}.txt", part)
-    with resources.as_file(shipped_file(name)) as path:
-        return read_split_list(path)
+def _fault_filtered(part: str) -> list[str]:
+    """The Kereliuk-Sturm lists as torchaudio ships them (``blues.00029``), as list entries."""
+    from torchaudio.datasets import gtzan
+
+    names = {"train": gtzan.filtered_train, "val": gtzan.filtered_valid, "test": gtzan.filtered_test}[part]
+    return [f"{name.split('.')[0]}/{name}.wav" for name in names]
 
 
-def artists() -> dict[str, str]:
-    """Sturm's artist index (``splits/gtzan_artists.txt``): ``"blues.00000.wav"`` -> ``"John Lee Hooker"``.
+def split_list(split: str, part: str, roots: Iterable[str | Path] = ()) -> list[str]:
+    """Entries (``<genre>/<genre>.000NN.wav``) of one part (train, val or test) of a split.
+
+    ``fault_filtered`` comes from the installed torchaudio; ``stratified`` is read from
+    ``<root>/splits/{train,valid,test}_stratified.txt`` for the first of ``roots`` that has it
+    (fetched by ``musiczoo download gtzan``, written by ``musiczoo synth gtzan``).
+    """
+    if part not in LISTED_SPLITS:
+        raise ValueError(f"unknown split part {part!r}, expected one of {LISTED_SPLITS}")
+    if split == "fault_filtered":
+        return _fault_filtered(part)
+    if split != "stratified":
+        raise ValueError(f"GTZAN has no listed split {split!r}; listed: {', '.join(SPLITS)}")
+    return read_split_list(find_list(roots, split_file_name("{split}_stratified.txt", part),
+                                     "GTZAN stratified split", "gtzan"))
+
+
+def artists(roots: Iterable[str | Path]) -> dict[str, str]:
+    """Sturm's artist index (``<root>/splits/GTZANindex.txt``): ``"blues.00000.wav"`` -> ``"John Lee Hooker"``.
 
     Entries with an unknown artist map to ``""``.
     """
-    with resources.as_file(shipped_file("gtzan_artists.txt")) as path:
-        lines = path.read_text(encoding="latin-1").splitlines()
+    lines = find_list(roots, ARTIST_INDEX, "GTZAN's artist index", "gtzan").read_text(encoding="latin-1").splitlines()
     index = {}
     for line in lines:
         if line.startswith("##") or ":::" not in line:
@@ -97,8 +115,8 @@ class GTZANDataModule(FolderDataModule):
         **kwargs,
     ):
         super().__init__(root, labels=list(GENRES), **kwargs)
-        if split not in (*SPLIT_LISTS, "kfold"):
-            raise ValueError(f"split must be one of {(*SPLIT_LISTS, 'kfold')}, got {split!r}")
+        if split not in (*SPLITS, "kfold"):
+            raise ValueError(f"split must be one of {(*SPLITS, 'kfold')}, got {split!r}")
         if split == "kfold" and not (k >= 3 and 0 <= fold < k):
             raise ValueError(f"kfold needs k >= 3 and 0 <= fold < k, got k={k}, fold={fold}")
         self.split, self.k, self.fold = split, int(k), int(fold)
@@ -121,7 +139,7 @@ class GTZANDataModule(FolderDataModule):
         return f"kfold(k={self.k},fold={self.fold},seed={self.seed})" if self.split == "kfold" else self.split
 
     def locate(self, entry: str) -> str:
-        """The shipped lists name ``.wav`` files; the original tarball has ``.au``."""
+        """The lists name ``.wav`` files; the original tarball has ``.au``."""
         return Path(entry).with_suffix(self.layout[1]).as_posix()
 
     def split_items(self) -> dict[str, list[Item]]:
@@ -134,5 +152,6 @@ class GTZANDataModule(FolderDataModule):
                 "val": [it for it, f in zip(items, folds) if f == val_fold],
                 "test": [it for it, f in zip(items, folds) if f == self.fold],
             }
-        return {name: self.items_from_list(split_list(self.split, name), f"the GTZAN {self.split} {name} list")
+        roots = (self.root, self.data_dir.parent)
+        return {name: self.items_from_list(split_list(self.split, name, roots), f"the GTZAN {self.split} {name} list")
                 for name in LISTED_SPLITS}

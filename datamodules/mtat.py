@@ -3,7 +3,8 @@
 ``root`` holds the release as distributed: mp3 files in folders ``0``..``f`` and
 ``annotations_final.csv``. Labels are the 50 most frequent tags in the literature's column
 order (:func:`~datamodules.mtat_format.top50_tags`), the split is the literature's top-50
-split shipped with the package (15,244 / 1,529 / 4,332 clips), and evaluation is clip-level
+split (15,244 / 1,529 / 4,332 clips) read from ``root/splits/`` (:mod:`datamodules.mtat_split`),
+and evaluation is clip-level
 macro ROC-AUC / PR-AUC over evenly spaced chunks (done by the base data module and the task).
 """
 
@@ -13,7 +14,13 @@ import logging
 
 from .base import AudioDataModule
 from .items import Item
-from .mtat_format import ANNOTATIONS_FILE, load_top50_split, read_annotations, top50_label_matrix, top50_tags
+from .mtat_format import (
+    ANNOTATIONS_FILE,
+    read_annotations,
+    top50_label_matrix,
+    top50_tags,
+)
+from .mtat_split import load_top50_split
 from .split_lists import LISTED_SPLITS
 
 log = logging.getLogger(__name__)
@@ -69,7 +76,7 @@ class MTATDataModule(AudioDataModule):
         unlisted, missing, total = 0, [], 0
         for name in LISTED_SPLITS:
             items = []
-            for clip_id, mp3 in load_top50_split(name):
+            for clip_id, mp3 in load_top50_split(self.root, name):
                 total += 1
                 row = row_of.get(clip_id)
                 if row is None:

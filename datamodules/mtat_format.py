@@ -1,4 +1,4 @@
-"""MagnaTagATune on-disk formats: ``annotations_final.csv`` and the shipped top-50 split.
+"""MagnaTagATune on-disk formats: ``annotations_final.csv`` and the top-50 tags.
 
 Kept free of torch and of the DataModule so that reading labels, checking a download and
 writing synthetic releases (``synthetic_mtat.py``) share one definition of the format.
@@ -13,13 +13,9 @@ the stand-in header of the synthetic releases) gives the same top-50 matrix.
 from __future__ import annotations
 
 import csv
-from functools import lru_cache
 from pathlib import Path
-from typing import NamedTuple
 
 import numpy as np
-
-from .split_lists import LISTED_SPLITS, shipped_file, split_file_name
 
 ANNOTATIONS_FILE = "annotations_final.csv"
 
@@ -53,18 +49,21 @@ MTAT_TAGS: tuple[str, ...] = (
 )
 
 
-@lru_cache(maxsize=None)
-def _top50() -> tuple[str, ...]:
-    return tuple(line for line in shipped_file("mtat_top50_tags.txt").read_text(encoding="ascii").splitlines() if line)
+#: The 50 tags of the literature's benchmark, in label-column order: minzwon's ``tags.npy`` and
+#: musicnn's ``MTT_LABELS``, where ``metal`` is column 47 and ``female voice`` 48. Jongpil Lee's
+#: ``top50_tags.txt`` and ``y_*.npy`` have those two swapped (see :mod:`datamodules.mtat_split`).
+TOP50_TAGS: tuple[str, ...] = (
+    "guitar", "classical", "slow", "techno", "strings", "drums", "electronic", "rock", "fast", "piano",
+    "ambient", "beat", "violin", "vocal", "synth", "female", "indian", "opera", "male", "singing",
+    "vocals", "no vocals", "harpsichord", "loud", "quiet", "flute", "woman", "male vocal", "no vocal", "pop",
+    "soft", "sitar", "solo", "man", "classic", "choir", "voice", "new age", "dance", "male voice",
+    "female vocal", "beats", "harp", "cello", "no voice", "weird", "country", "metal", "female voice", "choral",
+)
 
 
 def top50_tags() -> list[str]:
-    """The 50 tags of the literature's benchmark, in label-column order.
-
-    This is minzwon's ``tags.npy`` / musicnn's order: ``metal`` is column 47 and ``female
-    voice`` 48. Jongpil Lee's ``y_*.npy`` have those two swapped; see splits/README_mtat.md.
-    """
-    return list(_top50())
+    """The 50 tags of the literature's benchmark, in label-column order (:data:`TOP50_TAGS`)."""
+    return list(TOP50_TAGS)
 
 
 def read_annotations(path: str | Path) -> tuple[np.ndarray, list[str], np.ndarray, list[str]]:
@@ -141,37 +140,7 @@ def top50_label_matrix(tag_names: list[str], labels: np.ndarray) -> np.ndarray:
     if labels.ndim != 2 or labels.shape[1] != len(tag_names):
         raise ValueError(f"labels shape {labels.shape} does not match {len(tag_names)} tag names")
     col = {t: i for i, t in enumerate(tag_names)}
-    missing = [t for t in _top50() if t not in col]
+    missing = [t for t in TOP50_TAGS if t not in col]
     if missing:
         raise KeyError(f"top-50 tags missing from the annotations: {missing}")
-    return labels[:, [col[t] for t in _top50()]].astype(np.float32)
-
-
-class SplitEntry(NamedTuple):
-    """One clip of the release as a split list names it: its ``clip_id`` and the ``mp3_path``
-    it is stored at (relative to the release root)."""
-
-    clip_id: int
-    mp3_path: str
-
-
-@lru_cache(maxsize=None)
-def _split(name: str) -> tuple[SplitEntry, ...]:
-    entries = []
-    for line in shipped_file(split_file_name("mtat_top50_{split}.tsv", name)).read_text(encoding="ascii").splitlines():
-        if line and not line.startswith("#"):
-            clip_id, mp3_path = line.split("\t")
-            entries.append(SplitEntry(int(clip_id), mp3_path))
-    return tuple(entries)
-
-
-def load_top50_split(name: str) -> list[SplitEntry]:
-    """The literature's top-50 split shipped as package data: ``[(clip_id, mp3_path), ...]``.
-
-    ``name`` is ``train`` (15,244 clips, folders 0-b), ``val`` (1,529, folder c; the file's
-    ``valid``) or ``test`` (4,332, folders d-f); entries are sorted by clip_id. Provenance:
-    splits/README_mtat.md.
-    """
-    if name not in LISTED_SPLITS:
-        raise ValueError(f"unknown MTAT split {name!r}, expected one of {LISTED_SPLITS}")
-    return list(_split(name))
+    return labels[:, [col[t] for t in TOP50_TAGS]].astype(np.float32)

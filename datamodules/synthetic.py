@@ -25,8 +25,18 @@ import numpy as np
 import soundfile as sf
 
 from .gtzan import GENRES
+from .split_lists import LISTED_SPLITS, lists_folder, split_file_name, write_split_list
 from .synthetic_marker import mark_synthetic
-from .synthetic_styles import CHORDS, COMPS, DRUMS, GENRE_STYLES, INSTRUMENTS, PARTS, PROGRESSIONS, SCALES
+from .synthetic_styles import (
+    CHORDS,
+    COMPS,
+    DRUMS,
+    GENRE_STYLES,
+    INSTRUMENTS,
+    PARTS,
+    PROGRESSIONS,
+    SCALES,
+)
 
 TABLE_SIZE = 2048
 BORROW = 0.1  # probability that one part of a clip's style comes from a neighbouring genre
@@ -333,8 +343,10 @@ def make_synthetic_gtzan(
 
     ``layout`` is ``genres_original`` (the re-release; default format ``wav``) or ``genres``
     (the original tarball; default format ``au``). Indices run 0..clips_per_genre-1, so the
-    default 100 per genre covers every name of the shipped split lists. Returns the folder
-    holding the genre folders.
+    default 100 per genre covers every name of the fault-filtered split (443/197/290, from
+    torchaudio). The stratified split is written to ``<out>/splits/`` as the real one is
+    fetched there: 50/25/25 % of each genre's clips, drawn with ``seed`` (500/250/250 at the
+    default size). Returns the folder holding the genre folders.
     """
     if layout not in ("genres_original", "genres"):
         raise ValueError(f"layout must be 'genres_original' or 'genres', got {layout!r}")
@@ -348,5 +360,20 @@ def make_synthetic_gtzan(
             audio = synth_clip(genre, i, seed=seed, seconds=seconds, sample_rate=sample_rate)
             sf.write(base / genre / f"{genre}.{i:05d}.{fmt}", audio, sample_rate,
                      format=fmt.upper(), subtype="PCM_16")
+    write_stratified_lists(out, clips_per_genre, seed)
     mark_synthetic(out, f"Synthetic GTZAN (musiczoo, seed {seed}, {seconds:g} s clips at {sample_rate} Hz)")
     return base
+
+
+def write_stratified_lists(root: str | Path, clips_per_genre: int, seed: int) -> None:
+    """``<root>/splits/{train,valid,test}_stratified.txt`` for clips 0..clips_per_genre-1 of every
+    genre, in the real lists' format (``<genre>/<genre>.000NN.wav``), 50/25/25 % per genre."""
+    rng = np.random.default_rng([seed, 7])
+    n_train, n_val = clips_per_genre // 2, clips_per_genre // 4
+    parts: dict[str, list[str]] = {part: [] for part in LISTED_SPLITS}
+    for genre in GENRES:
+        order = rng.permutation(clips_per_genre)
+        for part, chosen in zip(LISTED_SPLITS, (order[:n_train], order[n_train:n_train + n_val], order[n_train + n_val:])):
+            parts[part] += [f"{genre}/{genre}.{i:05d}.wav" for i in sorted(chosen)]
+    for part, entries in parts.items():
+        write_split_list(lists_folder(root) / split_file_name("{split}_stratified.txt", part), entries)

@@ -5,8 +5,9 @@ cannot tell apart from the real one by layout: mp3 files in folders ``0``..``f``
 names, ``annotations_final.csv`` with the real quoting and 190 columns, and a few empty or
 truncated mp3 files that are still listed in the annotations (as on the real release).
 
-Clip ids and paths are taken from the shipped top-50 split, so loaders use the real split
-files on synthetic data. The tags are *caused by the audio*: each clip is rendered from a
+The split is written as the real one is derived: ``splits/top50_{train,valid,test}.tsv``
+beside the audio, clips in the literature's folders (train 0-b, val c, test d-f) and in its
+proportions (15,244 : 1,529 : 4,332). The tags are *caused by the audio*: each clip is rendered from a
 style (instruments, drums, voice, tempo, loudness) and tagged from that recipe, then the
 tags get MTAT-like noise (many true tags missing, a few spurious ones). A model on log-Mel
 features can therefore learn the tags, but not perfectly.
@@ -20,15 +21,22 @@ Everything is deterministic in ``seed``: each clip has its own generator seeded 
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 import soundfile as sf
 
-from datamodules.mtat_format import ANNOTATIONS_FILE, MTAT_TAGS, SplitEntry, load_top50_split, top50_tags
-from datamodules.split_lists import LISTED_SPLITS
+from datamodules.mtat_format import ANNOTATIONS_FILE, MTAT_TAGS, TOP50_TAGS
+from datamodules.mtat_split import (
+    EXPECTED_COUNTS,
+    SPLIT_FOLDERS,
+    SplitEntry,
+    part_of,
+    write_top50_split,
+)
+from datamodules.split_lists import LISTED_SPLITS, lists_folder
 from datamodules.synthetic_marker import mark_synthetic
 from datamodules.synthetic_mtat_sounds import SOUND_SOURCES, VOICES, RenderContext
 from datamodules.synthetic_mtat_styles import LEVEL_TAGS, STYLES, TEMPO_TAGS, VOICE_TAGS
@@ -81,7 +89,7 @@ def _noisy_labels(clip_id: int, seed: int, tags: set[str], in_split: bool) -> np
     true = np.array([t in tags for t in MTAT_TAGS])
     keep = np.where([t.startswith("no ") for t in MTAT_TAGS], KEEP_P_NEGATIVE, KEEP_P)
     row = (true & (rng.random(len(MTAT_TAGS)) < keep)) | (rng.random(len(MTAT_TAGS)) < SPURIOUS_P)
-    top = np.isin(MTAT_TAGS, top50_tags())
+    top = np.isin(MTAT_TAGS, TOP50_TAGS)
     if not in_split:
         row &= ~top  # clips outside the top-50 split are those without any top-50 tag
     elif not row[top].any():  # the split only holds clips with at least one top-50 tag
@@ -89,28 +97,32 @@ def _noisy_labels(clip_id: int, seed: int, tags: set[str], in_split: bool) -> np
     return row.astype(np.uint8)
 
 
+def part_sizes(n_clips: int) -> dict[str, int]:
+    """``n_clips`` shared out in the literature's proportions (largest remainder), at least one
+    clip per part: ``part_sizes(21105)`` is the real 15,244 / 1,529 / 4,332."""
+    if n_clips < len(LISTED_SPLITS):
+        raise ValueError(f"n_clips={n_clips}: the split needs at least one clip per part")
+    total = sum(EXPECTED_COUNTS.values())
+    exact = {part: n_clips * count / total for part, count in EXPECTED_COUNTS.items()}
+    sizes = {part: max(1, int(x)) for part, x in exact.items()}
+    for part in sorted(exact, key=lambda p: exact[p] - int(exact[p]), reverse=True)[:max(0, n_clips - sum(sizes.values()))]:
+        sizes[part] += 1
+    sizes["train"] -= sum(sizes.values()) - n_clips  # only where the minimum of one pushed the sum over
+    return sizes
+
+
 def _default_clips(rng: np.random.Generator, n_clips: int) -> list[SplitEntry]:
-    """Sample split entries: 60% train, 15% val, 25% test (eval sets big enough to score)."""
-    n_val, n_test = round(0.15 * n_clips), round(0.25 * n_clips)
-    chosen = []
-    for name, n in (("train", n_clips - n_val - n_test), ("val", n_val), ("test", n_test)):
-        entries = load_top50_split(name)
-        chosen += [entries[i] for i in np.sort(rng.choice(len(entries), n, replace=False))]
-    return chosen
-
-
-def _resolve(clip_ids: Sequence[int | tuple[int, str]]) -> list[SplitEntry]:
-    """Accept split entries as given, or bare clip ids looked up in the shipped split."""
-    known = {cid: p for name in LISTED_SPLITS for cid, p in load_top50_split(name)}
-    out = []
-    for entry in clip_ids:
-        if isinstance(entry, (tuple, list)):
-            out.append(SplitEntry(int(entry[0]), str(entry[1])))
-        elif int(entry) in known:
-            out.append(SplitEntry(int(entry), known[int(entry)]))
-        else:
-            raise ValueError(f"clip_id {entry} is not in the shipped MTAT top-50 split; pass (clip_id, mp3_path)")
-    return out
+    """MTAT-like clips: ``<folder>/<artist>-<album>-<track>-<title>-<start>-<end>.mp3`` in the
+    folders of their part, clip ids rising by a few as on the release."""
+    clips, clip_id = [], 0
+    for part, n in part_sizes(n_clips).items():
+        for k in range(n):
+            clip_id += int(rng.integers(1, 4))
+            folder = SPLIT_FOLDERS[part][rng.integers(len(SPLIT_FOLDERS[part]))]
+            start = 29 * int(rng.integers(0, 10))
+            name = f"synthetic_artist_{k % 37:02d}-synthetic_album_{part}-{k % 12 + 1:02d}-study_{k:05d}-{start}-{start + 29}.mp3"
+            clips.append(SplitEntry(clip_id, f"{folder}/{name}"))
+    return clips
 
 
 def make_synthetic_mtat(
@@ -121,16 +133,17 @@ def make_synthetic_mtat(
     seconds: float = 29.1,
     sample_rate: int = 16000,
     n_broken: int = 3,
-    clip_ids: Sequence[int | tuple[int, str]] | None = None,
+    clip_ids: Sequence[tuple[int, str]] | None = None,
     n_unsplit: int = 4,
     workers: int | None = None,
 ) -> Path:
     """Write a synthetic MTAT release under ``out`` and return ``out``.
 
-    * ``clip_ids=None``: ``n_clips`` entries sampled (by ``seed``) from the shipped top-50
-      split, 60/15/25 % train/val/test. Otherwise exactly these clips: ``(clip_id, mp3_path)``
-      pairs, e.g. ``load_top50_split("train")[:40]``, or bare clip ids from the shipped split.
-      Clips given as pairs are treated as split clips (at least one top-50 tag).
+    * ``clip_ids=None``: ``n_clips`` MTAT-like clips in the literature's proportions
+      (:func:`part_sizes`). Otherwise exactly these ``(clip_id, mp3_path)`` pairs, each in the
+      part its folder belongs to (train 0-b, val c, test d-f).
+    * The split is written to ``out/splits/top50_*.tsv`` (every clip given or made; all have
+      at least one top-50 tag).
     * ``n_unsplit`` more clips outside the split (clip_id >= 60000, MTAT-like names, no top-50
       tag), because the real annotations list ~4,800 clips the top-50 split leaves out.
     * ``n_broken`` of the split clips (train ones when there are enough) are written broken,
@@ -145,18 +158,19 @@ def make_synthetic_mtat(
         raise ValueError(f"seconds={seconds} at {sample_rate} Hz gives no samples")
     out = Path(out)
     rng = np.random.default_rng(seed)
-    clips = _default_clips(rng, n_clips) if clip_ids is None else _resolve(clip_ids)
+    clips = _default_clips(rng, n_clips) if clip_ids is None else [SplitEntry(int(c), str(p)) for c, p in clip_ids]
     if len({c for c, _ in clips}) != len(clips) or len({p for _, p in clips}) != len(clips):
         raise ValueError("clip_ids contain duplicate clip ids or paths")
     in_split = {cid for cid, _ in clips}
+    parts = {part: [c for c in sorted(clips) if part_of(c.mp3_path) == part] for part in LISTED_SPLITS}
     for j in range(n_unsplit):
         folder = "0123456789abcdef"[rng.integers(16)]
         start = 29 * int(rng.integers(0, 10))
         name = f"synthetic_artist_{j:02d}-synthetic_album-01-study_{j:02d}-{start}-{start + 29}.mp3"
         clips.append(SplitEntry(UNSPLIT_CLIP_ID_START + j, f"{folder}/{name}"))
     clips.sort()
-    train = {cid for cid, _ in load_top50_split("train")} & in_split
-    candidates = sorted(train) if len(train) >= n_broken else sorted(in_split)
+    train = [cid for cid, _ in parts["train"]]
+    candidates = train if len(train) >= n_broken else sorted(in_split)
     broken = [int(x) for x in rng.choice(candidates, min(n_broken, len(candidates)), replace=False)]
 
     def write(entry: SplitEntry) -> np.ndarray:
@@ -180,5 +194,6 @@ def make_synthetic_mtat(
         f.write(quoted(["clip_id", *MTAT_TAGS, "mp3_path"]))
         for (clip_id, rel), row in zip(clips, rows):
             f.write(quoted([clip_id, *row.tolist(), rel]))
+    write_top50_split(lists_folder(out), parts)
     mark_synthetic(out, f"Synthetic MagnaTagATune (musiczoo, seed {seed}, {seconds:g} s clips at {sample_rate} Hz)")
     return out

@@ -28,8 +28,9 @@ from tqdm.auto import tqdm
 from datamodules.primitives.audio import AudioDecodeError, decode_audio
 
 from .gtzan import GENRES, find_gtzan, split_list
-from .mtat_format import ANNOTATIONS_FILE, load_top50_split, read_annotations
-from .split_lists import LISTED_SPLITS
+from .mtat_format import ANNOTATIONS_FILE, read_annotations
+from .mtat_split import load_top50_split
+from .split_lists import LISTED_SPLITS, MissingListError
 from .synthetic_marker import is_synthetic
 
 DATASETS = ("gtzan", "mtat")
@@ -44,7 +45,7 @@ GTZAN_SPLIT = "fault_filtered"
 
 MTAT_FOLDERS = tuple("0123456789abcdef")
 #: Clips per folder of the real MagnaTagATune release, counted from the 25,863-line clip index
-#: ``data/index/mtt/index_mtt.tsv`` of jordipons/musicnn-training (shared/data/mtat/musicnn/).
+#: ``data/index/mtt/index_mtt.tsv`` of jordipons/musicnn-training (fetched into ``splits/`` by download).
 MTAT_FOLDER_CLIPS = {
     "0": 1108, "1": 1543, "2": 1562, "3": 1238, "4": 2421, "5": 1604, "6": 1788, "7": 1163,
     "8": 1144, "9": 1773, "a": 1417, "b": 1948, "c": 1825, "d": 1677, "e": 1547, "f": 2105,
@@ -149,7 +150,7 @@ def _verify_gtzan(root: Path, workers: int, progress: bool) -> Report:
         problems.append(f"{_count(len(extra), 'unexpected file')} in the genre folders: {_listing(extra)}")
     problems += _unreadable_lines(unreadable, KNOWN_FAULTY)
 
-    # The shipped lists name .wav files; the original tarball has .au (as GTZANDataModule.locate maps them).
+    # The lists name .wav files; the original tarball has .au (as GTZANDataModule.locate maps them).
     split_files = [Path(e).with_suffix(ext).as_posix()
                    for part in LISTED_SPLITS for e in split_list(GTZAN_SPLIT, part)]
     missing_from_split = set(split_files) & set(missing)
@@ -222,7 +223,7 @@ def _verify_mtat(root: Path, workers: int, progress: bool) -> Report:
             problems.append(f"missing {len(missing):,} of the {len(listed):,} clips {ANNOTATIONS_FILE} lists: {_listing(missing)}")
         if extra:
             problems.append(f"{_count(len(extra), 'file')} that {ANNOTATIONS_FILE} does not list: {_listing(extra)}")
-        reasons += _mtat_split_reasons(listed, set(missing), unreadable)
+        reasons += _mtat_split_reasons(root, listed, set(missing), unreadable)
     problems += _unreadable_lines(unreadable, MTAT_KNOWN_FAULTY)
 
     layout = (f"{root} (MagnaTagATune release: {len(folders)} of the 16 mp3 folders 0..f, "
@@ -234,15 +235,19 @@ def _verify_mtat(root: Path, workers: int, progress: bool) -> Report:
         files_checked=len(mp3s), usable=not reasons, problems=problems, not_usable_because=reasons)
 
 
-def _mtat_split_reasons(listed: dict[int, str], missing: set[str], unreadable: list[tuple[str, str]]) -> list[str]:
+def _mtat_split_reasons(root: Path, listed: dict[int, str], missing: set[str],
+                        unreadable: list[tuple[str, str]]) -> list[str]:
     """Why MTATDataModule would refuse or mistrust this copy (it matches the split to the
     annotations by clip_id and uses the split clips they list), as in its ``split_items``."""
     needed, mismatched = [], 0
-    for part in LISTED_SPLITS:
-        for clip_id, mp3 in load_top50_split(part):
-            if clip_id in listed:
-                needed.append(mp3)
-                mismatched += listed[clip_id] != mp3
+    try:
+        split = [entry for part in LISTED_SPLITS for entry in load_top50_split(root, part)]
+    except MissingListError as e:
+        return [str(e)]
+    for clip_id, mp3 in split:
+        if clip_id in listed:
+            needed.append(mp3)
+            mismatched += listed[clip_id] != mp3
     if not needed:
         return [f"{ANNOTATIONS_FILE} lists none of the clips of the top-50 split"]
     if mismatched:

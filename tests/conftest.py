@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import socket
+from pathlib import Path
 
 import lightning as L
 import pytest
@@ -13,6 +12,20 @@ import yaml
 from torch.utils.data import DataLoader
 
 from datamodules.synthetic import make_synthetic_gtzan
+
+REPO = Path(__file__).resolve().parents[1]
+#: Real files for development and CI (split lists, CC music clips, GTZAN excerpts), beside the
+#: repository on every development machine and CI runner; never copied into the repository.
+SHARED_DATA = REPO.parent / "shared" / "data"
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    """``../shared/data``; a test that needs real files skips, naming the folder, without it."""
+    if not SHARED_DATA.is_dir():
+        pytest.skip(f"needs the real files of {SHARED_DATA} (see docs/contributing.md), which is absent")
+    return SHARED_DATA
+
 
 # Short, low-rate clips: the layout and the names are what these trees are for.
 TREE_SECONDS, TREE_RATE = 1.0, 8000

@@ -24,12 +24,22 @@ import datamodules.cache as audio_cache
 from datamodules.base import AudioDataModule
 from datamodules.cache import AudioCache, CacheNotWritableError
 from datamodules.items import Item
-from datamodules.primitives.audio import AudioDecodeError, decode_audio, decode_blocks, printable_name
+from datamodules.primitives.audio import (
+    AudioDecodeError,
+    decode_audio,
+    decode_blocks,
+    printable_name,
+)
 from zoo.factory import create_model
-from zoo.predict import Prediction, predict_files, predictions_as_csv, predictions_as_json, predictions_as_table
+from zoo.predict import (
+    Prediction,
+    predict_files,
+    predictions_as_csv,
+    predictions_as_json,
+    predictions_as_table,
+)
 
 REPO = Path(__file__).resolve().parents[1]
-AUDIO = REPO / "tests" / "data" / "audio"
 SR = 16000
 LABELS = ["a", "b", "c"]
 
@@ -190,8 +200,8 @@ def test_streamed_resampling_matches_one_shot_on_a_chirp(tmp_path, orig, new):
 
 @pytest.mark.parametrize("name, new", [("sorohanro_-_solo-trumpet-06.hq.ogg", 22050),  # 44.1 kHz stereo
                                        ("Kevin_MacLeod_-_Vibe_Ace.ogg", 16000)])  # 22,050 Hz, one minute
-def test_streamed_resampling_matches_one_shot_on_real_music(name, new):
-    path = AUDIO / name
+def test_streamed_resampling_matches_one_shot_on_real_music(name, new, shared_data):
+    path = shared_data / "audio" / name
     expected = one_shot(path, new)
     got = np.concatenate(list(decode_blocks(str(path), new, block_seconds=0.77)))
     assert len(got) == len(expected) and np.abs(got - expected).max() < 1e-4

@@ -5,6 +5,8 @@ from __future__ import annotations
 import io
 import logging
 import os
+import re
+import shutil
 import time
 from collections import Counter
 from pathlib import Path
@@ -17,10 +19,11 @@ import torch
 import datamodules.cache as audio_cache
 from datamodules.base import AudioDataModule
 from datamodules.cache import AudioCache
-from datamodules.items import Item
-from datamodules.primitives.chunks import chunk_starts
 from datamodules.folder import FolderDataModule
 from datamodules.gtzan import GENRES, GTZANDataModule, split_list
+from datamodules.items import Item
+from datamodules.primitives.chunks import chunk_starts
+from datamodules.split_lists import MissingListError
 from datamodules.synthetic import make_synthetic_gtzan
 
 # Per-genre counts of the fault-filtered split (shared/data README), genres in GENRES order.
@@ -94,6 +97,49 @@ def test_gtzan_fault_filtered_split_in_both_layouts(layout, request, tmp_path, c
     assert genre_counts(clips["test"]) == FILTERED_COUNTS["test"]
     assert clips["predict"] == clips["test"]
     assert all(c.length == tree_rate for c in clips["test"])  # 1 s clips
+
+
+def test_gtzan_fault_filtered_split_comes_from_torchaudio(gtzan_rerelease, tree_rate):
+    lists = {part: split_list("fault_filtered", part) for part in ("train", "val", "test")}
+    assert {part: len(entries) for part, entries in lists.items()} == {"train": 443, "val": 197, "test": 290}
+    assert all(re.fullmatch(r"(\w+)/\1\.\d{5}\.wav", e) for entries in lists.values() for e in entries)
+    assert len(set().union(*lists.values())) == 930  # no overlap
+    items = GTZANDataModule(str(gtzan_rerelease), sample_rate=tree_rate).split_items()
+    assert {part: [it.key for it in items[part]] for part in lists} == lists
+
+
+def test_gtzan_fault_filtered_split_is_the_published_one(shared_data):
+    for part, word in (("train", "train"), ("val", "valid"), ("test", "test")):
+        assert split_list("fault_filtered", part) == (shared_data / "gtzan" / f"{word}_filtered.txt").read_text().split()
+
+
+def test_gtzan_stratified_split_is_read_beside_the_data(gtzan_original, shared_data, tmp_path, tree_rate):
+    """The lists as ``musiczoo download gtzan`` stores them (here: the real ones, copied)."""
+    root = Path(shutil.copytree(gtzan_original, tmp_path / "gtzan", ignore=shutil.ignore_patterns("splits")))
+    (root / "splits").mkdir()
+    for word in ("train", "valid", "test"):
+        shutil.copyfile(shared_data / "gtzan" / f"{word}_stratified.txt", root / "splits" / f"{word}_stratified.txt")
+    items = GTZANDataModule(str(root / "genres"), split="stratified", sample_rate=tree_rate).split_items()
+    for part, word in (("train", "train"), ("val", "valid"), ("test", "test")):
+        real = (shared_data / "gtzan" / f"{word}_stratified.txt").read_text().split()
+        assert [it.key for it in items[part]] == [e.replace(".wav", ".au") for e in real]
+        assert genre_counts(items[part]) == [50 if part == "train" else 25] * 10
+
+
+def test_gtzan_stratified_split_without_its_lists_is_one_line(gtzan_original, tmp_path):
+    root = Path(shutil.copytree(gtzan_original, tmp_path / "gtzan", ignore=shutil.ignore_patterns("splits")))
+    with pytest.raises(MissingListError) as raised:
+        GTZANDataModule(str(root), split="stratified").prepare_data()
+    assert str(raised.value) == (f"GTZAN stratified split needs its lists (train_stratified.txt is not in "
+                                 f"{root / 'splits'}): run musiczoo download gtzan --root DIR (or --lists-only)")
+
+
+def test_synthetic_gtzan_writes_stratified_lists_of_the_literature_s_sizes(gtzan_rerelease):
+    lists = {part: split_list("stratified", part, [gtzan_rerelease]) for part in ("train", "val", "test")}
+    assert {part: len(entries) for part, entries in lists.items()} == {"train": 500, "val": 250, "test": 250}
+    assert len(set().union(*lists.values())) == 1000
+    for part, entries in lists.items():
+        assert Counter(e.split("/")[0] for e in entries) == {g: len(entries) // 10 for g in GENRES}
 
 
 def test_gtzan_reused_cache_reports_the_skipped_file_again(gtzan_rerelease, tmp_path, caplog, count_decodes, tree_rate):

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import shutil
 import socket
 import tarfile
 import threading
@@ -20,7 +21,15 @@ from pathlib import Path
 import pytest
 
 import datamodules.download as dl
-from datamodules.download import DownloadError, RemoteFile, Source, UnsafeArchiveError, download
+from datamodules.download import (
+    DownloadError,
+    RemoteFile,
+    Source,
+    UnsafeArchiveError,
+    download,
+)
+from datamodules.gtzan import GTZANDataModule, artists
+from datamodules.mtat_split import load_top50_split
 from datamodules.synthetic import make_synthetic_gtzan
 from zoo.cli import main
 
@@ -89,7 +98,7 @@ def gtzan_tarball(tmp_path_factory) -> bytes:
 
 def point_gtzan_at(monkeypatch, *sources: Source, md5_sum: str | None):
     remote = replace(dl.RELEASES["gtzan"].files[0], sources=tuple(sources), md5=md5_sum)
-    monkeypatch.setitem(dl.RELEASES, "gtzan", replace(dl.RELEASES["gtzan"], files=(remote,)))
+    monkeypatch.setitem(dl.RELEASES, "gtzan", replace(dl.RELEASES["gtzan"], files=(remote,), lists=()))
 
 
 def test_full_download_checks_and_unpacks(server, monkeypatch, gtzan_tarball, tmp_path):
@@ -193,7 +202,7 @@ def mtat_release(members: dict[str, bytes]) -> tuple[list[bytes], bytes]:
 
 def point_mtat_at(monkeypatch, server: str):
     files = tuple(RemoteFile(f.name, (Source(url=f"{server}/{f.name}"),)) for f in dl.RELEASES["mtat"].files)
-    monkeypatch.setitem(dl.RELEASES, "mtat", replace(dl.RELEASES["mtat"], files=files))
+    monkeypatch.setitem(dl.RELEASES, "mtat", replace(dl.RELEASES["mtat"], files=files, lists=(), derive=None))
 
 
 def test_mtat_split_zip_is_joined_and_extracted(server, monkeypatch, tmp_path):
@@ -270,3 +279,68 @@ def test_disk_and_permission_failures_are_explained(server, monkeypatch, gtzan_t
         monkeypatch.setattr(dl, "_http_fetch", failing_fetch)
         with pytest.raises(DownloadError, match=message.replace("(", r"\(").replace(")", r"\)")):
             download("gtzan", tmp_path, progress=False)
+
+
+# ---- split lists -----------------------------------------------------------------------------
+#: Where ../shared/data keeps a byte-identical copy of each list the downloads fetch.
+SHARED_COPIES = {
+    "splits/train_stratified.txt": "gtzan/train_stratified.txt", "splits/valid_stratified.txt": "gtzan/valid_stratified.txt",
+    "splits/test_stratified.txt": "gtzan/test_stratified.txt", "splits/GTZANindex.txt": "gtzan/GTZANindex.txt",
+    "splits/train_list_pub.cP": "mtat/jongpil/train_list_pub.cP", "splits/valid_list_pub.cP": "mtat/jongpil/valid_list_pub.cP",
+    "splits/test_list_pub.cP": "mtat/jongpil/test_list_pub.cP", "splits/top50_tags.txt": "mtat/jongpil/top50_tags.txt",
+    "splits/index_mtt.tsv": "mtat/musicnn/index_mtt.tsv",
+}
+
+
+def serve_lists(monkeypatch, server: str, shared: Path, dataset: str) -> None:
+    """Serve the real lists from the loopback server; each list's first source points at it."""
+    release = dl.RELEASES[dataset]
+    lists = []
+    for remote in release.lists:
+        Files.files[f"/{remote.name}"] = (shared / SHARED_COPIES[remote.name]).read_bytes()
+        lists.append(replace(remote, sources=(Source(url=f"{server}/{remote.name}"), *remote.sources)))
+    monkeypatch.setitem(dl.RELEASES, dataset, replace(release, lists=tuple(lists)))
+
+
+def test_the_recorded_checksums_are_those_of_the_published_lists(shared_data):
+    for remote in dl.RELEASES["gtzan"].lists + dl.RELEASES["mtat"].lists:
+        copy = shared_data / SHARED_COPIES[remote.name]
+        assert (copy.stat().st_size, dl.file_digest(copy, "sha256")) == (remote.size, remote.sha256), remote.name
+        assert all(source.url.startswith("https://raw.githubusercontent.com/") for source in remote.sources)
+
+
+def test_gtzan_lists_only_on_a_machine_with_the_audio(server, monkeypatch, shared_data, gtzan_original, tmp_path, capsys):
+    root = Path(shutil.copytree(gtzan_original, tmp_path / "gtzan", ignore=shutil.ignore_patterns("splits")))
+    serve_lists(monkeypatch, server, shared_data, "gtzan")
+    main(["download", "gtzan", "--root", str(root), "--lists-only"])
+    out = capsys.readouterr().out
+    assert out.count("SHA-256 matches the recorded checksum") == 4 and "verify" not in out
+    assert [path for path, _ in Files.requests] == [f"/splits/{word}_stratified.txt" for word in ("train", "valid", "test")] + ["/splits/GTZANindex.txt"]
+    for name, copy in list(SHARED_COPIES.items())[:4]:
+        assert (root / name).read_bytes() == (shared_data / copy).read_bytes()
+    items = GTZANDataModule(str(root), split="stratified").split_items()
+    assert {part: len(v) for part, v in items.items()} == {"train": 500, "val": 250, "test": 250}
+    index = artists([root])
+    assert len(index) == 1000 and index["blues.00000.wav"] == "John Lee Hooker"
+
+
+def test_mtat_lists_are_checked_and_the_top50_split_derived(server, monkeypatch, shared_data, tmp_path, capsys):
+    serve_lists(monkeypatch, server, shared_data, "mtat")
+    main(["download", "mtat", "--root", str(tmp_path / "mtat"), "--lists-only"])
+    out = capsys.readouterr().out
+    assert out.count("SHA-256 matches the recorded checksum") == 5
+    assert "splits/: derived: derived the top-50 split: train 15,244 / val 1,529 / test 4,332 clips" in out
+    assert [len(load_top50_split(tmp_path / "mtat", part)) for part in ("train", "val", "test")] == [15244, 1529, 4332]
+
+
+def test_a_list_that_changed_at_its_source_is_refused_and_the_next_source_tried(server, monkeypatch, shared_data, tmp_path):
+    serve_lists(monkeypatch, server, shared_data, "gtzan")
+    Files.files["/splits/GTZANindex.txt"] = Files.files["/splits/GTZANindex.txt"].replace(b"John Lee Hooker", b"John Lee Hookr ")
+    monkeypatch.setitem(dl.RELEASES, "gtzan", replace(dl.RELEASES["gtzan"], lists=tuple(
+        replace(r, sources=r.sources[:1] + (Source(url=f"{server}/mirror/{r.name}"),)) for r in dl.RELEASES["gtzan"].lists)))
+    Files.files["/mirror/splits/GTZANindex.txt"] = (shared_data / "gtzan" / "GTZANindex.txt").read_bytes()
+    reports = download("gtzan", tmp_path / "gtzan", progress=False, lists_only=True)
+    index = next(r for r in reports if r.name == "splits/GTZANindex.txt")
+    assert "does not match the recorded" in index.attempts[0].outcome and index.attempts[1].outcome.startswith("downloaded")
+    assert (tmp_path / "gtzan" / "splits" / "GTZANindex.txt").read_bytes() == Files.files["/mirror/splits/GTZANindex.txt"]
+    assert not list((tmp_path / "gtzan" / "splits").glob("*.part"))

@@ -1,7 +1,5 @@
 """Front-ends against librosa (the field's reference) on a real music clip."""
 
-from pathlib import Path
-
 import librosa
 import numpy as np
 import pytest
@@ -10,12 +8,10 @@ import torch
 
 from zoo.frontends import UnknownNameError, create_frontend
 
-CLIP = Path(__file__).parent / "data" / "audio" / "Kevin_MacLeod_-_Vibe_Ace.ogg"
-
 
 @pytest.fixture(scope="module")
-def clip():
-    y, sr = sf.read(CLIP, dtype="float32")
+def clip(shared_data):
+    y, sr = sf.read(shared_data / "audio" / "Kevin_MacLeod_-_Vibe_Ace.ogg", dtype="float32")
     return y[: 15 * sr], sr  # 15 s of real music
 
 

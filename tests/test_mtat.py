@@ -21,8 +21,10 @@ import yaml
 
 import datamodules.cache as audio_cache
 from datamodules.mtat import MTATDataModule
-from datamodules.mtat_format import ANNOTATIONS_FILE, MTAT_TAGS, load_top50_split, top50_tags
-from datamodules.synthetic_mtat import make_synthetic_mtat
+from datamodules.mtat_format import ANNOTATIONS_FILE, MTAT_TAGS, top50_tags
+from datamodules.mtat_split import SplitEntry, write_top50_split
+from datamodules.split_lists import MissingListError
+from datamodules.synthetic_mtat import make_synthetic_mtat, part_sizes
 from zoo.cli.train import config_path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -50,8 +52,13 @@ def _hand_release(root: Path, rows: list[tuple[int, str, set[str]]]) -> Path:
 
 @pytest.fixture()
 def hand(tmp_path):
-    """Two clips of each shipped split, plus one clip outside the split (as on the real release)."""
-    train, val, test = (load_top50_split(s)[:2] for s in ("train", "val", "test"))
+    """Two clips of each part of the split (real names, in their parts' folders), plus one clip
+    outside the split (as on the real release); the split list is written as download derives it."""
+    train = [SplitEntry(7, "0/american_bach_soloists-j_s__bach_solo_cantatas-01-bwv54__i_aria-117-146.mp3"),
+             SplitEntry(12, "9/lvx_nova-lvx_nova-01-contimune-30-59.mp3")]
+    val = [SplitEntry(15, "c/lvx_nova-lvx_nova-01-contimune-88-117.mp3"), SplitEntry(21, "c/tilopa-turkishauch-01-kashmir-0-29.mp3")]
+    test = [SplitEntry(30, "d/drumsound-the_art_of_sound-02-loop-0-29.mp3"), SplitEntry(44, "f/jamie_janover-evolutions-03-sun-58-87.mp3")]
+    write_top50_split(tmp_path / "mtat" / "splits", {"train": train, "val": val, "test": test})
     rows = [
         (*train[0], {"guitar", "metal", "female voice", "female singer"}),  # the hand-checked clip
         (*train[1], {"classical", "no vocals"}),
@@ -118,6 +125,15 @@ def test_missing_files_are_an_error_listing_them(hand, tmp_path):
     assert rows[1][1] in str(err.value) and rows[4][1] in str(err.value)
 
 
+def test_no_split_lists_is_one_line_naming_the_command(hand, tmp_path):
+    root, _ = hand
+    for tsv in (root / "splits").glob("*.tsv"):
+        tsv.unlink()
+    with pytest.raises(MissingListError, match=r"^MagnaTagATune top-50 split needs its lists \(top50_train.tsv is not in "
+                                               r".*: run musiczoo download mtat --root DIR \(or --lists-only\)$"):
+        _module(root, tmp_path / "cache").prepare_data()
+
+
 def test_no_annotations_is_a_clear_error(tmp_path):
     with pytest.raises(FileNotFoundError, match="annotations_final.csv"):
         _module(tmp_path, tmp_path / "cache").prepare_data()
@@ -170,7 +186,7 @@ def test_interrupted_build_leaves_no_complete_cache(release, tmp_path, monkeypat
     monkeypatch.setattr(audio_cache, "_decode", decode)
     dm.prepare_data()  # the next run starts the build again and finishes it
     dm.setup()
-    assert len(_cache_state(tmp_path / "cache")[0]) == 1 and len(dm.clips("train")) == 11
+    assert len(_cache_state(tmp_path / "cache")[0]) == 1 and len(dm.clips("train")) == part_sizes(24)["train"] - 3 == 14
 
 
 def test_killed_build_is_rebuilt_from_scratch(release, tmp_path):
@@ -205,7 +221,7 @@ def test_killed_build_is_rebuilt_from_scratch(release, tmp_path):
     dm = _module(release, cache)
     dm.prepare_data()
     dm.setup()
-    assert len(_cache_state(cache)[0]) == 1 and len(dm.clips("train")) == 11
+    assert len(_cache_state(cache)[0]) == 1 and len(dm.clips("train")) == part_sizes(24)["train"] - 3 == 14
 
 
 # ---- through the real CLI ---------------------------------------------------------------------------
@@ -247,7 +263,7 @@ def test_fit_and_test_through_the_cli_write_the_per_tag_table(release, tmp_path,
             probs += [chunk_probs[batch["clip"] == j].mean(0) for j in range(len(batch["key"]))]
             targets.append(batch["target"])
     probs, targets = torch.stack(probs).double().numpy(), torch.cat(targets).numpy()
-    assert len(targets) == 6
+    assert len(targets) == part_sizes(24)["test"] == 5
     assert defined.tolist() == [0 < targets[:, k].sum() < len(targets) for k in range(50)]
     rounded = 5e-5 + 1e-6  # the table's 4 decimals
     for k in np.flatnonzero(defined):

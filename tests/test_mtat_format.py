@@ -1,10 +1,10 @@
-"""MagnaTagATune formats: annotations_final.csv, the shipped top-50 split, synthetic releases."""
+"""MagnaTagATune formats: annotations_final.csv, the top-50 split derived from its real sources, synthetic releases."""
 
 from __future__ import annotations
 
-import gzip
 import pickle
 import re
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -13,16 +13,32 @@ import soundfile as sf
 
 from datamodules.mtat_format import (
     MTAT_TAGS,
-    load_top50_split,
     read_annotations,
     top50_label_matrix,
     top50_tags,
 )
-from datamodules.synthetic_mtat import make_synthetic_mtat
+from datamodules.mtat_split import (
+    INDEX_SOURCE,
+    LIST_SOURCES,
+    TAGS_SOURCE,
+    derive_top50_split,
+    load_pickled_str_list,
+    load_top50_split,
+)
+from datamodules.split_lists import MissingListError
+from datamodules.synthetic_mtat import make_synthetic_mtat, part_sizes
 
-#: The derivation's inputs, byte-for-byte from their public sources, gzip-compressed (see ATTRIBUTION.md there).
-SPLIT_SOURCES = Path(__file__).resolve().parent / "data" / "mtat_split_sources"
 SR = 16000
+
+
+def copy_split_sources(shared: Path, release: Path) -> Path:
+    """The five source files, as ``musiczoo download mtat`` stores them, in ``release/splits``."""
+    folder = release / "splits"
+    folder.mkdir(parents=True)
+    for name in (*LIST_SOURCES.values(), TAGS_SOURCE):
+        shutil.copyfile(shared / "mtat" / "jongpil" / name, folder / name)
+    shutil.copyfile(shared / "mtat" / "musicnn" / INDEX_SOURCE, folder / INDEX_SOURCE)
+    return folder
 
 
 def _quoted(values) -> str:
@@ -47,7 +63,7 @@ def parsed(release):
     return read_annotations(release / "annotations_final.csv")
 
 
-# ---------------------------------------------------------------- shipped split and tag list
+# ---------------------------------------------------------------- top-50 split and tag list
 def test_top50_tags_order_and_names():
     tags = top50_tags()
     assert len(tags) == len(set(tags)) == 50
@@ -62,9 +78,9 @@ def test_mtat_tag_header_is_188_unique_names():
     assert {"no voice", "no voices", "no vocal", "no vocals"} <= set(MTAT_TAGS)
 
 
-def test_shipped_split_counts_disjoint_folders():
-    splits = {name: load_top50_split(name) for name in ("train", "val", "test")}
-    assert {k: len(v) for k, v in splits.items()} == {"train": 15244, "val": 1529, "test": 4332}
+def test_split_derived_from_the_real_sources(shared_data, tmp_path):
+    assert derive_top50_split(copy_split_sources(shared_data, tmp_path)) == {"train": 15244, "val": 1529, "test": 4332}
+    splits = {name: load_top50_split(tmp_path, name) for name in ("train", "val", "test")}
     folders = {"train": set("0123456789ab"), "val": {"c"}, "test": set("def")}
     for name, entries in splits.items():
         ids = [c for c, _ in entries]
@@ -75,32 +91,55 @@ def test_shipped_split_counts_disjoint_folders():
         assert not {c for c, _ in splits[a]} & {c for c, _ in splits[b]}
         assert not {p for _, p in splits[a]} & {p for _, p in splits[b]}
     assert splits["test"][0] == (2, "f/american_bach_soloists-j_s__bach_solo_cantatas-01-bwv54__i_aria-30-59.mp3")
+    # minzwon's valid/test lists (idx = annotations row = index line) name the same clips.
+    index = (shared_data / "mtat" / "musicnn" / INDEX_SOURCE).read_text().splitlines()
+    for name, part in (("valid", "val"), ("test", "test")):
+        minzwon = [str(e).split("\t") for e in np.load(shared_data / "mtat" / f"{name}.npy")]
+        assert {p for _, p in minzwon} == {p for _, p in splits[part]}
+        assert {int(index[int(i)].split("\t")[0]) for i, _ in minzwon} == {c for c, _ in splits[part]}
     with pytest.raises(ValueError, match="unknown MTAT split"):
-        load_top50_split("training")
+        load_top50_split(tmp_path, "training")
 
 
-def test_shipped_split_matches_its_derivation(tmp_path):
-    from benchmarks.derive_mtat_splits import DEFAULT_OUT, derive
+def test_derivation_refuses_sources_that_are_not_the_literature_s(shared_data, tmp_path):
+    folder = copy_split_sources(shared_data, tmp_path)
+    train = load_pickled_str_list(folder / LIST_SOURCES["train"])
+    (folder / LIST_SOURCES["train"]).write_bytes(pickle.dumps(train[:-1], protocol=0))
+    with pytest.raises(ValueError, match="15243 paths .* expected 15244"):
+        derive_top50_split(folder)
+    (folder / LIST_SOURCES["train"]).write_bytes(pickle.dumps(train + [train[0].replace("/", "/x", 1)], protocol=0))
+    with pytest.raises(ValueError, match="paths not in index_mtt.tsv"):
+        derive_top50_split(folder)
+    shutil.copyfile(shared_data / "mtat" / "jongpil" / LIST_SOURCES["train"], folder / LIST_SOURCES["train"])
+    tags = (folder / TAGS_SOURCE).read_text().split()
+    (folder / TAGS_SOURCE).write_text("\n".join(tags[:47] + tags[47:49][::-1] + tags[49:]) + "\n")  # unswapped
+    with pytest.raises(ValueError, match="not the literature's 50 tags"):
+        derive_top50_split(folder)
+    assert not list(folder.glob("top50_*.tsv"))  # nothing written by a refused derivation
 
-    for packed in SPLIT_SOURCES.rglob("*.gz"):
-        target = tmp_path / packed.relative_to(SPLIT_SOURCES).with_suffix("")
-        target.parent.mkdir(parents=True, exist_ok=True)
-        target.write_bytes(gzip.decompress(packed.read_bytes()))
-    derived = derive(tmp_path)
-    assert sorted(derived) == sorted(p.name for p in DEFAULT_OUT.glob("mtat_top50_*"))
-    for name, text in derived.items():
-        assert (DEFAULT_OUT / name).read_text() == text, name
+
+def test_a_missing_split_is_one_line_naming_the_command(tmp_path):
+    with pytest.raises(MissingListError) as raised:
+        load_top50_split(tmp_path, "train")
+    assert str(raised.value) == (f"MagnaTagATune top-50 split needs its lists (top50_train.tsv is not in "
+                                 f"{tmp_path / 'splits'}): run musiczoo download mtat --root DIR (or --lists-only)")
+
+
+def test_synthetic_split_has_the_literature_s_proportions():
+    assert part_sizes(21105) == {"train": 15244, "val": 1529, "test": 4332}
+    assert part_sizes(200) == {"train": 144, "val": 15, "test": 41}
+    assert part_sizes(3) == {"train": 1, "val": 1, "test": 1}
+    with pytest.raises(ValueError, match="at least one clip per part"):
+        part_sizes(2)
 
 
 def test_restricted_unpickler_loads_str_list_and_refuses_globals(tmp_path):
-    from benchmarks.derive_mtat_splits import load_pickled_str_list
-
     ok = tmp_path / "ok.cP"
     ok.write_bytes(pickle.dumps(["0/a-b-01-c-0-29.npy", "c/x.npy"], protocol=0))
     assert load_pickled_str_list(ok) == ["0/a-b-01-c-0-29.npy", "c/x.npy"]
     evil = tmp_path / "evil.cP"
     evil.write_bytes(pickle.dumps([Path("x")], protocol=0))  # needs find_class(pathlib, ...)
-    with pytest.raises(pickle.UnpicklingError, match="refusing"):
+    with pytest.raises(ValueError, match=f"{re.escape(str(evil))}: not a pickled list of paths .*refusing"):
         load_pickled_str_list(evil)
 
 
@@ -165,7 +204,12 @@ def test_header_without_mp3_path_or_comma_separated(tmp_path):
 
 # ---------------------------------------------------------------- synthetic releases
 def test_synthetic_recipes_use_real_tag_names():
-    from datamodules.synthetic_mtat_styles import LEVEL_TAGS, STYLES, TEMPO_TAGS, VOICE_TAGS
+    from datamodules.synthetic_mtat_styles import (
+        LEVEL_TAGS,
+        STYLES,
+        TEMPO_TAGS,
+        VOICE_TAGS,
+    )
 
     top50 = set(top50_tags())
     for style in STYLES.values():  # a misspelt tag would silently never be set
@@ -195,7 +239,7 @@ def test_synthetic_rows_match_files_and_split(release, parsed):
     assert clip_ids.tolist() == sorted(clip_ids.tolist())
     assert all(re.fullmatch(r"[0-9a-f]/[^/]+-\d+-\d+\.mp3", p) for p in paths)
 
-    split = {c: (name, p) for name in ("train", "val", "test") for c, p in load_top50_split(name)}
+    split = {c: (name, p) for name in ("train", "val", "test") for c, p in load_top50_split(release, name)}
     y = top50_label_matrix(names, labels)
     counts = {"train": 0, "val": 0, "test": 0}
     for cid, p, row in zip(clip_ids.tolist(), paths, y):
@@ -204,7 +248,9 @@ def test_synthetic_rows_match_files_and_split(release, parsed):
             assert p == split[cid][1] and row.sum() >= 1  # split clips all have a top-50 tag
         else:
             assert cid >= 60000 and row.sum() == 0  # like the clips the real split leaves out
-    assert counts == {"train": 36, "val": 9, "test": 15}
+    assert counts == part_sizes(60) == {"train": 43, "val": 5, "test": 12}
+    assert all(re.fullmatch({"train": "[0-9ab]", "val": "c", "test": "[def]"}[name] + "/.*", p)
+               for name, p in split.values())
 
 
 def test_synthetic_audio_decodes_and_broken_files_do_not(release, parsed):
@@ -224,16 +270,15 @@ def test_synthetic_audio_decodes_and_broken_files_do_not(release, parsed):
 
 
 def test_synthetic_explicit_clip_ids(tmp_path):
-    wanted = load_top50_split("train")[:2] + load_top50_split("val")[:1] + load_top50_split("test")[:2]
+    wanted = [(5, "0/a-b-01-c-0-29.mp3"), (9, "b/d-e-02-f-29-58.mp3"), (12, "c/g-h-01-i-0-29.mp3"),
+              (20, "d/j-k-01-l-0-29.mp3"), (31, "f/m-n-03-o-58-87.mp3")]
     root = make_synthetic_mtat(tmp_path / "a", clip_ids=wanted, seconds=0.5, n_broken=0, n_unsplit=0)
     clip_ids, _, _, paths = read_annotations(root / "annotations_final.csv")
     assert list(zip(clip_ids.tolist(), paths)) == sorted(wanted)
     assert all(_decode(root / p) is not None for p in paths)
-
-    bare = make_synthetic_mtat(tmp_path / "b", clip_ids=[c for c, _ in wanted], seconds=0.5, n_broken=0, n_unsplit=0)
-    assert read_annotations(bare / "annotations_final.csv")[3] == paths
-    with pytest.raises(ValueError, match="not in the shipped MTAT top-50 split"):
-        make_synthetic_mtat(tmp_path / "c", clip_ids=[1], seconds=0.5)
+    assert [load_top50_split(root, part) for part in ("train", "val", "test")] == [wanted[:2], wanted[2:3], wanted[3:]]
+    with pytest.raises(ValueError, match="not in an MTAT folder"):
+        make_synthetic_mtat(tmp_path / "c", clip_ids=[(1, "x/a.mp3")], seconds=0.5)
 
 
 def test_synthetic_is_deterministic(tmp_path):
@@ -280,7 +325,7 @@ def test_synthetic_tags_follow_the_audio(release, parsed):
 
     # A difference-of-centroids linear scorer on log band energies, fit on the train clips,
     # must rank held-out clips well above chance, and far better than with shuffled labels.
-    train = np.isin(ids, [c for c, _ in load_top50_split("train")])
+    train = np.isin(ids, [c for c, _ in load_top50_split(release, "train")])
     mu, sd = X[train].mean(0), X[train].std(0) + 1e-6
     Z = (X - mu) / sd
     rng = np.random.default_rng(0)

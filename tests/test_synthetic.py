@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-from importlib import resources
-
 import numpy as np
 import pytest
 import soundfile as sf
 
-from datamodules.gtzan import GENRES
+from datamodules.gtzan import GENRES, split_list
 from datamodules.synthetic import make_synthetic_gtzan, synth_clip
 
 
@@ -42,15 +40,13 @@ def test_original_layout_writes_au(tmp_path):
         make_synthetic_gtzan(tmp_path, layout="gtzan")
 
 
-def test_default_tree_covers_every_shipped_split_list(gtzan_rerelease):
+def test_default_tree_covers_every_split_list(gtzan_rerelease):
     on_disk = {p.relative_to(gtzan_rerelease / "genres_original").as_posix()
                for p in (gtzan_rerelease / "genres_original").rglob("*.wav")}
     assert len(on_disk) == 1000
-    splits = resources.files("datamodules") / "splits"
-    for name in ("filtered", "stratified"):
-        for part in ("train", "valid", "test"):
-            entries = (splits / f"gtzan_{part}_{name}.txt").read_text().split()
-            assert set(entries) <= on_disk
+    for split in ("fault_filtered", "stratified"):
+        for part in ("train", "val", "test"):
+            assert set(split_list(split, part, [gtzan_rerelease])) <= on_disk
 
 
 def test_clips_are_valid_audio():

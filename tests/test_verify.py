@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 
 from datamodules.gtzan import GENRES, find_gtzan, split_list
-from datamodules.mtat_format import ANNOTATIONS_FILE, load_top50_split, read_annotations
+from datamodules.mtat_format import ANNOTATIONS_FILE, read_annotations
+from datamodules.mtat_split import load_top50_split
 from datamodules.synthetic_mtat import UNSPLIT_CLIP_ID_START, make_synthetic_mtat
 from datamodules.verify import (
     KNOWN_FAULTY,
@@ -170,7 +171,7 @@ def test_mtat_synthetic_release_is_usable_and_incomplete(mtat_release):
 def test_mtat_one_more_unreadable_split_file_is_damaged(mtat_release, tmp_path):
     root = copy_of(mtat_release, tmp_path)
     listed, broken = release_files(root)
-    split = {p for part in ("train", "val", "test") for _, p in load_top50_split(part)}
+    split = {p for part in ("train", "val", "test") for _, p in load_top50_split(root, part)}
     third = next(p for p in listed if p in split and p not in broken)
     (root / third).write_bytes(b"")
     report = check("mtat", root)
@@ -225,7 +226,7 @@ def test_mtat_annotations_of_another_release_are_unusable(mtat_release, tmp_path
     root = copy_of(mtat_release, tmp_path)
     annotations = root / ANNOTATIONS_FILE
     listed, _ = release_files(root)
-    split = {p for part in ("train", "val", "test") for _, p in load_top50_split(part)}
+    split = {p for part in ("train", "val", "test") for _, p in load_top50_split(root, part)}
     renamed = next(p for p in listed if p in split)
     annotations.write_text(annotations.read_text().replace(renamed, "0/elsewhere-0-29.mp3"))
     report = check("mtat", root)
@@ -256,3 +257,12 @@ def test_mtat_root_without_a_release_says_what_it_found(tmp_path):
         "(as unpacked from mp3.zip.001-003) directly in it; found 2 entries: clip_info_final.csv, mp3.zip.001")
     with pytest.raises(FileNotFoundError, match=r"found nothing \(no such folder\)$"):
         check("mtat", tmp_path / "absent")
+
+
+def test_mtat_without_its_split_lists_is_unusable_and_says_how_to_fetch_them(mtat_release, tmp_path):
+    root = copy_of(mtat_release, tmp_path)
+    shutil.rmtree(root / "splits")
+    report = check("mtat", root)
+    assert report.not_usable_because == [
+        f"MagnaTagATune top-50 split needs its lists (top50_train.tsv is not in {root / 'splits'}): "
+        f"run musiczoo download mtat --root DIR (or --lists-only)"]

@@ -47,24 +47,29 @@ def cmd_synth(argv: list[str]) -> None:
 
 
 def cmd_download(argv: list[str]) -> None:
-    """``musiczoo download gtzan|mtat --root DIR``: fetch (resumable, checked), unpack, verify."""
+    """``musiczoo download gtzan|mtat --root DIR [--lists-only]``: fetch (resumable, checked), unpack, verify."""
     from datamodules.download import RELEASES, DownloadError, download
 
     parser = argparse.ArgumentParser(prog="musiczoo download", description=(
         "Download a dataset from its known sources (tried in order; interrupted downloads resume), check sizes "
-        "and checksums, unpack it into the layout the data modules read, then verify it."))
+        "and checksums, unpack it into the layout the data modules read, fetch its split lists into ROOT/splits, "
+        "then verify it."))
     parser.add_argument("dataset", choices=sorted(RELEASES))
     parser.add_argument("--root", type=Path, required=True, help="where the dataset goes")
     parser.add_argument("--delete-archives", action="store_true", help="remove the archives after unpacking")
+    parser.add_argument("--lists-only", action="store_true",
+                        help="fetch only the split lists (for a ROOT that already holds the audio)")
     parser.add_argument("--workers", type=int, help="decoding processes for the verification")
     args = parser.parse_args(argv)
     try:
-        reports = download(args.dataset, args.root, keep_archives=not args.delete_archives)
+        reports = download(args.dataset, args.root, keep_archives=not args.delete_archives, lists_only=args.lists_only)
     except (DownloadError, OSError) as e:
         fail("download", f"{e}")
     for report in reports:
         for attempt in report.attempts:
             print(f"{report.name}: {attempt.source}: {attempt.outcome}")
+    if args.lists_only:
+        return
     cmd_verify([args.dataset, "--root", str(args.root)] + (["--workers", str(args.workers)] if args.workers else []))
 
 
