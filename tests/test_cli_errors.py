@@ -69,6 +69,24 @@ def test_a_cache_dir_that_cannot_be_created(tmp_path, gtzan_rerelease):
     assert_one_line(proc, "musiczoo fit: error:", str(blocker))
 
 
+#: What a run printed before the CLI left out Lightning's notes (zoo.cli.common.quiet_lightning)
+#: and said explicitly that ``last.ckpt`` is a full checkpoint (zoo.resume.LastCheckpoint).
+NOISE = ("litlogger", "litmodels", "GPU available", "TPU available", "will override existing callbacks",
+         "weights_only", "Seed set to")
+
+
+def test_a_fit_prints_what_runs_and_its_result_without_lightning_notes(tiny_config, tmp_path):
+    proc = musiczoo("fit", "--config", tiny_config)
+    printed = proc.stdout + proc.stderr
+    assert proc.returncode == 0, printed[-2000:]
+    assert [phrase for phrase in NOISE if phrase in printed] == [], printed
+    first, second = proc.stdout.splitlines()[:2]
+    assert first.startswith("musiczoo fit: crnn on mel, 10 classes, seed 0; gtzan fault_filtered split (synthetic)")
+    assert first.endswith("442 train, 197 val clips")  # the listed 443 less the empty jazz.00054.wav
+    assert second == f"  checkpoints: {tmp_path / 'run' / 'checkpoints'}"
+    assert f"best checkpoint: {tmp_path / 'run' / 'checkpoints' / 'best-epoch000.ckpt'} (val/acc " in proc.stdout
+
+
 def test_only_the_named_lightning_notes_are_left_out():
     from zoo.cli.common import LIGHTNING_NOTES
 
