@@ -29,6 +29,7 @@ from lightning.pytorch.utilities.exceptions import SIGTERMException
 from benchmarks.grid import (BUSY_STATUS, LOGGERS, RECORDED_FAILURE_STATUS, Cell, Grid, failed_record,
                              load_grid)
 from benchmarks.records import append_record
+from zoo.cli.common import quiet_lightning, verbose_by_env
 from zoo.resume import PREEMPTED_STATUS
 
 
@@ -106,11 +107,12 @@ def run(grid: Grid, cell: Cell, logger: str, launched: float | None) -> dict:
     # A cell killed or preempted earlier (same config hash, so the same folder) resumes from its last.ckpt.
     resume = check_resume("last", trainer, task.spec) if last_checkpoint(trainer).is_file() else None
     t_fit = time.time()
-    trainer.fit(task, datamodule=data, ckpt_path=resume)
+    # Checkpoints this cell wrote: tensors and plain data, so loaded weights-only.
+    trainer.fit(task, datamodule=data, ckpt_path=resume, weights_only=True)
     fit_s = time.time() - t_fit
     best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
     t_test = time.time()
-    (metrics,) = trainer.test(task, datamodule=data, ckpt_path=best or None)
+    (metrics,) = trainer.test(task, datamodule=data, ckpt_path=best or None, weights_only=True)
     test_s = time.time() - t_test
     wall_s = time.time() - (launched or t0)
     record = {
@@ -144,6 +146,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--out", type=Path)
     parser.add_argument("--logger", choices=sorted(LOGGERS), default="csv")
     args = parser.parse_args(argv)
+    if not verbose_by_env():
+        quiet_lightning()  # cell.log reads like a `musiczoo fit` run; MUSICZOO_VERBOSE=1 keeps everything
     launched = float(os.environ["MUSICZOO_BENCH_LAUNCHED"]) if "MUSICZOO_BENCH_LAUNCHED" in os.environ else None
     grid = load_grid(args.grid, args.results, args.out)
     if not 0 <= args.index < len(grid.cells):

@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import math
+import struct
+from pathlib import Path
 
 import numpy as np
 import pytest
 import soundfile as sf
 import torch
 
-from datamodules.primitives.audio import AudioDecodeError, decode_audio, expand_audio_paths, list_audio_files
+from datamodules.gtzan import GENRES, GTZANDataModule
+from datamodules.primitives.audio import (AudioDecodeError, decode_audio, expand_audio_paths, list_audio_files,
+                                          load_audio)
 from datamodules.primitives.chunks import chunk_samples, chunk_starts, clip_mean, default_label_names, probabilities
 
 
@@ -74,3 +78,79 @@ def test_decode_audio_mixes_down_resamples_and_refuses_garbage(tmp_path):
 
 def test_default_label_names():
     assert default_label_names(3) == ["0", "1", "2"]
+
+
+# ---- GTZAN's .au files as Marsyas wrote them --------------------------------------------------
+# No copy of the original tarball is reachable from the tests, so its files are written here
+# byte by byte as Marsyas wrote them: the 24-byte Sun AU header (magic, data offset, data size,
+# encoding 3 = 16-bit big-endian linear PCM, 22050 Hz, 1 channel), then Marsyas's 33-byte
+# comment, so the audio data starts at the odd offset 57, then the samples.
+MARSYAS_COMMENT = b"MARSYAS 2001, George Tzanetakis.\n"
+UNKNOWN_SIZE = 0xFFFFFFFF  # what an AU writer that cannot seek back puts in the data size field
+
+
+def write_marsyas_au(path: Path, samples: np.ndarray, data_size: int | None = None) -> Path:
+    """``samples`` (int16) as GTZAN's ``.au``; ``data_size`` overrides the (correct) size field."""
+    data = samples.astype(">i2").tobytes()
+    offset = 24 + len(MARSYAS_COMMENT)
+    header = b".snd" + struct.pack(">5I", offset, len(data) if data_size is None else data_size, 3, 22050, 1)
+    path.write_bytes(header + MARSYAS_COMMENT + data)
+    return path
+
+
+def int16_noise(seconds: float, seed: int) -> np.ndarray:
+    """Samples over the whole int16 range, its two extremes included."""
+    samples = np.random.default_rng(seed).integers(-32768, 32768, int(seconds * 22050), dtype=np.int16)
+    samples[:2] = (-32768, 32767)
+    return samples
+
+
+def test_a_gtzan_au_as_marsyas_wrote_it_decodes_to_exactly_its_samples(tmp_path):
+    samples = int16_noise(2.0, seed=0)
+    path = write_marsyas_au(tmp_path / "blues.00000.au", samples)
+    raw = path.read_bytes()
+    assert len(MARSYAS_COMMENT) == 33 and struct.unpack(">I", raw[4:8]) == (57,) and raw[24:57] == MARSYAS_COMMENT
+    expected = samples / 32768
+    assert np.array_equal(decode_audio(str(path), 22050), expected)
+    assert np.array_equal(decode_audio(raw, 22050), expected)
+    assert np.array_equal(load_audio(path, 22050).numpy(), expected)
+
+
+def test_a_gtzan_au_of_unknown_size_decodes_to_its_last_sample(tmp_path):
+    samples = int16_noise(2.0, seed=1)
+    path = write_marsyas_au(tmp_path / "jazz.00000.au", samples, data_size=UNKNOWN_SIZE)
+    assert np.array_equal(decode_audio(str(path), 22050), samples / 32768)
+
+
+def test_a_gtzan_au_whose_data_size_runs_past_the_file_is_one_error_naming_it(tmp_path):
+    samples = int16_noise(1.0, seed=2)
+    path = write_marsyas_au(tmp_path / "rock.00000.au", samples, data_size=2 * len(samples) + 1000)
+    with pytest.raises(AudioDecodeError) as refused:
+        load_audio(path, 22050)
+    message = str(refused.value)
+    assert len(message.splitlines()) == 1 and message.startswith(f"{path}: not a valid AU file (its header states ")
+
+
+def test_the_gtzan_data_module_reads_marsyas_au_files_sample_for_sample(tmp_path):
+    """The original tarball's layout (``genres/<genre>/<genre>.000NN.au``), three 1 s clips per
+    genre, one of them with the unknown size: every clip reaches the cache as it was written
+    (the cache holds float16, so as the float16 of int16 / 32768)."""
+    written = {}
+    for g, genre in enumerate(GENRES):
+        (tmp_path / "genres" / genre).mkdir(parents=True)
+        for n in range(3):
+            samples = int16_noise(1.0, seed=10 * g + n)
+            write_marsyas_au(tmp_path / "genres" / genre / f"{genre}.{n:05d}.au", samples,
+                             data_size=UNKNOWN_SIZE if n == 2 else None)
+            written[f"{genre}/{genre}.{n:05d}.au"] = samples
+    data = GTZANDataModule(str(tmp_path), split="kfold", k=3, sample_rate=22050, chunk_seconds=1.0,
+                           cache_dir=str(tmp_path / "cache"), decode_workers=1)
+    data.prepare_data()
+    data.setup("fit")
+    assert sum(len(data.clips(s)) for s in ("train", "val", "test")) == 30
+    val = data.val_dataloader().dataset
+    assert len(val) == 10
+    for i in range(len(val)):
+        clip = val[i]
+        expected = torch.from_numpy((written[clip["key"]] / 32768).astype(np.float16).astype(np.float32))
+        assert clip["audio"].shape == (1, 22050) and torch.equal(clip["audio"][0], expected), clip["key"]

@@ -30,9 +30,11 @@ def config(tmp_path: Path, root, **init_args) -> Path:
 
 
 def assert_one_line(proc: subprocess.CompletedProcess, *fragments: str) -> str:
-    assert proc.returncode == 2, proc.stderr[-2000:]
-    lines = proc.stderr.strip().splitlines()
-    assert len(lines) == 1 and "Traceback" not in proc.stderr, proc.stderr[-2000:]
+    """Exit status 2 and the error as the only line printed, stdout and stderr together."""
+    printed = proc.stdout + proc.stderr
+    assert proc.returncode == 2, printed[-2000:]
+    lines = printed.strip().splitlines()
+    assert len(lines) == 1 and proc.stderr.strip() == lines[0] and "Traceback" not in printed, printed[-2000:]
     for fragment in fragments:
         assert fragment in lines[0]
     return lines[0]
@@ -48,6 +50,11 @@ def test_a_bad_value(tmp_path, gtzan_rerelease):
     assert_one_line(proc, "musiczoo fit: error: chunk_seconds, sample_rate and batch_size must be positive")
 
 
+def test_a_wrong_architecture(tmp_path, gtzan_rerelease):
+    proc = musiczoo("fit", "--config", config(tmp_path, gtzan_rerelease), "--model.architecture=nope")
+    assert_one_line(proc, "musiczoo fit: error: unknown model 'nope'; valid models:", "crnn")
+
+
 def test_a_yaml_syntax_error_names_the_file(tmp_path):
     bad = tmp_path / "broken.yaml"
     bad.write_text("model:\n  architecture: crnn\n  transform_params: {n_fft: 512\n")
@@ -60,6 +67,47 @@ def test_a_cache_dir_that_cannot_be_created(tmp_path, gtzan_rerelease):
     blocker.write_text("a file where the cache folder should go")
     proc = musiczoo("fit", "--config", config(tmp_path, gtzan_rerelease, cache_dir=str(blocker / "cache")))
     assert_one_line(proc, "musiczoo fit: error:", str(blocker))
+
+
+#: What a run printed before the CLI left out Lightning's notes (zoo.cli.common.quiet_lightning)
+#: and said explicitly that ``last.ckpt`` is a full checkpoint (zoo.resume.LastCheckpoint).
+NOISE = ("litlogger", "litmodels", "GPU available", "TPU available", "will override existing callbacks",
+         "weights_only", "Seed set to")
+
+
+def test_a_fit_prints_what_runs_and_its_result_without_lightning_notes(tiny_config, tmp_path):
+    proc = musiczoo("fit", "--config", tiny_config)
+    printed = proc.stdout + proc.stderr
+    assert proc.returncode == 0, printed[-2000:]
+    assert [phrase for phrase in NOISE if phrase in printed] == [], printed
+    first, second = proc.stdout.splitlines()[:2]
+    assert first.startswith("musiczoo fit: crnn on mel, 10 classes, seed 0; gtzan fault_filtered split (synthetic)")
+    assert first.endswith("442 train, 197 val clips")  # the listed 443 less the empty jazz.00054.wav
+    assert second == f"  checkpoints: {tmp_path / 'run' / 'checkpoints'}"
+    assert f"best checkpoint: {tmp_path / 'run' / 'checkpoints' / 'best-epoch000.ckpt'} (val/acc " in proc.stdout
+
+
+def test_only_the_named_lightning_notes_are_left_out():
+    from zoo.cli.common import LIGHTNING_NOTES
+
+    override = "The following callbacks returned in `LightningModule.configure_callbacks` will override existing callbacks passed to Trainer: "
+    left_out = ["Seed set to 0", "[rank: 1] Seed set to 7", "GPU available: False, used: False",
+                "TPU available: False, using: 0 TPU cores", "LOCAL_RANK: 0 - CUDA_VISIBLE_DEVICES: [0]",
+                "💡 Tip: For seamless cloud logging ...", override + "ModelCheckpoint", override + "LastCheckpoint",
+                override + "LastCheckpoint, ModelCheckpoint",
+                "Loading `train_dataloader` to estimate number of stepping batches."]
+    shown = [override + "EarlyStopping", override + "ModelCheckpoint, TQDMProgressBar",
+             "Restoring states from the checkpoint path at runs/x/last.ckpt", "`Trainer.fit` stopped: `max_epochs=1` reached.",
+             "GPU available but not used. You can set it by doing `Trainer(accelerator='gpu')`.",
+             "Using 16bit Automatic Mixed Precision (AMP)"]
+    assert [m for m in left_out if not LIGHTNING_NOTES.fullmatch(m)] == []
+    assert [m for m in shown if LIGHTNING_NOTES.fullmatch(m)] == []
+
+
+def test_verbose_brings_lightning_notes_back(tmp_path):
+    proc = musiczoo("fit", "--config", config(tmp_path, tmp_path / "nowhere"), env={"MUSICZOO_VERBOSE": "1"})
+    assert proc.returncode == 2
+    assert "GPU available" in proc.stdout and "Seed set to 0" in proc.stdout and "litlogger" in proc.stdout
 
 
 def test_verbose_shows_the_traceback(tmp_path):

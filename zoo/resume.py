@@ -56,7 +56,8 @@ class LastCheckpoint(Callback):
     def _save(self, trainer) -> None:
         if trainer.sanity_checking or trainer.fast_dev_run or trainer.global_step == self._saved_step:
             return
-        trainer.save_checkpoint(self.path)
+        # The full state (optimizer, schedule, loops, callbacks), which a resume needs, said explicitly.
+        trainer.save_checkpoint(self.path, weights_only=False)
         self._saved_step = trainer.global_step
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:

@@ -10,13 +10,12 @@ import logging
 import os
 import sys
 import traceback
-import warnings
 
 import yaml
 from lightning.pytorch.utilities.exceptions import MisconfigurationException, SIGTERMException
 
 from .bench import cmd_bench, cmd_leaderboard, cmd_recommend_eval
-from .common import ERROR_STATUS, VERBOSE_ENV, CommandError
+from .common import ERROR_STATUS, VERBOSE_ENV, CommandError, quiet_lightning, verbose_by_env
 from .data import cmd_download, cmd_synth, cmd_verify
 from .models import cmd_models, cmd_predict, cmd_publish
 from .recommend import cmd_index, cmd_recommend, cmd_serve
@@ -33,15 +32,9 @@ def is_file_predict(argv: list[str]) -> bool:
     return len(argv) > 1 and argv[0] == "predict" and not argv[1].startswith("-")
 
 
-def _quiet_optional_dependency_notes() -> None:
-    """Without TensorBoard installed, Lightning warns on every run that it logs to CSV instead;
-    that is the documented default here (``lightning_logs/version_N/metrics.csv``), not a problem."""
-    warnings.filterwarnings("ignore", message=r".*`tensorboardX` has been removed as a dependency.*")
-
-
 def _informational_logs_to_stdout() -> None:
-    """Lightning's progress notes ("Seed set to 0", "GPU available: ...") are not errors; on stdout
-    they leave stderr to warnings and errors, so an error is the one line there."""
+    """Lightning's notes ("Restoring states from the checkpoint ...", the model summary) are not
+    errors; on stdout they leave stderr to warnings and errors."""
     for name in ("lightning.pytorch", "lightning.fabric"):
         for handler in logging.getLogger(name).handlers:
             if isinstance(handler, logging.StreamHandler) and handler.stream is sys.stderr:
@@ -58,13 +51,18 @@ def _root_cause(error: BaseException) -> BaseException:
 def main(argv: list[str] | None = None) -> None:
     """Run a verb. The toolkit's own errors (bad names, values, data roots, config files, caches,
     models, libraries) end as one line ``musiczoo <verb>: error: ...`` with exit status 2;
-    ``--verbose`` or ``MUSICZOO_VERBOSE=1`` shows the traceback too."""
+    ``--verbose`` or ``MUSICZOO_VERBOSE=1`` shows the traceback too, and all of Lightning's notes
+    (:func:`~zoo.cli.common.quiet_lightning` leaves out those that say nothing about the run)."""
     argv = sys.argv[1:] if argv is None else list(argv)
-    verbose = "--verbose" in argv or os.environ.get(VERBOSE_ENV, "0") not in ("", "0")
+    verbose = "--verbose" in argv or verbose_by_env()
     argv = [a for a in argv if a != "--verbose"]
     verb = argv[0] if argv and not argv[0].startswith("-") else ""
     program_args, sys.argv = sys.argv, sys.argv[:1]  # the arguments go to LightningCLI explicitly
-    _quiet_optional_dependency_notes()
+    if verbose:
+        os.environ[VERBOSE_ENV] = "1"  # and to the processes a verb starts (bench's cells)
+    else:
+        quiet_lightning()
+    _informational_logs_to_stdout()
     try:
         if argv and argv[0] in EXTRA:
             EXTRA[argv[0]](argv[1:])
@@ -72,7 +70,6 @@ def main(argv: list[str] | None = None) -> None:
             cmd_predict(argv[1:])
         else:
             check_config_files(argv)
-            _informational_logs_to_stdout()
             build_cli(argv)
     except SIGTERMException:  # Lightning stops on SIGTERM with SystemExit(None), i.e. "success"
         from ..resume import PREEMPTED_STATUS

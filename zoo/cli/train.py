@@ -14,9 +14,41 @@ from importlib import resources
 from pathlib import Path
 
 import yaml
+from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.cli import LightningCLI
 
 from .common import EXTRA_VERBS, CommandError
+
+#: The splits each stage reads, as the run's first line counts them.
+STAGE_SPLITS = {"fit": ("train", "val"), "validate": ("val",), "test": ("test",), "predict": ("predict",)}
+
+
+class RunSummary(Callback):
+    """Prints what will run (model, data, seed, where checkpoints go or which weights are used) once
+    the data is set up: then a data root that is missing is still the only line printed, and the
+    line can count the clips. ``ckpt_path`` is the coming run's ``--ckpt_path``."""
+
+    def __init__(self, verb: str, seed, ckpt_path: str | None = None):
+        self.verb, self.seed, self.ckpt_path = verb, seed, ckpt_path
+
+    def setup(self, trainer, pl_module, stage: str) -> None:
+        if not trainer.is_global_zero:
+            return
+        spec, data = pl_module.spec, trainer.datamodule
+        p = data.provenance
+        clips = ", ".join(f"{len(data.clips(s))} {s}" for s in STAGE_SPLITS[stage])
+        seed = "no seed" if self.seed is False or self.seed is None else f"seed {self.seed}"
+        print(f"{self.verb}: {spec.architecture} on {spec.transform}, {spec.num_classes} classes, {seed}; "
+              f"{p['dataset']} {p['split']} split{' (synthetic)' if p['synthetic'] else ''} at {data.sample_rate} Hz "
+              f"from {data.root}: {clips} clips", flush=True)
+        if stage == "fit":
+            from ..resume import checkpoint_dir
+
+            where = f"  checkpoints: {checkpoint_dir(trainer)}" if trainer.checkpoint_callbacks else "  checkpoints: none"
+            print(where + (f"; resuming from {self.ckpt_path}" if self.ckpt_path else ""), flush=True)
+        else:
+            print(f"  weights: {self.ckpt_path or 'as initialised (no --ckpt_path)'}", flush=True)
+
 
 class MusicZooCLI(LightningCLI):
     def add_arguments_to_parser(self, parser):
@@ -34,6 +66,28 @@ class MusicZooCLI(LightningCLI):
 
         config = self.config_init[self.subcommand]
         config["ckpt_path"] = check_resume(config.get("ckpt_path"), self.trainer, self.model.spec)
+        self._announce()
+
+    def before_validate(self):
+        self._announce()
+
+    def before_test(self):
+        self._announce()
+
+    def before_predict(self):
+        self._announce()
+
+    def _announce(self):
+        config = self.config_init[self.subcommand]
+        seed = self.config[self.subcommand].get("seed_everything")
+        self.trainer.callbacks.append(RunSummary(f"musiczoo {self.subcommand}", seed, config.get("ckpt_path")))
+
+    def after_fit(self):
+        """The fit's result: its best checkpoint and score (``musiczoo test --ckpt_path`` takes it)."""
+        best = self.trainer.checkpoint_callback
+        if self.trainer.is_global_zero and best is not None and best.best_model_path:
+            score = f" ({best.monitor} {best.best_model_score:.3f})" if best.best_model_score is not None else ""
+            print(f"best checkpoint: {best.best_model_path}{score}", flush=True)
 
 
 def config_path(name: str) -> Path:
@@ -101,9 +155,13 @@ def cmd_quickstart(argv: list[str]) -> None:
     if args.max_epochs is not None:
         cli_args.append(f"--trainer.max_epochs={args.max_epochs}")
     cli = build_cli(cli_args, run=False)
+    summary = RunSummary("musiczoo quickstart", cli.config.get("seed_everything"))
+    cli.trainer.callbacks.append(summary)
     cli.trainer.fit(cli.model, datamodule=cli.datamodule)
     best = cli.trainer.checkpoint_callback.best_model_path
-    (results,) = cli.trainer.test(cli.model, datamodule=cli.datamodule, ckpt_path="best")
+    summary.ckpt_path = best
+    # The checkpoint this run just wrote: tensors and plain data, so loaded weights-only.
+    (results,) = cli.trainer.test(cli.model, datamodule=cli.datamodule, ckpt_path=best, weights_only=True)
     # Next to the checkpoint, where `musiczoo publish` looks for the model card's results.
     (Path(best).parent / "metrics.json").write_text(json.dumps(results, indent=2))
     print(
