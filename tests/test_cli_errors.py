@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -43,6 +44,13 @@ def assert_one_line(proc: subprocess.CompletedProcess, *fragments: str) -> str:
 def test_a_data_root_that_does_not_exist(tmp_path):
     proc = musiczoo("fit", "--config", config(tmp_path, tmp_path / "no_gtzan_here"))
     assert_one_line(proc, "musiczoo fit: error: no GTZAN data under", "no_gtzan_here", "found nothing")
+
+
+def test_a_split_without_its_lists_names_the_command_that_fetches_them(tmp_path, gtzan_rerelease):
+    root = shutil.copytree(gtzan_rerelease, tmp_path / "gtzan", ignore=shutil.ignore_patterns("splits"))
+    proc = musiczoo("fit", "--config", config(tmp_path, root, split="stratified"))
+    assert_one_line(proc, f"musiczoo fit: error: GTZAN stratified split needs its lists (train_stratified.txt is not in "
+                          f"{root / 'splits'}): run musiczoo download gtzan --root DIR (or --lists-only)")
 
 
 def test_a_bad_value(tmp_path, gtzan_rerelease):
