@@ -21,6 +21,7 @@ def test_layout_names_and_determinism(tmp_path):
     files = tree_bytes(first)
     assert sorted(files) == sorted(f"{g}/{g}.{i:05d}.wav" for g in GENRES for i in range(2))
     assert tree_bytes(make_synthetic_gtzan(tmp_path / "b", **kwargs)) == files  # same bytes
+    assert tree_bytes(make_synthetic_gtzan(tmp_path / "p", **kwargs, workers=2)) == files  # in parallel too
     assert tree_bytes(make_synthetic_gtzan(tmp_path / "c", **{**kwargs, "seed": 4})) != files
     # A clip depends only on (seed, genre, index), not on how many clips are written.
     one = make_synthetic_gtzan(tmp_path / "d", **{**kwargs, "clips_per_genre": 1})
