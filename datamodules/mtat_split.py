@@ -74,16 +74,17 @@ def load_pickled_str_list(path: Path) -> list[str]:
     return obj
 
 
-def read_index(path: Path) -> list[SplitEntry]:
-    """``index_mtt.tsv``: one entry per row of ``annotations_final.csv``, in its order."""
-    rows = []
-    for number, line in enumerate(path.read_text(encoding="ascii").splitlines(), 1):
+def read_entries(path: Path) -> list[SplitEntry]:
+    """A ``clip_id<TAB>mp3_path`` file (musicnn's ``index_mtt.tsv``, one row per row of
+    ``annotations_final.csv``, or a derived ``top50_*.tsv``), in its order."""
+    entries = []
+    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
         try:
-            clip_id, mp3 = line.split("\t")
-            rows.append(SplitEntry(int(clip_id), mp3))
+            clip_id, mp3_path = line.split("\t")
+            entries.append(SplitEntry(int(clip_id), mp3_path))
         except ValueError:
             raise ValueError(f"{path}:{number}: expected clip_id<TAB>mp3_path, got {line[:80]!r}") from None
-    return rows
+    return entries
 
 
 def camel_to_spaced(name: str) -> str:
@@ -98,7 +99,7 @@ def derive_top50_split(folder: Path) -> dict[str, int]:
     columns swapped), every listed path is in the index, and the parts have the literature's
     sizes, folders and no overlap.
     """
-    index = read_index(folder / INDEX_SOURCE)
+    index = read_entries(folder / INDEX_SOURCE)
     row_of = {entry.mp3_path: row for row, entry in enumerate(index)}
     if len(row_of) != len(index):
         raise ValueError(f"{folder / INDEX_SOURCE}: duplicate paths")
@@ -138,13 +139,5 @@ def load_top50_split(root: str | os.PathLike, part: str) -> list[SplitEntry]:
     ``[(clip_id, mp3_path), ...]`` from ``<root>/splits/top50_<part>.tsv``."""
     if part not in LISTED_SPLITS:
         raise ValueError(f"unknown MTAT split {part!r}, expected one of {LISTED_SPLITS}")
-    path = find_list([root], split_file_name(SPLIT_FILE, part), "MagnaTagATune top-50 split", "mtat")
-    entries = []
-    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
-        try:
-            clip_id, mp3_path = line.split("\t")
-            entries.append(SplitEntry(int(clip_id), mp3_path))
-        except ValueError:
-            raise ValueError(f"{path}:{number}: expected clip_id<TAB>mp3_path, got {line[:80]!r}") from None
-    return entries
+    return read_entries(find_list([root], split_file_name(SPLIT_FILE, part), "MagnaTagATune top-50 split", "mtat"))
 
