@@ -7,10 +7,16 @@ the page itself is driven by a real Chromium in ``test_web_browser.py``.
 
 from __future__ import annotations
 
+import contextlib
+import http.client
 import io
+import os
+import select
+import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from pathlib import Path
@@ -29,6 +35,7 @@ from zoo.factory import create_model
 from zoo.hub import save_pretrained
 from zoo.recommend.library import Library
 from zoo.web.app import create_app
+from zoo.web.guard import MULTIPART_SLACK
 
 GENRES = ["blues", "classical", "country", "disco", "hiphop", "jazz", "metal", "pop", "reggae", "rock"]
 MAX_UPLOAD = 2 * 2**20
@@ -53,13 +60,11 @@ def library(tmp_path_factory) -> Path:
     return tmp / "library"
 
 
-@pytest.fixture(scope="module")
-def server(library):
-    """The app on a free 127.0.0.1 port, in a thread of this process; yields its base URL."""
+@contextlib.contextmanager
+def serving(app):
+    """``app`` on a free 127.0.0.1 port, in a thread of this process; yields its base URL."""
     port = free_port()
-    config = uvicorn.Config(create_app(library, max_upload_bytes=MAX_UPLOAD, max_upload_seconds=60),
-                            host="127.0.0.1", port=port, log_level="warning")
-    instance = uvicorn.Server(config)
+    instance = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
     thread = threading.Thread(target=instance.run, daemon=True)
     thread.start()
     deadline = time.time() + 30
@@ -69,6 +74,13 @@ def server(library):
     yield f"http://127.0.0.1:{port}"
     instance.should_exit = True
     thread.join(timeout=10)
+
+
+@pytest.fixture(scope="module")
+def server(library):
+    """The app on a free 127.0.0.1 port, in a thread of this process; yields its base URL."""
+    with serving(create_app(library, max_upload_bytes=MAX_UPLOAD, max_upload_seconds=60)) as url:
+        yield url
 
 
 @pytest.fixture()
@@ -244,6 +256,7 @@ def test_musiczoo_serve_binds_to_loopback_and_warns_otherwise(library):
             except httpx.TransportError:
                 assert time.time() < deadline, "musiczoo serve did not answer"
                 time.sleep(0.2)
+        assert httpx.get(f"http://127.0.0.1:{port}/api/library", headers={"Host": "evil.example"}).status_code == 400
     finally:
         proc.terminate()
         proc.wait(timeout=30)
@@ -254,3 +267,234 @@ def test_serving_a_broken_library_is_one_line(tmp_path):
                           timeout=120, cwd=Path(__file__).resolve().parents[1])
     assert proc.returncode != 0 and "not a musiczoo library" in proc.stderr
     assert len(proc.stderr.strip().splitlines()) == 1
+
+
+# ---- who may call, and how much they may send (docs/listening-room.md, "Safe by default") ----------
+
+ROUTES = ["/", "/static/app.js", "/api/library", "/api/tracks", "/api/tracks/0", "/api/tracks/0/audio",
+          "/api/tracks/0/similar", "/api/nothing-here"]
+
+
+def status_with_host(base: str, path: str, host: str | None, method: str = "GET", body: bytes = b"") -> int:
+    """The status of a request carrying exactly this ``Host`` header (None: no Host header at all)."""
+    conn = http.client.HTTPConnection(*base.removeprefix("http://").split(":"), timeout=30)
+    conn.putrequest(method, path, skip_host=True)
+    if host is not None:
+        conn.putheader("Host", host)
+    if body:
+        conn.putheader("Content-Type", "application/json")
+        conn.putheader("Content-Length", str(len(body)))
+    conn.endheaders(body)
+    with contextlib.closing(conn):
+        return conn.getresponse().status
+
+
+@pytest.mark.parametrize("host", ["evil.example", "evil.example:{port}", "127.0.0.1.evil.example", "localhost.evil.example:{port}",
+                                  "0.0.0.0:{port}", "192.168.1.20:{port}", "[::1]evil", "127.0.0.1:{port}@evil.example",
+                                  "localhost:http", "", None])
+def test_a_host_that_is_not_this_servers_gets_400_on_every_route(server, host):
+    """DNS rebinding: a page on evil.example re-pointed at 127.0.0.1 must not read the library."""
+    port = server.rsplit(":", 1)[1]
+    host = host.format(port=port) if host is not None else None
+    assert {path: status_with_host(server, path, host) for path in ROUTES} == {path: 400 for path in ROUTES}
+    assert status_with_host(server, "/api/like", host, "POST", b'{"tracks": [1]}') == 400
+    answer = httpx.get(server + "/api/tracks", headers={"Host": "evil.example"})
+    assert answer.json() == {"detail": "Host 'evil.example' is not this server's name: open it as "
+                                       "http://127.0.0.1:PORT/ or http://localhost:PORT/ (or serve with --host)"}
+
+
+@pytest.mark.parametrize("host", ["127.0.0.1", "127.0.0.1:{port}", "localhost", "LocalHost:{port}", "[::1]", "[::1]:{port}"])
+def test_the_loopback_names_are_answered(server, host):
+    host = host.format(port=server.rsplit(":", 1)[1])
+    assert {path: status_with_host(server, path, host) for path in ROUTES[:-1]} == {path: 200 for path in ROUTES[:-1]}
+
+
+def test_the_host_given_to_serve_widens_the_check(library):
+    with serving(create_app(library, host="music-box.local")) as url:
+        assert status_with_host(url, "/api/library", "music-box.local:8765") == 200
+        assert status_with_host(url, "/api/library", "localhost") == 200
+        assert status_with_host(url, "/api/library", "192.168.1.20") == 400  # only the name it was given
+        assert status_with_host(url, "/api/library", "evil.example") == 400
+    with serving(create_app(library, host="0.0.0.0")) as url:  # every interface: any address, still no other name
+        for host in ("0.0.0.0:8765", "192.168.1.20:8765", "[fe80::1]:8765", "localhost"):
+            assert status_with_host(url, "/api/library", host) == 200, host
+        for host in ("evil.example", "music-box.local:8765"):
+            assert status_with_host(url, "/api/library", host) == 400, host
+
+
+def test_musiczoo_serve_host_is_the_name_it_answers_to(library):
+    port = free_port()
+    proc = subprocess.Popen([sys.executable, "-m", "zoo.cli", "serve", str(library), "--host", "127.0.0.2", "--port",
+                             str(port)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            cwd=Path(__file__).resolve().parents[1])
+    try:
+        assert proc.stdout.readline().strip() == f"listening room for {library}: http://127.0.0.2:{port}/"
+        deadline = time.time() + 60
+        while True:
+            try:
+                assert httpx.get(f"http://127.0.0.2:{port}/api/library", timeout=5).status_code == 200
+                break
+            except httpx.TransportError:
+                assert time.time() < deadline, "musiczoo serve did not answer"
+                time.sleep(0.2)
+        assert status_with_host(f"http://127.0.0.2:{port}", "/api/library", "localhost") == 200
+        assert status_with_host(f"http://127.0.0.2:{port}", "/api/library", "evil.example") == 400
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+
+
+def test_state_changing_requests_from_other_sites_get_403(client, server):
+    port = server.rsplit(":", 1)[1]
+    like = {"tracks": [4], "k": 2}
+    for headers in ({"Origin": "http://evil.example"}, {"Origin": "null"}, {"Origin": f"http://127.0.0.1:{free_port()}"},
+                    {"Origin": f"https://127.0.0.1:{port}"}, {"Origin": f"http://localhost:{port}"},  # Host is 127.0.0.1
+                    {"Sec-Fetch-Site": "cross-site"}, {"Sec-Fetch-Site": "same-site"},
+                    {"Origin": server, "Sec-Fetch-Site": "cross-site"}):
+        assert client.post("/api/like", json=like, headers=headers).status_code == 403, headers
+        assert client.post("/api/upload", files={"file": ("a.wav", b"RIFF")}, headers=headers).status_code == 403, headers
+        assert client.put("/api/like", json=like, headers=headers).status_code == 403, headers
+        assert client.delete("/api/tracks/0", headers=headers).status_code == 403, headers
+    refused = client.post("/api/like", json=like, headers={"Origin": "http://evil.example"})
+    assert refused.json() == {"detail": "cross-site POST refused: from http://evil.example, not from this server's own page"}
+    # The page itself (same origin), and scripts that name no origin, are answered.
+    assert client.post("/api/like", json=like, headers={"Origin": server, "Sec-Fetch-Site": "same-origin"}).status_code == 200
+    assert client.post("/api/like", json=like).status_code == 200
+    with httpx.Client(base_url=f"http://localhost:{port}") as by_name:
+        assert by_name.post("/api/like", json=like, headers={"Origin": f"http://localhost:{port}"}).status_code == 200
+    assert client.get("/api/tracks/4/similar", headers={"Origin": "http://evil.example"}).status_code == 200  # reads change nothing
+    too_big = client.post("/api/like", content=b"[" + b"1," * 2**19 + b"1]", headers={"Content-Type": "application/json"})
+    assert too_big.status_code == 413 and too_big.json() == {"detail": "request body too large: at most 1024 KiB"}
+
+
+class DiskPeak:
+    """The most bytes that files under ``folder`` held at once while watched.
+
+    Polls this process's open files (the server runs in a thread here; a spooled upload is an
+    unnamed file, visible only there) and the folder's named files, every millisecond.
+    """
+
+    def __init__(self, folder: Path):
+        self.folder, self.peak, self.done = str(folder), 0, threading.Event()
+        self.thread = threading.Thread(target=self.watch, daemon=True)
+
+    def sizes(self) -> dict:
+        found = {}
+        names = [f"/proc/self/fd/{fd}" for fd in os.listdir("/proc/self/fd")]
+        names += [os.path.join(d, f) for d, _, files in os.walk(self.folder) for f in files]
+        for name in names:
+            with contextlib.suppress(OSError):
+                if name.startswith(self.folder) or os.readlink(name).startswith(self.folder):
+                    st = os.stat(name)
+                    found[st.st_ino] = st.st_size
+        return found
+
+    def watch(self):
+        while not self.done.is_set():
+            self.peak = max(self.peak, sum(self.sizes().values()))
+            time.sleep(0.001)
+
+    def __enter__(self):
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.done.set()
+        self.thread.join()
+
+
+def upload_over_a_socket(base: str, total: int, *, chunked: bool) -> tuple[int, dict]:
+    """POST a ``total``-byte file to /api/upload, 1 MiB at a time, stopping when the server answers."""
+    boundary = "zoo-boundary"
+    head = (f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="big.wav"\r\n'
+            f"Content-Type: audio/wav\r\n\r\n").encode()
+    tail = f"\r\n--{boundary}--\r\n".encode()
+    conn = http.client.HTTPConnection(*base.removeprefix("http://").split(":"), timeout=60)
+    conn.putrequest("POST", "/api/upload")
+    conn.putheader("Content-Type", f"multipart/form-data; boundary={boundary}")
+    if chunked:
+        conn.putheader("Transfer-Encoding", "chunked")
+    else:
+        conn.putheader("Content-Length", str(len(head) + total + len(tail)))
+    conn.endheaders()
+    blocks = [head, *[b"\0" * 2**20] * (total // 2**20), tail]
+    with contextlib.closing(conn), contextlib.suppress(BrokenPipeError, ConnectionResetError):
+        for block in blocks:
+            if select.select([conn.sock], [], [], 0)[0]:
+                break  # answered already
+            conn.send(f"{len(block):X}\r\n".encode() + block + b"\r\n" if chunked else block)
+        else:
+            if chunked:
+                conn.send(b"0\r\n\r\n")
+        answer = conn.getresponse()
+        return answer.status, __import__("json").loads(answer.read())
+
+
+def test_an_oversized_upload_stops_at_the_limit_before_reaching_disk(server, client, tmp_path, monkeypatch):
+    """32 MiB against a 2 MiB limit: refused by Content-Length before a byte is read; chunked, cut at the limit."""
+    spool = tmp_path / "tmp"
+    spool.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(spool))  # where the server spools uploads
+    with DiskPeak(spool) as declared:
+        answer = upload_over_a_socket(server, 16 * MAX_UPLOAD, chunked=False)
+    assert answer == (413, {"detail": "upload too large: at most 2 MiB"})
+    assert declared.peak == 0
+    with DiskPeak(spool) as streamed:
+        answer = upload_over_a_socket(server, 16 * MAX_UPLOAD, chunked=True)
+    assert answer == (413, {"detail": "upload too large: at most 2 MiB"})
+    # Spooled to disk past 1 MiB (so the watch sees it), never past the limit and its multipart slack.
+    assert 2**20 < streamed.peak <= MAX_UPLOAD + MULTIPART_SLACK
+    assert list(spool.iterdir()) == [] and still_serving(client)
+
+
+@pytest.fixture(scope="module")
+def odd_server(library, tmp_path_factory):
+    """A library whose music has a file name that is not UTF-8 (byte 0xff), as Linux allows; its base URL."""
+    tmp = tmp_path_factory.mktemp("odd")
+    lib = Library.open(library)
+    music = tmp / "music" / "blues"
+    music.mkdir(parents=True)
+    for name, track in ((b"caf\xff.wav", lib.tracks[0]), (b"plain.wav", lib.tracks[1])):
+        shutil.copyfile(lib.path_of(track), os.fsencode(music) + b"/" + name)
+    main(["index", str(library.parent / "model"), str(tmp / "music"), "--out", str(tmp / "library"), "--max-chunks", "2"])
+    with serving(create_app(tmp / "library")) as url:
+        yield url, tmp
+
+
+def test_a_file_name_that_is_not_utf8_is_listed_escaped_and_still_plays(odd_server):
+    url, tmp = odd_server
+    with httpx.Client(base_url=url, timeout=60) as client:
+        listed = client.get("/api/tracks")
+        assert listed.status_code == 200, listed.text
+        by_name = {t["name"]: t for t in listed.json()["tracks"]}
+        assert sorted(by_name) == ["caf\\xff.wav", "plain.wav"]  # the byte 0xff shown as the four characters \xff
+        odd = by_name["caf\\xff.wav"]
+        assert odd["id"] == "blues/caf\\xff.wav"
+        assert client.get("/api/tracks", params={"q": "caf"}).json()["tracks"] == [odd]
+        assert client.get(f"/api/tracks/{odd['n']}").json()["name"] == "caf\\xff.wav"
+        audio = client.get(f"/api/tracks/{odd['n']}/audio")
+        assert audio.status_code == 200
+        assert audio.content == Path(os.fsdecode(os.fsencode(tmp / "music" / "blues") + b"/caf\xff.wav")).read_bytes()
+        similar = client.get(f"/api/tracks/{by_name['plain.wav']['n']}/similar", params={"k": 1}).json()["matches"]
+        assert [(m["n"], m["id"]) for m in similar] == [(odd["n"], "blues/caf\\xff.wav")]
+        liked = client.post("/api/like", json={"tracks": [by_name["plain.wav"]["n"]], "k": 1}).json()["matches"]
+        assert [m["id"] for m in liked] == ["blues/caf\\xff.wav"]
+
+
+@pytest.mark.parametrize("body, status, detail", [
+    (b'{"tracks": [1e400]}', 422, "tracks.0: Input should be a finite number"),
+    (b'{"tracks": [-1e400]}', 422, "tracks.0: Input should be a finite number"),
+    (b'{"tracks": [NaN]}', 422, "tracks.0: Input should be a finite number"),
+    (b'{"tracks": [1], "k": Infinity}', 422, "k: Input should be a finite number"),
+    (b'{"tracks": [1], "diversify": 1e400}', 422, "diversify must be between 0 and 1"),
+    (b'{"tracks": [1], "diversify": NaN}', 422, "diversify must be between 0 and 1"),
+    (b'{"tracks": [1e30]}', 422, "tracks.0: Unable to parse input string as an integer, exceeded maximum size"),
+    (b'{"tracks": [1e15]}', 404, "no track 1000000000000000 (the library has 20)"),
+    (b'{"tracks": [' + b"9" * 5000 + b']}', 400, "There was an error parsing the body"),  # past Python's int digits
+    (b'{"tracks": "all"}', 422, "tracks: Input should be a valid list"),
+    (b'{}', 422, "tracks: Field required"),
+])
+def test_non_finite_or_out_of_range_numbers_in_a_json_body_are_a_readable_4xx(client, body, status, detail):
+    answer = client.post("/api/like", content=body, headers={"Content-Type": "application/json"})
+    assert (answer.status_code, answer.json()) == (status, {"detail": detail})
+    assert still_serving(client)

@@ -10,7 +10,8 @@ Safe by default: the server binds to 127.0.0.1; tracks are addressed by their ro
 only, so no path from the client is ever opened, and a file resolving outside the music
 folder (a symlink out) is refused; uploads are capped in size and duration, decoded in a
 temporary folder that is removed afterwards, and an undecodable upload is a 400 answer,
-not a crash.
+not a crash. Who may call it (the Host and cross-site checks) and how large a body may be are
+checked before any route runs, by ``guard.RequestGuard``.
 """
 
 from __future__ import annotations
@@ -28,15 +29,18 @@ import numpy as np
 import soundfile as sf
 import torch
 from fastapi import FastAPI, HTTPException, Query, Request, UploadFile
-from fastapi.responses import FileResponse, Response
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import FileResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 from PIL import Image
 from pydantic import BaseModel
 
 from datamodules.primitives.audio import AudioDecodeError, decode_audio
+
 from ..predict import predict_files
 from ..recommend.library import FEATURES, Library, LibraryError
 from ..spec import ModelSpec
+from .guard import RequestGuard, upload_too_large
 
 log = logging.getLogger(__name__)
 
@@ -61,9 +65,28 @@ def _model_name(spec: ModelSpec) -> str:
     return f"{spec.architecture}/{spec.transform}"
 
 
-def create_app(library_path: str | os.PathLike, *, max_upload_bytes: int = MAX_UPLOAD_BYTES,
+def shown(text: str) -> str:
+    """``text`` as a browser can show it: a file name's undecodable bytes as ``\\xff``.
+
+    Linux file names are bytes; Python decodes the bytes that are not UTF-8 to lone surrogates,
+    which JSON cannot carry (the whole answer would fail). Tracks are addressed by row number,
+    so the shown name only has to be readable, not reversible.
+    """
+    return text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+
+
+def _invalid_request(request: Request, error: RequestValidationError) -> JSONResponse:
+    """A 422 naming each bad field in words, never echoing the value (an ``inf`` cannot be JSON)."""
+    problems = [f"{'.'.join(str(part) for part in e['loc'][1:]) or e['loc'][0]}: {e['msg']}" for e in error.errors()]
+    return JSONResponse({"detail": shown("; ".join(problems))}, status_code=422)
+
+
+def create_app(library_path: str | os.PathLike, *, host: str = "127.0.0.1", max_upload_bytes: int = MAX_UPLOAD_BYTES,
                max_upload_seconds: float = MAX_UPLOAD_SECONDS) -> FastAPI:
     """The app serving one library (opened once, here, so a broken library fails before serving).
+
+    ``host`` is the address it is served on: besides the loopback names, the one name a
+    request's ``Host`` may carry (``guard.RequestGuard``).
 
     What each model's outputs are called and mean (label names, task) is read from the
     library's own models' specs (``models/<i>/config.json``), once, here.
@@ -73,6 +96,8 @@ def create_app(library_path: str | os.PathLike, *, max_upload_bytes: int = MAX_U
     music_dir = library.music_dir.resolve()
     app = FastAPI(title="musiczoo listening room", docs_url=None, redoc_url=None, openapi_url=None)
     app.state.library = library
+    app.add_middleware(RequestGuard, host=host, max_upload_bytes=max_upload_bytes)
+    app.add_exception_handler(RequestValidationError, _invalid_request)
 
     def track_file(n: int) -> Path:
         """The file of track ``n``: only ever a library track, and only inside the music folder."""
@@ -90,10 +115,11 @@ def create_app(library_path: str | os.PathLike, *, max_upload_bytes: int = MAX_U
         labels = {}
         for per_model in track.labels:
             labels.update(dict(list(per_model.items())[:3]))
-        return {"n": n, "id": track.id, "name": Path(track.id).name, "duration_s": track.duration_s, "labels": labels}
+        return {"n": n, "id": shown(track.id), "name": shown(Path(track.id).name), "duration_s": track.duration_s,
+                "labels": labels}
 
     def matches_json(matches) -> list[dict]:
-        return [{**m.to_dict(), "n": library.row[m.id], "path": None} for m in matches]
+        return [{**m.to_dict(), "id": shown(m.id), "n": library.row[m.id], "path": None} for m in matches]
 
     def query_options(k: int, feature: str, diversify: float | None) -> dict:
         if feature not in FEATURES:
@@ -108,7 +134,7 @@ def create_app(library_path: str | os.PathLike, *, max_upload_bytes: int = MAX_U
     def segments(n: int, model: int) -> list[dict]:
         (result,) = predict_files(library.models()[model], [track_file(n)], top_k=3, segments=True, progress=False)
         if result.error:
-            raise HTTPException(422, result.error)
+            raise HTTPException(422, shown(result.error))
         return [{"start_s": s, "end_s": e, "labels": lab} for s, e, lab in result.segments]
 
     @lru_cache(maxsize=128)
@@ -118,7 +144,7 @@ def create_app(library_path: str | os.PathLike, *, max_upload_bytes: int = MAX_U
         try:
             audio = torch.from_numpy(decode_audio(str(track_file(n)), rate)[: int(PICTURE_SECONDS * rate)])
         except AudioDecodeError as e:
-            raise HTTPException(422, f"track {n}: {e}") from None
+            raise HTTPException(422, shown(f"track {n}: {e}")) from None
         with torch.no_grad():
             features = net.frontend.to("cpu")(audio[None])[0, 0].numpy()  # the model's own input
         low, high = np.percentile(features, [1, 99])
@@ -130,7 +156,7 @@ def create_app(library_path: str | os.PathLike, *, max_upload_bytes: int = MAX_U
 
     @app.get("/api/library")
     def library_info() -> dict:
-        return {"tracks": len(library.tracks), "music_folder": music_dir.name, "features": list(FEATURES),
+        return {"tracks": len(library.tracks), "music_folder": shown(music_dir.name), "features": list(FEATURES),
                 "models": [{"name": _model_name(spec), "task": spec.task, "labels": list(spec.label_names)}
                            for spec in specs]}
 
@@ -185,12 +211,9 @@ def create_app(library_path: str | os.PathLike, *, max_upload_bytes: int = MAX_U
         return {"matches": matches_json(matches)}
 
     @app.post("/api/upload")
-    async def upload(request: Request, file: UploadFile, k: int = 10, feature: str = "combined",
+    async def upload(file: UploadFile, k: int = 10, feature: str = "combined",
                      diversify: float | None = None) -> dict:
-        options = query_options(k, feature, diversify)
-        declared = int(request.headers.get("content-length") or 0)
-        if declared > max_upload_bytes:
-            raise HTTPException(413, f"upload too large: at most {max_upload_bytes // 2**20} MiB")
+        options = query_options(k, feature, diversify)  # the body's size was checked by RequestGuard
         suffix = Path(file.filename or "upload").suffix.lower()[:10]
         with tempfile.TemporaryDirectory(prefix="musiczoo-upload-") as tmp:
             path = Path(tmp) / f"upload{suffix}"
@@ -199,7 +222,7 @@ def create_app(library_path: str | os.PathLike, *, max_upload_bytes: int = MAX_U
                 while block := await file.read(1 << 20):
                     size += len(block)
                     if size > max_upload_bytes:
-                        raise HTTPException(413, f"upload too large: at most {max_upload_bytes // 2**20} MiB")
+                        raise HTTPException(413, upload_too_large(max_upload_bytes))
                     out.write(block)
             try:
                 seconds = sf.info(str(path)).duration
@@ -237,7 +260,7 @@ def serve(library_path: str | os.PathLike, *, host: str = "127.0.0.1", port: int
     """Run the listening room until interrupted."""
     import uvicorn
 
-    app = create_app(library_path)
+    app = create_app(library_path, host=host)
     warning = exposure_warning(host)
     if warning:
         print(warning, flush=True)
