@@ -172,7 +172,8 @@ def load_arrays(path: Path, ids: Sequence[str]) -> dict[str, np.ndarray]:
     try:
         with safe_open(str(path), "np") as f:
             stored = (f.metadata() or {}).get(ROWS_KEY)
-            arrays = {name: f.get_tensor(name) for name in f.keys()}
+            names = f.keys()
+            arrays = {name: f.get_tensor(name) for name in names}
     except (OSError, SafetensorError) as e:
         raise LibraryError(f"{path}: not a readable safetensors file ({e})") from None
     if stored is not None and stored != rows_digest(ids):
