@@ -485,11 +485,23 @@ def test_two_index_runs_on_one_library_take_turns(models, music, tmp_path):
     assert len(Library.open(out).tracks) == 31 and not (out / "pending").exists()
 
 
-def small_library(models, music, out: Path) -> Path:
+def run_main(capsys, *argv) -> tuple[int, str, str]:
+    """The command in this process (no interpreter start-up): exit status, stdout, stderr."""
+    capsys.readouterr()
+    try:
+        main([str(a) for a in argv])
+        code = 0
+    except SystemExit as e:
+        code = e.code
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def small_library(models, music, out: Path, capsys) -> Path:
     """A library of the three blues clips (a copy of them, beside ``out``), one model, one chunk."""
     folder = out.parent / "blues-music"
     shutil.copytree(music / "blues", folder / "blues")
-    assert index_cli(models[0], folder, "--out", out, "--max-chunks", "1").returncode == 0
+    assert run_main(capsys, "index", models[0], folder, "--out", out, "--max-chunks", "1")[0] == 0
     return folder
 
 
@@ -505,11 +517,12 @@ def swap_two_tracks(data: Path) -> None:
     ("a pickle as vectors", "vectors.safetensors: not a readable safetensors file"),
     ("no music_dir", "library.json: damaged (no music folder, music_dir)"),
 ])
-def test_a_damaged_library_is_one_line_and_index_rebuilds_it(models, music, tmp_path, damage, named):
+def test_a_damaged_library_is_one_line_and_index_rebuilds_it(models, music, tmp_path, damage, named, capsys):
     out = tmp_path / "lib"
-    folder = small_library(models, music, out)
+    folder = small_library(models, music, out, capsys)
     data = out / json.loads((out / "library.json").read_text())["data"]
-    before = recommend_cli(out, "--track", "blues/blues.00000.wav", "-k", "2", "--format", "json")
+    query = ("recommend", out, "--track", "blues/blues.00000.wav", "-k", "2", "--format", "json")
+    code, before, _ = run_main(capsys, *query)
     vectors = data / "vectors.safetensors"
     if damage == "swapped rows":
         swap_two_tracks(data)
@@ -523,28 +536,27 @@ def test_a_damaged_library_is_one_line_and_index_rebuilds_it(models, music, tmp_
         manifest = json.loads((out / "library.json").read_text())
         del manifest["music_dir"]
         (out / "library.json").write_text(json.dumps(manifest))
-    proc = recommend_cli(out, "--track", "blues/blues.00000.wav")
-    assert proc.returncode == 2 and named in proc.stderr and "`musiczoo index`" in proc.stderr
-    assert len(proc.stderr.strip().splitlines()) == 1 and "Traceback" not in proc.stderr
-    repaired = index_cli(models[0], folder, "--out", out, "--max-chunks", "1")
-    assert repaired.returncode == 0, repaired.stderr
-    assert "3 tracks (" in repaired.stdout and "Traceback" not in repaired.stderr
-    after = recommend_cli(out, "--track", "blues/blues.00000.wav", "-k", "2", "--format", "json")
-    assert after.returncode == 0, after.stderr
-    assert [m["id"] for m in json.loads(after.stdout)["matches"]] == [m["id"] for m in json.loads(before.stdout)["matches"]]
+    code, _, err = run_main(capsys, *query)
+    assert code == 2 and named in err and "`musiczoo index`" in err
+    assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
+    code, repaired, err = run_main(capsys, "index", models[0], folder, "--out", out, "--max-chunks", "1")
+    assert code == 0 and "3 tracks (" in repaired, err
+    code, after, err = run_main(capsys, *query)
+    assert code == 0, err
+    assert [m["id"] for m in json.loads(after)["matches"]] == [m["id"] for m in json.loads(before)["matches"]]
 
 
-def test_arrays_written_before_the_row_digest_are_still_read(models, music, tmp_path):
+def test_arrays_written_before_the_row_digest_are_still_read(models, music, tmp_path, capsys):
     """Libraries indexed before the rows were tied to tracks.json hold no digest: they open as
     before (unchecked), and the next index run writes one."""
     from safetensors.numpy import load_file, save_file
 
     out = tmp_path / "lib"
-    folder = small_library(models, music, out)
+    folder = small_library(models, music, out, capsys)
     data = out / json.loads((out / "library.json").read_text())["data"]
     save_file(load_file(str(data / "vectors.safetensors")), str(data / "vectors.safetensors"))  # no metadata
     assert len(Library.open(out).tracks) == 3
-    assert "(0 embedded, 3 unchanged" in index_cli(models[0], folder, "--out", out, "--max-chunks", "1").stdout
+    assert "(0 embedded, 3 unchanged" in run_main(capsys, "index", models[0], folder, "--out", out, "--max-chunks", "1")[1]
     swap_two_tracks(out / json.loads((out / "library.json").read_text())["data"])
     with pytest.raises(LibraryError, match="its rows are not those of the 3 tracks"):
         Library.open(out)
@@ -578,10 +590,10 @@ def test_a_file_deleted_while_its_shard_is_embedded_is_skipped(models, music, tm
     (["--max-chunks", "0"], "--max-chunks must be a whole number of at least 1, got 0"),
     (["--batch-size", "0"], "--batch-size must be at least 1"),
 ])
-def test_bad_index_arguments_are_refused_before_any_work(models, music, tmp_path, args, message):
+def test_bad_index_arguments_are_refused_before_any_work(models, music, tmp_path, args, message, capsys):
     out = tmp_path / "lib"
-    proc = index_cli(models[0], music, "--out", out, *args)
-    assert proc.returncode == 2 and message in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
+    code, _, err = run_main(capsys, "index", models[0], music, "--out", out, *args)
+    assert code == 2 and message in err and len(err.strip().splitlines()) == 1
     assert not out.exists()  # nothing was written: the folder can still become a library
 
 
