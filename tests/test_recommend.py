@@ -563,7 +563,7 @@ def test_arrays_written_before_the_row_digest_are_still_read(models, music, tmp_
 
 
 def test_a_file_deleted_while_its_shard_is_embedded_is_skipped(models, music, tmp_path, monkeypatch):
-    import zoo.recommend.indexing as indexing
+    from zoo.recommend import indexing
 
     folder = tmp_path / "music"
     for genre in ("blues", "jazz"):
