@@ -16,9 +16,13 @@ one is 1.27 GB and is deleted afterwards) this measures the peak resident memory
   streaming = ``zoo.predict.predict_files``;
 * ``cache``: decoding the file into a float16 cache at 16 kHz; one-shot = the old
   ``_decode`` (whole clip decoded, converted, written), streaming =
-  ``datamodules.cache.AudioCache.build`` with in-process decoding.
+  ``datamodules.cache.AudioCache.build`` with in-process decoding;
+* ``fingerprint``: the recommender's signal fingerprint (what ``musiczoo index`` computes
+  besides the models' outputs); one-shot = the old ``fingerprint(decode_audio(...))`` (the
+  whole track decoded and its whole STFT at once), streaming =
+  ``zoo.recommend.fingerprint.fingerprint_file`` (frames transformed as blocks arrive).
 
-    python benchmarks/decode_memory.py [--minutes 1 20 120] [--dir /tmp]
+    python benchmarks/decode_memory.py [--minutes 1 20 120] [--dir /tmp] [--what predict cache fingerprint]
 """
 
 from __future__ import annotations
@@ -111,6 +115,15 @@ def case(name: str, path: str, workdir: str) -> None:
 
         _model()
         AudioCache([Item("x", path, 0)], sample_rate=MODEL_RATE, cache_dir=workdir, decode_workers=1).build()
+    elif name.startswith("fingerprint-"):
+        from datamodules.primitives.audio import decode_audio
+        from zoo.recommend import fingerprint as fp
+
+        _model()
+        if name == "fingerprint-one-shot":
+            fp.fingerprint(decode_audio(path, fp.SAMPLE_RATE))
+        else:
+            fp.fingerprint_file(path)
     else:
         raise SystemExit(f"unknown case {name}")
     print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)  # KiB on Linux
@@ -129,6 +142,8 @@ def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--minutes", type=float, nargs="+", default=[1, 20, 120])
     parser.add_argument("--dir", default=None, help="where the WAVs are written (default: a temporary folder)")
+    parser.add_argument("--what", nargs="+", choices=("predict", "cache", "fingerprint"),
+                        default=["predict", "cache", "fingerprint"])
     parser.add_argument("--case", help=argparse.SUPPRESS)
     parser.add_argument("--file", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -147,7 +162,7 @@ def main(argv=None) -> None:
         for minutes in args.minutes:
             wav = tmp / f"{minutes:g}min.wav"
             write_wav(wav, minutes * 60)
-            for what in ("predict", "cache"):
+            for what in args.what:
                 (old, t_old), (new, t_new) = (measure(f"{what}-{how}", wav, Path(tempfile.mkdtemp(dir=tmp)))
                                               for how in ("one-shot", "streaming"))
                 print(f"| {minutes:g} min ({wav.stat().st_size / 2**20:.0f} MiB WAV) | {what} | {old:.0f} | {new:.0f} "

@@ -10,7 +10,6 @@ into place only when it is complete. :class:`CachedClip` is one decoded clip in 
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import hashlib
 import json
 import logging
@@ -32,6 +31,7 @@ from tqdm.auto import tqdm
 from .items import Item, Target, plain_target
 from .primitives.audio import AudioDecodeError, AudioSource, decode_blocks
 from .primitives.chunks import chunk_samples
+from .primitives.files import exclusive_lock
 
 log = logging.getLogger(__name__)
 
@@ -218,24 +218,17 @@ class AudioCache:
         return CacheNotWritableError(f"cache directory {self.folder.parent} is not writable: pass a writable "
                                      "cache_dir or set $MUSICZOO_CACHE")
 
-    @contextlib.contextmanager
-    def _lock(self):
-        """An exclusive ``flock`` on ``.<cache name>.lock`` beside the cache, held while it is checked and built."""
+    def _lock(self) -> contextlib.ExitStack:
+        """An exclusive lock on ``.<cache name>.lock`` beside the cache, held while it is checked and built."""
+        lock = contextlib.ExitStack()
         try:
             self.folder.parent.mkdir(parents=True, exist_ok=True)
-            handle = open(self.folder.parent / f".{self.folder.name}.lock", "a")
+            lock.enter_context(exclusive_lock(
+                self.folder.parent / f".{self.folder.name}.lock",
+                on_wait=lambda: log.info("waiting for another process building audio cache %s", self.folder)))
         except PermissionError:
             raise self._not_writable() from None
-        with handle:
-            try:
-                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                log.info("waiting for another process building audio cache %s", self.folder)
-                fcntl.flock(handle, fcntl.LOCK_EX)
-            try:
-                yield
-            finally:
-                fcntl.flock(handle, fcntl.LOCK_UN)
+        return lock
 
     def load(self) -> list[CachedClip]:
         """The cached clips, in key order. The cache must have been built (``ensure``)."""

@@ -382,6 +382,7 @@ def test_audio_from_outside_the_library(library, music, tmp_path):
     (["--track", "nope.wav"], "no track 'nope.wav'"),
     (["--audio", "tests/conftest.py"], "cannot read audio"),
     (["--track", "jazz/jazz.00001.wav", "--diversify", "2"], "between 0 and 1"),
+    (["--track", ""], "no track ''"),
 ])
 def test_bad_queries_get_one_line(library, args, message):
     proc = recommend_cli(library, *args)
@@ -433,6 +434,184 @@ def test_an_interrupted_index_loses_nothing_and_is_never_taken_as_complete(model
     # 8 tracks came from the killed run's shard; only the other 23 were embedded now.
     assert "31 tracks (23 embedded, 8 unchanged" in done.stdout
     assert len(Library.open(out).tracks) == 31 and not (out / "pending").exists()
+
+
+def test_two_index_runs_on_one_library_take_turns(models, music, tmp_path):
+    """Two real processes index one library at once. The first stops after its first shard until
+    the second is blocked on the library's lock (it says so on stderr) or, without a lock, has
+    written a shard of its own; then both finish. Every track must be there, and the second
+    run, having waited, finds them all unchanged. (Unlocked, the first to finish removed
+    ``pending/`` under the other, which then wrote a "complete" library of its last shard.)"""
+    out, started, second_err = tmp_path / "lib", tmp_path / "first-shard-written", tmp_path / "second.err"
+    first = textwrap.dedent(f"""
+        import time
+        from pathlib import Path
+        import zoo.recommend.indexing as indexing
+        from zoo.cli import main
+        indexing.SHARD_TRACKS = 4
+        write = indexing._write_shard
+        def write_then_wait(out, *args):
+            write(out, *args)
+            if not Path({str(started)!r}).exists():
+                Path({str(started)!r}).touch()
+                deadline = time.monotonic() + 120
+                while time.monotonic() < deadline and "waiting for another process" not in \
+                        Path({str(second_err)!r}).read_text() and len(list((out / "pending").glob("*.json"))) < 2:
+                    time.sleep(0.05)
+        indexing._write_shard = write_then_wait
+        main(["index", {str(models[0])!r}, {str(music)!r}, "--out", {str(out)!r}, "--max-chunks", "1"])
+    """)
+    second = textwrap.dedent(f"""
+        import time
+        from pathlib import Path
+        import zoo.recommend.indexing as indexing
+        from zoo.cli import main
+        indexing.SHARD_TRACKS = 4
+        while not Path({str(started)!r}).exists():
+            time.sleep(0.05)
+        main(["index", {str(models[0])!r}, {str(music)!r}, "--out", {str(out)!r}, "--max-chunks", "1"])
+    """)
+    second_err.write_text("")
+    with open(second_err, "w") as err:
+        procs = [subprocess.Popen([sys.executable, "-c", first], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                  text=True, cwd=REPO),
+                 subprocess.Popen([sys.executable, "-c", second], stdout=subprocess.PIPE, stderr=err, text=True,
+                                  cwd=REPO)]
+        outputs = [p.communicate(timeout=300)[0] for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], second_err.read_text()
+    assert "waiting for another process writing the library" in second_err.read_text()
+    assert "31 tracks (31 embedded, 0 unchanged" in outputs[0]
+    assert "31 tracks (0 embedded, 31 unchanged" in outputs[1]
+    assert len(Library.open(out).tracks) == 31 and not (out / "pending").exists()
+
+
+def run_main(capsys, *argv) -> tuple[int, str, str]:
+    """The command in this process (no interpreter start-up): exit status, stdout, stderr."""
+    capsys.readouterr()
+    try:
+        main([str(a) for a in argv])
+        code = 0
+    except SystemExit as e:
+        code = e.code
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def small_library(models, music, out: Path, capsys) -> Path:
+    """A library of the three blues clips (a copy of them, beside ``out``), one model, one chunk."""
+    folder = out.parent / "blues-music"
+    shutil.copytree(music / "blues", folder / "blues")
+    assert run_main(capsys, "index", models[0], folder, "--out", out, "--max-chunks", "1")[0] == 0
+    return folder
+
+
+def swap_two_tracks(data: Path) -> None:
+    tracks = json.loads((data / "tracks.json").read_text())
+    tracks[0], tracks[1] = tracks[1], tracks[0]
+    (data / "tracks.json").write_text(json.dumps(tracks))
+
+
+@pytest.mark.parametrize("damage,named", [
+    ("swapped rows", "vectors.safetensors: its rows are not those of the 3 tracks listed beside it"),
+    ("truncated vectors", "vectors.safetensors: not a readable safetensors file"),
+    ("a pickle as vectors", "vectors.safetensors: not a readable safetensors file"),
+    ("no music_dir", "library.json: damaged (no music folder, music_dir)"),
+])
+def test_a_damaged_library_is_one_line_and_index_rebuilds_it(models, music, tmp_path, damage, named, capsys):
+    out = tmp_path / "lib"
+    folder = small_library(models, music, out, capsys)
+    data = out / json.loads((out / "library.json").read_text())["data"]
+    query = ("recommend", out, "--track", "blues/blues.00000.wav", "-k", "2", "--format", "json")
+    code, before, _ = run_main(capsys, *query)
+    vectors = data / "vectors.safetensors"
+    if damage == "swapped rows":
+        swap_two_tracks(data)
+    elif damage == "truncated vectors":
+        vectors.write_bytes(vectors.read_bytes()[:5000])
+    elif damage == "a pickle as vectors":
+        import pickle
+
+        vectors.write_bytes(pickle.dumps({"model0.embedding": [[0.0]]}))
+    else:
+        manifest = json.loads((out / "library.json").read_text())
+        del manifest["music_dir"]
+        (out / "library.json").write_text(json.dumps(manifest))
+    code, _, err = run_main(capsys, *query)
+    assert code == 2 and named in err and "`musiczoo index`" in err
+    assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
+    code, repaired, err = run_main(capsys, "index", models[0], folder, "--out", out, "--max-chunks", "1")
+    assert code == 0 and "3 tracks (" in repaired, err
+    code, after, err = run_main(capsys, *query)
+    assert code == 0, err
+    assert [m["id"] for m in json.loads(after)["matches"]] == [m["id"] for m in json.loads(before)["matches"]]
+
+
+def test_arrays_written_before_the_row_digest_are_still_read(models, music, tmp_path, capsys):
+    """Libraries indexed before the rows were tied to tracks.json hold no digest: they open as
+    before (unchecked), and the next index run writes one."""
+    from safetensors.numpy import load_file, save_file
+
+    out = tmp_path / "lib"
+    folder = small_library(models, music, out, capsys)
+    data = out / json.loads((out / "library.json").read_text())["data"]
+    save_file(load_file(str(data / "vectors.safetensors")), str(data / "vectors.safetensors"))  # no metadata
+    assert len(Library.open(out).tracks) == 3
+    assert "(0 embedded, 3 unchanged" in run_main(capsys, "index", models[0], folder, "--out", out, "--max-chunks", "1")[1]
+    swap_two_tracks(out / json.loads((out / "library.json").read_text())["data"])
+    with pytest.raises(LibraryError, match="its rows are not those of the 3 tracks"):
+        Library.open(out)
+
+
+def test_a_file_deleted_while_its_shard_is_embedded_is_skipped(models, music, tmp_path, monkeypatch):
+    from zoo.recommend import indexing
+
+    folder = tmp_path / "music"
+    for genre in ("blues", "jazz"):
+        shutil.copytree(music / genre, folder / genre)
+    embed = indexing.embed_files
+
+    def embed_then_delete(models, paths, *args, **kwargs):
+        results = embed(models, paths, *args, **kwargs)
+        paths[1].unlink()  # gone after it was embedded, before its digest is taken
+        return results
+
+    monkeypatch.setattr(indexing, "embed_files", embed_then_delete)
+    lib = Library.build([from_pretrained(models[0])], folder, tmp_path / "lib", max_chunks=1, progress=False)
+    assert len(lib.tracks) == 5 and "blues/blues.00001.wav" not in lib.row
+    assert lib.manifest["last_run"]["skipped"] == 1
+    (skip,) = lib.manifest["skipped"]
+    assert skip["id"] == "blues/blues.00001.wav" and "gone or unreadable during indexing" in skip["reason"]
+
+
+@pytest.mark.parametrize("args,message", [
+    (["--weights", "nan"], "--weights needs one positive, finite weight per model (1 models), got nan"),
+    (["--weights", "inf"], "got inf"),
+    (["--weights", "1,2"], "got 1.0,2.0"),
+    (["--max-chunks", "0"], "--max-chunks must be a whole number of at least 1, got 0"),
+    (["--batch-size", "0"], "--batch-size must be at least 1"),
+])
+def test_bad_index_arguments_are_refused_before_any_work(models, music, tmp_path, args, message, capsys):
+    out = tmp_path / "lib"
+    code, _, err = run_main(capsys, "index", models[0], music, "--out", out, *args)
+    assert code == 2 and message in err and len(err.strip().splitlines()) == 1
+    assert not out.exists()  # nothing was written: the folder can still become a library
+
+
+def test_k_is_capped_at_the_library_size(library, monkeypatch):
+    """Asking for more tracks than the library holds gives them all, without padding a
+    billion rows (the index is never asked for more than the library's size)."""
+    lib = Library.open(library)
+    index = lib.search_index("combined")
+    search = index.search
+
+    def checked_search(queries, k, exclude=None):
+        assert k <= len(lib.tracks), f"the index was asked for {k} tracks"
+        return search(queries, k, exclude)
+
+    monkeypatch.setattr(index, "search", checked_search)
+    matches = lib.similar("jazz/jazz.00001.wav", k=1_000_000_000)
+    assert len(matches) == len(lib.tracks) - 1 and "jazz/jazz.00001.wav" not in {m.id for m in matches}
+    assert len(lib.like(["jazz/jazz.00001.wav", "pop/pop.00000.wav"], k=10**9, diversify=0.5)) == len(lib.tracks) - 2
 
 
 # ---- recommend-eval ------------------------------------------------------------------------------

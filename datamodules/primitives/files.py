@@ -1,20 +1,23 @@
-"""Files: a file's digest, the one atomic write and the one JSON read of the project.
+"""Files: a file's digest, the one atomic write, the one JSON read and the one writer's lock of the project.
 
 Every file the project writes for later (a published model, a library's manifest and shards,
 the download checksum record) goes through :func:`write_atomically`, so a reader sees the old
 file or the new one, never half of one, and a full disk replaces nothing. Every JSON file it
 reads back goes through :func:`read_json`, so a damaged one is one line naming the file.
-Imports nothing of the project.
+Every folder that several processes may build at once (the audio cache, a library) is built
+under :func:`exclusive_lock`, so they take turns. Imports nothing of the project.
 """
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import hashlib
 import json
 import os
 import secrets
 from pathlib import Path
-from typing import Callable, Mapping
+from typing import Callable, Iterator, Mapping
 
 #: Bytes read at a time when hashing.
 DIGEST_BLOCK = 1 << 20
@@ -87,3 +90,26 @@ def read_json(path: str | os.PathLike, error: type[Exception] = ValueError, miss
         raise error(f"{path}: not a text file (invalid UTF-8), so not JSON") from None
     except json.JSONDecodeError as e:
         raise error(f"{path}: invalid JSON ({e})") from None
+
+
+@contextlib.contextmanager
+def exclusive_lock(path: str | os.PathLike, on_wait: Callable[[], object] | None = None) -> Iterator[None]:
+    """Hold an exclusive ``flock`` on ``path`` (created if missing) for the ``with`` block.
+
+    A second process asking for the same lock waits until the first leaves its block (or
+    dies: the kernel releases the lock of a killed process, so no stale lock is ever left);
+    ``on_wait`` is called once when it has to wait, to say why it is blocked. The lock file
+    itself is left in place: removing it would let a third process lock a new file while
+    the second still holds the old one.
+    """
+    with open(path, "a") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            if on_wait is not None:
+                on_wait()
+            fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)

@@ -11,6 +11,7 @@ from .models import load_model
 
 def cmd_index(argv: list[str]) -> None:
     """``musiczoo index MODEL [MODEL ...] MUSIC_DIR --out LIBRARY``: create or update a library."""
+    from ..recommend.indexing import check_settings
     from ..recommend.library import DEFAULT_MAX_CHUNKS, Library
 
     parser = argparse.ArgumentParser(prog="musiczoo index", description=(
@@ -30,6 +31,11 @@ def cmd_index(argv: list[str]) -> None:
         parser.error("give at least one MODEL and the MUSIC_DIR")
     *specs, music_dir = args.models_and_music_dir
     try:
+        check_settings(len(specs), args.max_chunks, args.weights)  # before any model is loaded or file embedded
+        if args.batch_size < 1:
+            raise ValueError(f"--batch-size must be at least 1, got {args.batch_size}")
+        if not Path(music_dir).expanduser().is_dir():
+            raise ValueError(f"{music_dir}: no such music folder")
         models = [load_model(spec) for spec in specs]
         library = Library.build(models, music_dir, args.out, max_chunks=args.max_chunks, weights=args.weights,
                                 batch_size=args.batch_size, device=args.device)
@@ -68,7 +74,7 @@ def cmd_recommend(argv: list[str]) -> None:
         if args.duplicates:
             write_duplicates(library.duplicates(args.threshold), args.format, sys.stdout)
             return
-        if args.track:
+        if args.track is not None:  # "" too: it is a bad track id, not "no --track"
             query, matches = library.track(args.track).id, library.similar(args.track, **options)
         elif args.like:
             query, matches = " + ".join(library.track(t).id for t in args.like), library.like(args.like, **options)

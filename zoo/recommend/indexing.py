@@ -13,14 +13,22 @@ points the manifest at it. A killed run therefore loses at most one shard of wor
 next run reuses every shard, and ``Library.open`` refuses a library whose last run did
 not finish instead of answering from a partial one.
 
+Two runs on one library take turns: each holds an exclusive lock on ``.<library name>.lock``
+beside the folder from its first read of the manifest to its last write (the second then
+finds the first's tracks unchanged). Damaged data (a truncated or foreign
+``vectors.safetensors``, a damaged ``tracks.json`` or pending shard) is embedded again
+rather than refused, so ``musiczoo index`` is always the repair.
+
 :func:`build` embeds audio; :func:`write_library` writes vectors computed elsewhere (a
 benchmark's synthetic collection, an import) in the same format, through the same run.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
+import math
 import os
 import shutil
 import time
@@ -29,19 +37,18 @@ from pathlib import Path
 from typing import NamedTuple, Sequence
 
 import numpy as np
-from safetensors.numpy import load_file
 from tqdm.auto import tqdm
 
-from datamodules.primitives.audio import AudioDecodeError, decode_audio, list_audio_files
-from datamodules.primitives.files import file_digest, write_json
+from datamodules.primitives.audio import AudioDecodeError, list_audio_files
+from datamodules.primitives.files import exclusive_lock, file_digest, write_json
 
 from ..hub import save_pretrained
 from ..predict import predict_files
 from . import fingerprint as fp
 from .index import VectorIndex
 from .store import (FEATURES, FINGERPRINT, FORMAT, FORMAT_VERSION, MANIFEST, MATCHED_ENTRY_FIELDS, TOP_LABELS,
-                    LibraryData, LibraryError, Track, library_vectors, model_entry, read_data, read_manifest,
-                    save_arrays)
+                    LibraryData, LibraryError, Track, library_vectors, load_arrays, model_entry, read_data,
+                    read_manifest, save_arrays)
 
 log = logging.getLogger(__name__)
 
@@ -71,26 +78,35 @@ def build(models: Sequence, music_dir: str | os.PathLike, out: str | os.PathLike
     music_dir, out = Path(music_dir).expanduser().resolve(), Path(out)
     if not music_dir.is_dir():
         raise LibraryError(f"{music_dir}: no such music folder")
-    settings = _settings(models, max_chunks, weights)
+    settings = check_settings(len(models), max_chunks, weights)
+    with writer_lock(out):
+        return _build(models, music_dir, out, settings, files, batch_size, device, progress)
+
+
+def _build(models: Sequence, music_dir: Path, out: Path, settings: dict, files: Sequence[Path] | None,
+           batch_size: int, device: str | None, progress: bool) -> LibraryData:
     manifest = _start_run(out, music_dir, models, settings)
-    old_tracks, old_arrays = read_data(out, manifest)
+    old_tracks, old_arrays = _read_old_data(out, manifest)
 
     # What must be embedded: new files, and files whose size/mtime changed (unless their content did not).
     on_disk = {p.relative_to(music_dir).as_posix(): p for p in (files if files is not None else list_audio_files(music_dir))}
     known = {t.id: StoredTrack(t, i, old_arrays) for i, t in enumerate(old_tracks)}
     pending = _read_pending(out)
-    todo, kept = [], {}
+    todo, kept, skipped = [], {}, []
     for rel, path in sorted(on_disk.items()):
-        stored = _unchanged(path, known.get(rel)) or _unchanged(path, pending.get(rel))
-        if stored:
-            kept[rel] = stored
-        else:
-            todo.append((rel, path, path.stat()))
+        try:
+            stored = _unchanged(path, known.get(rel)) or _unchanged(path, pending.get(rel))
+            if stored:
+                kept[rel] = stored
+            else:
+                todo.append((rel, path, path.stat()))
+        except OSError as e:  # deleted (or made unreadable) since the folder was listed
+            skipped.append(_gone(rel, path, e))
+    vanished = len(skipped)
     if files is not None:  # an ``add`` keeps every other track
         for rel, stored in known.items():
             kept.setdefault(rel, stored)
 
-    skipped = []
     bar = tqdm(total=len(todo), unit="file", desc="indexing", disable=not progress)
     try:
         for start in range(0, len(todo), SHARD_TRACKS):
@@ -102,8 +118,12 @@ def build(models: Sequence, music_dir: str | os.PathLike, out: str | os.PathLike
                     log.warning("skipping %s", error)
                     skipped.append({"id": rel, "reason": error})
                     continue
-                shard_tracks.append(Track(rel, st.st_size, st.st_mtime_ns, file_digest(path, "sha256"),
-                                          arrays.pop("duration_s"), labels))
+                try:
+                    digest = file_digest(path, "sha256")
+                except OSError as e:  # deleted (or made unreadable) while its shard was embedded
+                    skipped.append(_gone(rel, path, e))
+                    continue
+                shard_tracks.append(Track(rel, st.st_size, st.st_mtime_ns, digest, arrays.pop("duration_s"), labels))
                 shard_rows.append(arrays)
             _write_shard(out, shard_tracks, shard_rows)
             bar.update(len(part))
@@ -118,7 +138,7 @@ def build(models: Sequence, music_dir: str | os.PathLike, out: str | os.PathLike
            "dropped": len(set(known) - set(kept))}
     data = _finish_run(out, manifest, kept, skipped, run)
     if skipped:
-        log.warning("skipped %d of %d new or changed files: %s", len(skipped), len(todo),
+        log.warning("skipped %d of %d new or changed files: %s", len(skipped), len(todo) + vanished,
                     ", ".join(s["id"] for s in skipped[:5]) + (", ..." if len(skipped) > 5 else ""))
     return data
 
@@ -153,20 +173,59 @@ def write_library(out: str | os.PathLike, models: Sequence, music_dir: str | os.
     if len({t.id for t in tracks}) != len(tracks):
         raise LibraryError("track ids must be unique (one per file of the music folder)")
     music_dir, out = Path(music_dir).expanduser().resolve(), Path(out)
-    manifest = _start_run(out, music_dir, models, _settings(models, max_chunks, weights))
-    kept = {t.id: StoredTrack(t, i, arrays) for i, t in enumerate(tracks)}
-    old_ids = {t.id for t in read_data(out, manifest)[0]}
-    run = {"embedded": 0, "unchanged": len(kept), "skipped": 0, "dropped": len(old_ids - set(kept))}
-    return _finish_run(out, manifest, kept, [], run)
+    settings = check_settings(len(models), max_chunks, weights)
+    with writer_lock(out):
+        manifest = _start_run(out, music_dir, models, settings)
+        kept = {t.id: StoredTrack(t, i, arrays) for i, t in enumerate(tracks)}
+        old_ids = {t.id for t in _read_old_data(out, manifest)[0]}
+        run = {"embedded": 0, "unchanged": len(kept), "skipped": 0, "dropped": len(old_ids - set(kept))}
+        return _finish_run(out, manifest, kept, [], run)
 
 
-def _settings(models: Sequence, max_chunks: int, weights: Sequence[float] | None) -> dict:
-    if not models:
+def check_settings(models: int, max_chunks: int, weights: Sequence[float] | None) -> dict:
+    """The library settings of a run with ``models`` models, refused in one line before any work
+    (the command line calls this before it loads a model): a NaN or infinite weight would
+    otherwise only fail when the manifest is written, after the models were saved."""
+    if models < 1:
         raise LibraryError("give at least one model")
-    weights = [1.0] * len(models) if weights is None else [float(w) for w in weights]
-    if len(weights) != len(models) or min(weights) <= 0:
-        raise LibraryError(f"need one positive weight per model ({len(models)} models), got {weights}")
+    if isinstance(max_chunks, bool) or not isinstance(max_chunks, int) or max_chunks < 1:
+        raise LibraryError(f"--max-chunks must be a whole number of at least 1, got {max_chunks!r}")
+    weights = [1.0] * models if weights is None else [float(w) for w in weights]
+    if len(weights) != models or not all(math.isfinite(w) and w > 0 for w in weights):
+        raise LibraryError(f"--weights needs one positive, finite weight per model ({models} models), "
+                           f"got {','.join(map(str, weights))}")
     return {"max_chunks": int(max_chunks), "weights": weights}
+
+
+@contextlib.contextmanager
+def writer_lock(out: Path):
+    """Hold the library's writer lock, ``.<name>.lock`` beside ``out``: a second ``index`` of the
+    same library waits for the first, then finds its tracks unchanged. (Without it the first
+    to finish removed ``pending/`` under the other, which then wrote a "complete" library of
+    its last shard.) The lock is beside the folder, not in it, so a new library's folder stays
+    empty until its first run starts."""
+    out = out.expanduser().absolute()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with exclusive_lock(out.parent / f".{out.name}.lock",
+                        on_wait=lambda: log.warning("waiting for another process writing the library %s", out)):
+        yield
+
+
+def _gone(rel: str, path: Path, error: OSError) -> dict:
+    """The skipped-file record of a file that vanished (or became unreadable) during the run."""
+    reason = f"{path}: gone or unreadable during indexing ({error.strerror or error})"
+    log.warning("skipping %s", reason)
+    return {"id": rel, "reason": reason}
+
+
+def _read_old_data(out: Path, manifest: dict) -> tuple[list[Track], dict[str, np.ndarray]]:
+    """The library's current tracks and arrays; damaged ones are dropped with a warning, so this
+    run embeds their tracks again (the repair that ``Library.open``'s error advises)."""
+    try:
+        return read_data(out, manifest)
+    except LibraryError as e:
+        log.warning("%s: embedding its tracks again", e)
+        return [], {}
 
 
 def _unchanged(path: Path, stored: StoredTrack | None) -> StoredTrack | None:
@@ -221,7 +280,7 @@ def embed_files(models: Sequence, paths: list[Path], settings: dict, *, batch_si
     errors: list[str | None] = [None] * len(paths)
     for j, path in enumerate(paths):
         try:
-            arrays[j][FINGERPRINT] = fp.fingerprint(decode_audio(str(path), fp.SAMPLE_RATE))[None]
+            arrays[j][FINGERPRINT] = fp.fingerprint_file(path)[None]
         except (AudioDecodeError, OSError) as e:
             errors[j] = f"{path}: {e}"
     readable = [j for j in range(len(paths)) if errors[j] is None]
@@ -245,17 +304,24 @@ def _write_shard(out: Path, tracks: list[Track], rows: list[dict]) -> None:
     folder = out / "pending"
     folder.mkdir(exist_ok=True)
     name = f"shard-{time.time_ns():020d}-{os.getpid()}"
-    save_arrays(folder / f"{name}.safetensors", {k: np.concatenate([r[k] for r in rows]) for k in rows[0]})
+    save_arrays(folder / f"{name}.safetensors", {k: np.concatenate([r[k] for r in rows]) for k in rows[0]},
+                [t.id for t in tracks])
     write_json(folder / f"{name}.json", [asdict(t) for t in tracks])  # written last: it marks the shard whole
 
 
 def _read_pending(out: Path) -> dict[str, StoredTrack]:
-    """Tracks of finished shards, latest shard winning, by id."""
+    """Tracks of finished shards, latest shard winning, by id. A damaged shard is left out with
+    a warning (its tracks are embedded again)."""
     found = {}
     for meta in sorted((out / "pending").glob("shard-*.json")) if (out / "pending").is_dir() else []:
-        arrays = load_file(str(meta.with_suffix(".safetensors")))
-        for row, t in enumerate(json.loads(meta.read_text())):
-            found[t["id"]] = StoredTrack(Track(**t), row, arrays)
+        try:
+            tracks = [Track(**t) for t in json.loads(meta.read_text())]
+            arrays = load_arrays(meta.with_suffix(".safetensors"), [t.id for t in tracks])
+        except (OSError, ValueError, TypeError) as e:  # LibraryError is a ValueError
+            log.warning("ignoring the damaged pending shard %s (%s)", meta, e)
+            continue
+        for row, track in enumerate(tracks):
+            found[track.id] = StoredTrack(track, row, arrays)
     return found
 
 
@@ -274,7 +340,7 @@ def _finish_run(out: Path, manifest: dict, kept: dict[str, StoredTrack], skipped
         shutil.rmtree(data)
     (data / "index").mkdir(parents=True)
     arrays = {k: np.stack(v) for k, v in columns.items()}
-    save_arrays(data / "vectors.safetensors", arrays)
+    save_arrays(data / "vectors.safetensors", arrays, ids)
     write_json(data / "tracks.json", [asdict(t) for t in tracks])
     if tracks:
         for feature in (*FEATURES, FINGERPRINT):

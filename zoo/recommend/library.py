@@ -112,11 +112,18 @@ class Library:
             raise LibraryError(
                 f"{root}: the last index run did not finish (its finished tracks are kept in {root / 'pending'}); "
                 f"run `musiczoo index` with the same models and folder again to complete it")
+        if not isinstance(manifest.get("music_dir"), str) or not manifest["music_dir"]:
+            raise LibraryError(f"{root / 'library.json'}: damaged (no music folder, music_dir); run `musiczoo index` "
+                               f"with the library's models, its music folder and --out {root} to repair it")
         if not Path(manifest["music_dir"]).is_dir():
             raise LibraryError(
                 f"{root}: its music folder {manifest['music_dir']} is gone (moved or deleted); run `musiczoo index` "
                 f"with the same models, the folder's new place and --out {root} (unchanged files are not embedded again)")
-        tracks, arrays = read_data(root, manifest)
+        try:
+            tracks, arrays = read_data(root, manifest)
+        except LibraryError as e:
+            raise LibraryError(f"{e}; `musiczoo index` with the library's models, its music folder and --out {root} "
+                               "rebuilds it") from None
         library = cls(root, manifest, tracks, arrays)
         if not tracks:
             raise LibraryError(f"{root}: the library is empty (no track of {manifest['music_dir']} could be indexed)")
@@ -236,6 +243,7 @@ class Library:
                 query_labels: set[str]) -> list[Match]:
         if k < 1:
             raise LibraryError(f"-k must be at least 1, got {k}")
+        k = min(k, len(self.tracks))  # more than every track cannot be found; a huge k would only allocate padding
         pool = k if diversify is None else min(len(self.tracks), max(4 * k, 50))
         sims, ids = self.search_index(feature).search(query[None].astype(np.float32), pool, exclude=[exclude])
         keep = ids[0] >= 0

@@ -8,7 +8,8 @@ A library folder holds (no pickle anywhere; NumPy arrays in safetensors, metadat
                                 music folder), size, mtime_ns, sha256, duration_s, top labels
     data-NNNNNN/vectors.safetensors
                                 model<i>.embedding (N, D_i), model<i>.probabilities (N, C_i) and
-                                fingerprint (N, 1152), float32
+                                fingerprint (N, 1152), float32; its metadata ``track_ids_sha256``
+                                ties the rows to tracks.json's ids in their order
     data-NNNNNN/index/<feature>.faiss (+ .json)   one search index per feature choice
     models/<i>/                 each model as a published folder, so the library answers audio
                                 queries on its own and a re-run can check it was given the same
@@ -28,7 +29,8 @@ from pathlib import Path
 from typing import NamedTuple, Sequence
 
 import numpy as np
-from safetensors.numpy import load_file, save_file
+from safetensors import SafetensorError, safe_open
+from safetensors.numpy import save_file
 
 from datamodules.primitives.files import read_json, write_atomically
 
@@ -44,6 +46,8 @@ FEATURES = ("embedding", "probabilities", "combined")
 FINGERPRINT = "fingerprint"
 #: Labels kept per model in tracks.json (the "top genres/tags" of a track).
 TOP_LABELS = 5
+#: The safetensors metadata key holding :func:`rows_digest` of the tracks the rows belong to.
+ROWS_KEY = "track_ids_sha256"
 
 
 class LibraryError(ValueError):
@@ -109,29 +113,76 @@ def read_manifest(root: Path) -> dict:
         manifest["models"] = [{("model_digest" if key == "fingerprint" else key): value for key, value in entry.items()}
                               for entry in manifest.get("models", [])]
         manifest["format_version"] = FORMAT_VERSION
+    wrong = [what for what, ok in (
+        ("models", isinstance(manifest.get("models"), list) and manifest["models"]
+         and all(isinstance(m, dict) for m in manifest["models"])),
+        ("settings", isinstance(manifest.get("settings"), dict)
+         and {"max_chunks", "weights"} <= set(manifest["settings"])),
+        ("data", manifest.get("data") is None or isinstance(manifest.get("data"), str)
+         and manifest["data"].startswith("data-") and "/" not in manifest["data"]))
+        if not ok]
+    if wrong:  # what identifies the library's models is gone, so no index run can check a model against it
+        raise LibraryError(f"{root / MANIFEST}: damaged (no valid {', '.join(wrong)}); index into a new folder, "
+                           f"or delete {root} and index again")
     return manifest
 
 
 def read_data(root: Path, manifest: dict) -> tuple[list[Track], dict[str, np.ndarray]]:
-    """The tracks and arrays of the manifest's current data folder (none before the first finished run)."""
+    """The tracks and arrays of the manifest's current data folder (none before the first finished run).
+
+    Damage is one line naming the file: an unreadable ``tracks.json``, a ``vectors.safetensors``
+    that is truncated, not safetensors, missing a model's arrays or holding its rows for other
+    tracks or in another order than ``tracks.json`` (a row read for the wrong track would give
+    confident recommendations of another track's neighbours)."""
     data = manifest.get("data")
     if not data:
         return [], {}
     folder = root / data
     try:
-        tracks = [Track(**t) for t in json.loads((folder / "tracks.json").read_text())]
-        arrays = load_file(str(folder / "vectors.safetensors"))
-    except (OSError, ValueError, TypeError) as e:
-        raise LibraryError(f"{folder}: damaged library data ({e}); run `musiczoo index` again to rebuild it") from None
-    if any(len(a) != len(tracks) for a in arrays.values()):
-        raise LibraryError(f"{folder}: vectors and tracks.json disagree in length; run `musiczoo index` again")
+        tracks = [Track(**t) for t in read_json(folder / "tracks.json", LibraryError)]
+    except TypeError as e:
+        raise LibraryError(f"{folder / 'tracks.json'}: not a list of tracks ({e})") from None
+    path = folder / "vectors.safetensors"
+    arrays = load_arrays(path, [t.id for t in tracks])
+    names = {FINGERPRINT} | {f"model{i}.{kind}" for i in range(len(manifest["models"]))
+                             for kind in ("embedding", "probabilities")}
+    if set(arrays) != names:
+        raise LibraryError(f"{path}: holds {', '.join(sorted(arrays)) or 'nothing'}, "
+                           f"not the library's {', '.join(sorted(names))}")
     return tracks, arrays
 
 
-def save_arrays(path: Path, arrays: dict[str, np.ndarray]) -> None:
-    """``arrays`` as float32 safetensors at ``path``, by an atomic rename."""
+def rows_digest(ids: Sequence[str]) -> str:
+    """SHA-256 of the track ids in row order: stored with the arrays, it ties each row to its track."""
+    return hashlib.sha256(json.dumps(list(ids)).encode()).hexdigest()
+
+
+def save_arrays(path: Path, arrays: dict[str, np.ndarray], ids: Sequence[str]) -> None:
+    """``arrays`` (one row per id of ``ids``) as float32 safetensors at ``path``, by an atomic
+    rename, with the ids' :func:`rows_digest` in its metadata."""
     contiguous = {k: np.ascontiguousarray(v, dtype=np.float32) for k, v in arrays.items()}
-    write_atomically(path.parent, {path.name: lambda p: save_file(contiguous, str(p))})
+    metadata = {ROWS_KEY: rows_digest(ids)}
+    write_atomically(path.parent, {path.name: lambda p: save_file(contiguous, str(p), metadata=metadata)})
+
+
+def load_arrays(path: Path, ids: Sequence[str]) -> dict[str, np.ndarray]:
+    """The arrays of ``path``, whose rows must be the tracks ``ids`` in that order; anything else
+    is one line naming the file. Arrays written before the digest was stored (no metadata) are
+    read unchecked; the next index run writes it."""
+    try:
+        with safe_open(str(path), "np") as f:
+            stored = (f.metadata() or {}).get(ROWS_KEY)
+            names = f.keys()
+            arrays = {name: f.get_tensor(name) for name in names}
+    except (OSError, SafetensorError) as e:
+        raise LibraryError(f"{path}: not a readable safetensors file ({e})") from None
+    if stored is not None and stored != rows_digest(ids):
+        raise LibraryError(f"{path}: its rows are not those of the {len(ids)} tracks listed beside it "
+                           f"(other tracks, or another order)")
+    wrong = [f"{name} {a.shape}" for name, a in sorted(arrays.items()) if a.ndim != 2 or len(a) != len(ids)]
+    if wrong:
+        raise LibraryError(f"{path}: not one row per track ({len(ids)} tracks): {', '.join(wrong)}")
+    return arrays
 
 
 # ---- feature vectors ---------------------------------------------------------------------------
