@@ -17,7 +17,6 @@ import shutil
 import stat
 import subprocess
 import sys
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -26,13 +25,13 @@ import soundfile as sf
 import timm
 import torch
 
+from datamodules.primitives import files
 from tests.conftest import TINY_CRNN, TINY_LABELS, TINY_SR, train_tiny_crnn
 from zoo import hub
 from zoo.checkpoint import load_checkpoint, load_checkpoint_dict, publish
 from zoo.cli.models import cmd_predict, cmd_publish, load_model
 from zoo.factory import create_model, from_pretrained
 from zoo.frontends import UnknownNameError
-from datamodules.primitives import files
 from zoo.hub import read_spec, save_pretrained
 from zoo.spec import ModelError
 
@@ -267,26 +266,25 @@ def hostile_folder(trained, tmp_path, mutate) -> Path:
     return folder
 
 
-@pytest.fixture(scope="module")
-def predicted_by_the_command(trained, tmp_path_factory):
-    """``musiczoo predict HOSTILE_FOLDER clip.wav`` in a fresh process for every hostile config, a few at a
-    time (each start imports torch and Lightning): {id: (folder, completed process)}."""
-    root = tmp_path_factory.mktemp("hostile_cli")
-    folders = {case_id: hostile_folder(trained, root / case_id, mutate) for case_id, (_, mutate) in zip(IDS, HOSTILE)}
+def predict_command(folder: Path, clip: Path) -> subprocess.CompletedProcess:
+    """``musiczoo predict FOLDER clip`` in a fresh process (it imports torch and Lightning: seconds)."""
+    return subprocess.run([sys.executable, "-m", "zoo.cli", "predict", str(folder), str(clip)], capture_output=True,
+                          text=True, cwd=REPO, timeout=300, check=False, env={**os.environ, "HF_HUB_OFFLINE": "1"})
 
-    def run(folder):
-        return subprocess.run([sys.executable, "-m", "zoo.cli", "predict", str(folder), str(trained[2])],
-                              capture_output=True, text=True, cwd=REPO, timeout=300, check=False,
-                              env={**os.environ, "HF_HUB_OFFLINE": "1"})
 
-    with ThreadPoolExecutor(max_workers=max(2, min(4, os.cpu_count() or 2))) as pool:
-        procs = dict(zip(folders, pool.map(run, folders.values())))
-    return {case_id: (folders[case_id], procs[case_id]) for case_id in folders}
+def predicted_in_process(folder: Path, clip: Path, capsys) -> tuple[int, str, str]:
+    """(exit status, stdout, stderr) of the command's own entry point, ``musiczoo predict FOLDER clip``."""
+    from zoo.cli.main import main
+
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as exit_:
+        main(["predict", str(folder), str(clip)])
+    out, err = capsys.readouterr()
+    return exit_.value.code, out, err
 
 
 @pytest.mark.parametrize("field, mutate", HOSTILE, ids=IDS)
-def test_hostile_config_is_one_line_naming_file_and_field(trained, tmp_path, field, mutate, no_fetch, request,
-                                                          predicted_by_the_command):
+def test_hostile_config_is_one_line_naming_file_and_field(trained, tmp_path, field, mutate, no_fetch, capsys):
     folder = hostile_folder(trained, tmp_path, mutate)
     prefix = f"{folder / 'config.json'}: {field} "
     with pytest.raises(ModelError) as e:
@@ -295,12 +293,21 @@ def test_hostile_config_is_one_line_naming_file_and_field(trained, tmp_path, fie
     with pytest.raises(ModelError) as e:
         from_pretrained(folder)
     assert str(e.value).startswith(prefix)
-    # Through the command, in a fresh process: one line on stderr, a non-zero exit, no traceback.
-    there, proc = predicted_by_the_command[request.node.callspec.id]
-    assert proc.returncode != 0 and proc.stdout == ""
-    assert "Traceback" not in proc.stderr
-    assert proc.stderr.strip().splitlines() == [f"musiczoo predict: error: {there / 'config.json'}: {field} "
-                                                + str(e.value)[len(prefix):]]
+    # Through the command: one line on stderr, a non-zero exit, no traceback.
+    code, out, err = predicted_in_process(folder, trained[2], capsys)
+    assert code != 0 and out == ""
+    assert "Traceback" not in err
+    assert err.strip().splitlines() == [f"musiczoo predict: error: {e.value}"]
+
+
+def test_a_hostile_config_in_a_fresh_process_is_the_same_one_line(trained, tmp_path, no_fetch, capsys):
+    """The in-process answers above are the command's: the first hostile case in its own interpreter."""
+    folder = hostile_folder(trained, tmp_path, HOSTILE[0][1])
+    proc = predict_command(folder, trained[2])
+    assert proc.returncode == predicted_in_process(folder, trained[2], capsys)[0] != 0
+    assert proc.stdout == "" and "Traceback" not in proc.stderr
+    assert proc.stderr.strip().splitlines() == predicted_in_process(folder, trained[2], capsys)[2].strip().splitlines()
+    assert len(proc.stderr.strip().splitlines()) == 1
 
 
 def test_the_message_says_what_the_field_must_be(trained, tmp_path):
