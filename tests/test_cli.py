@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -125,6 +126,10 @@ def test_quickstart_runs_end_to_end_and_records_its_metrics(tmp_path, capsys):
     (table,) = (tmp_path / "qs").glob("lightning_logs/version_0/confusion_matrix.csv")
     counts = np.array([row.split(",")[1:] for row in table.read_text().splitlines()[1:]], dtype=int)
     assert counts.sum() == 290 and accuracy == pytest.approx(np.trace(counts) / 290, abs=1e-3)
+    # Where the time went: the parts add up to the whole (each rounded to a second).
+    wall, data, training, epochs, test = map(int, re.search(
+        r"wall time +: (\d+) s \(data (\d+) s, training (\d+) s for (\d+) epochs, test (\d+) s\)", out).groups())
+    assert epochs == 1 and abs(data + training + test - wall) <= 2
 
 
 def test_ddp_on_two_cpu_processes_gives_the_single_process_metrics(tiny_config, tmp_path):
