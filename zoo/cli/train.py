@@ -14,9 +14,10 @@ import time
 from importlib import resources
 from pathlib import Path
 
-import yaml
 from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.cli import LightningCLI
+
+from datamodules.primitives.files import read_yaml
 
 from .common import EXTRA_VERBS, CommandError
 
@@ -122,13 +123,9 @@ def check_config_files(argv: list[str]) -> None:
     paths += [a.split("=", 1)[1] for a in argv if a.startswith("--config=")]
     for path in paths:
         try:
-            yaml.safe_load(Path(path).read_text())
-        except FileNotFoundError:
-            raise CommandError(argv[0], f"config file {path} does not exist") from None
-        except yaml.YAMLError as e:
-            mark = getattr(e, "problem_mark", None)
-            where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-            raise CommandError(argv[0], f"{path}: invalid YAML{where}: {getattr(e, 'problem', None) or e}") from None
+            read_yaml(path, missing=f"config file {path} does not exist")
+        except ValueError as e:
+            raise CommandError(argv[0], str(e)) from None
 
 
 def cmd_quickstart(argv: list[str]) -> None:
