@@ -53,6 +53,19 @@ class RunSummary(Callback):
 
 
 class MusicZooCLI(LightningCLI):
+    def parse_arguments(self, parser, args) -> None:
+        """Read a ``--ckpt_path`` file (from the command line or a config) the way every verb
+        does (:func:`~zoo.checkpoint.load_checkpoint_dict`: weights-only), before LightningCLI
+        reads its hyperparameters: a hostile or damaged checkpoint is one line naming it rather
+        than torch's traceback (its payload never runs either way)."""
+        super().parse_arguments(parser, args)
+        subcommand = self.config.get("subcommand")
+        ckpt_path = self.config[subcommand].get("ckpt_path") if subcommand else None
+        if ckpt_path and Path(ckpt_path).is_file():
+            from ..checkpoint import load_checkpoint_dict
+
+            load_checkpoint_dict(ckpt_path)
+
     def add_arguments_to_parser(self, parser):
         parser.link_arguments("data.num_classes", "model.num_classes", apply_on="instantiate")
         parser.link_arguments("data.task", "model.task", apply_on="instantiate")
