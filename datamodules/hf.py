@@ -65,7 +65,7 @@ def hub_dataset_file(repo: str, filename: str, timeout: float = HUB_PROBE_TIMEOU
     except urllib.error.URLError as unreachable:
         try:  # a copy already in the cache needs no network
             return hf_hub_download(repo, filename, repo_type="dataset", local_files_only=True)
-        except Exception:
+        except (OSError, ValueError):  # not cached (LocalEntryNotFoundError), or not a valid repo id
             raise unreachable from None
     return hf_hub_download(repo, filename, repo_type="dataset")
 

@@ -186,8 +186,8 @@ def test_no_network_fails_fast_without_the_hubs_retries(monkeypatch, tmp_path, c
     out, err = capfd.readouterr()
     refused = "cannot reach the server ([Errno 111] Connection refused); check the network connection or proxy"
     assert e.value.code == 2 and not out and err.strip().splitlines() == [
-        f"musiczoo download: error: genres.tar.gz: every source failed ({url}: {refused}; "
-        f"hf://datasets/musiczoo-tests/absent/genres.tar.gz: {refused})"]
+        (f"musiczoo download: error: genres.tar.gz: every source failed ({url}: {refused}; "
+         f"hf://datasets/musiczoo-tests/absent/genres.tar.gz: {refused})")]
     assert seconds < 5, seconds  # the first of the Hub's retries alone would wait 1 s, all of them 23 s
     assert list(tmp_path.iterdir()) == []
 
