@@ -59,7 +59,7 @@ def cmd_recommend(argv: list[str]) -> None:
                         help="embedding, probabilities (genres/tags) or both (default)")
     parser.add_argument("--diversify", type=float, metavar="LAMBDA",
                         help="maximal marginal relevance: 1 = plain ranking, lower = more varied (e.g. 0.7)")
-    parser.add_argument("--threshold", type=float, default=0.98, help="--duplicates: minimum similarity")
+    parser.add_argument("--threshold", type=float, default=sys.modules[Library.__module__].DUPLICATE_THRESHOLD, help="--duplicates: minimum similarity (default: %(default)s, the library's DUPLICATE_THRESHOLD)")
     parser.add_argument("--format", choices=sorted(MATCH_WRITERS), default="table")
     args = parser.parse_args(argv)
     try:
