@@ -1,9 +1,7 @@
 """``musiczoo bench GRID.yaml``: train and test every dataset x architecture x transform x seed.
 
-A grid file names the datasets (a data config, a root, optional overrides and the ``musiczoo
-synth`` arguments that write a synthetic one), the architectures (registry names or glob
-patterns, ``timm/<name>`` included), the transforms, the seeds and the trainer settings
-(epochs, devices, precision, strategy, ...). Everything is checked before anything trains.
+A grid file names the datasets, architectures, transforms, seeds and trainer settings; it is
+read and checked, before anything trains, by ``benchmarks/grid_file.py``.
 
 Each cell runs in its own process through the same ``LightningCLI`` as ``musiczoo fit`` and
 ``musiczoo test`` (``benchmarks.cell``) and appends one JSON line to the results file: the
@@ -26,30 +24,18 @@ multi-node through Lightning's own SLURM support); ``--submit`` also hands it to
 from __future__ import annotations
 
 import argparse
-import fnmatch
-import hashlib
-import json
 import os
 import shlex
 import shutil
 import subprocess
 import sys
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 
-import yaml
-
+from benchmarks.grid_file import Cell, Grid, GridError, load_grid
 from benchmarks.records import append_record, read_records
 from zoo.resume import PREEMPTED_STATUS
 
-#: What a grid file may hold at its top level and in each dataset entry.
-GRID_KEYS = {"results", "out", "datasets", "architectures", "transforms", "seeds", "trainer", "overrides",
-             "slurm", "wandb_project"}
-DATASET_KEYS = {"config", "root", "overrides", "synth"}
-#: ``#SBATCH`` settings a grid's ``slurm:`` block may set, with their defaults.
-SLURM_DEFAULTS = {"time": "04:00:00", "cpus_per_task": 8, "partition": None, "account": None,
-                  "max_parallel": None, "gpus_per_node": None, "mem": None}
 LOGGERS = {
     "csv": "lightning.pytorch.loggers.CSVLogger",
     "tensorboard": "lightning.pytorch.loggers.TensorBoardLogger",
@@ -61,161 +47,6 @@ LOGGERS = {
 BUSY_STATUS = 75
 #: Exit status of a cell that failed and wrote its own ``failed`` record.
 RECORDED_FAILURE_STATUS = 3
-
-
-class GridError(ValueError):
-    """A grid file that cannot run; raised before anything trains."""
-
-
-@dataclass(frozen=True)
-class Cell:
-    """One dataset x architecture x transform x seed of a grid, with the CLI arguments that train it."""
-
-    index: int
-    dataset: str
-    architecture: str
-    transform: str
-    seed: int
-    args: tuple[str, ...]  # musiczoo fit/test arguments, output folder and logger excluded
-    config_hash: str
-    out: Path  # the grid's folder of runs
-    synth: tuple[str, ...] = ()
-    root: str = ""
-
-    @property
-    def name(self) -> str:
-        return f"{self.dataset}/{self.architecture.replace('/', '-')}-{self.transform}-seed{self.seed}"
-
-    @property
-    def folder(self) -> Path:
-        """This cell's runs; the config hash in the name keeps a changed cell from resuming a stale checkpoint."""
-        return self.out / f"{self.name}-{self.config_hash[:8]}"
-
-    @property
-    def key(self) -> tuple:
-        return (self.dataset, self.architecture, self.transform, self.seed)
-
-
-@dataclass
-class Grid:
-    path: Path
-    results: Path
-    out: Path
-    cells: list[Cell] = field(default_factory=list)
-    slurm: dict = field(default_factory=dict)
-    trainer: dict = field(default_factory=dict)
-    wandb_project: str = "musiczoo-bench"
-
-
-# ---- reading a grid ----------------------------------------------------------------------
-def cli_overrides(settings: dict, prefix: str = "") -> list[str]:
-    """``{"trainer.max_epochs": 3, "model.transform_params": {...}}`` -> ``--trainer.max_epochs=3 ...``
-    (mappings and lists as JSON, which the CLI parses as YAML)."""
-    return [f"--{prefix}{key}={json.dumps(value) if isinstance(value, (dict, list)) else value}"
-            for key, value in settings.items()]
-
-
-def resolve_architectures(patterns: list[str]) -> list[str]:
-    """Registry names and glob patterns (``"*"``, ``"resnet_*"``) plus ``timm/<name>``, in order, once each."""
-    from zoo.factory import list_models
-    from zoo.registry import TIMM_PREFIX
-
-    registered = list_models()
-    names: list[str] = []
-    for pattern in patterns:
-        if pattern.startswith(TIMM_PREFIX):
-            import timm
-
-            matches = [f"{TIMM_PREFIX}{n}" for n in timm.list_models(pattern[len(TIMM_PREFIX):])]
-            if not matches:
-                raise GridError(f"architecture {pattern!r}: no timm model matches (see timm.list_models())")
-        else:
-            matches = fnmatch.filter(registered, pattern)
-            if not matches:
-                raise GridError(f"architecture {pattern!r} matches no registered model; registered: "
-                                f"{', '.join(registered)} (or timm/<name>)")
-        names += [m for m in matches if m not in names]
-    return names
-
-
-def check_data_config(name: str, config: Path) -> None:
-    """The dataset's config must exist and name an importable ``AudioDataModule``."""
-    import importlib
-
-    from datamodules.base import AudioDataModule
-
-    if not config.is_file():
-        raise GridError(f"dataset {name!r}: config {config} does not exist")
-    class_path = ((yaml.safe_load(config.read_text()) or {}).get("data") or {}).get("class_path", "")
-    module, _, cls = class_path.rpartition(".")
-    try:
-        data_class = getattr(importlib.import_module(module), cls)
-    except (ImportError, AttributeError, ValueError):
-        data_class = None
-    if not (isinstance(data_class, type) and issubclass(data_class, AudioDataModule)):
-        known = ", ".join(f"datamodules.{m}" for m in ("gtzan.GTZANDataModule", "mtat.MTATDataModule",
-                                                        "folder.FolderDataModule", "hf.HFDataModule"))
-        raise GridError(f"dataset {name!r}: {config} names data class {class_path!r}, which is not a data module "
-                        f"of this toolkit; known: {known}")
-
-
-def config_hash(config: Path, args: list[str]) -> str:
-    """Hash of what decides a cell's result: the config file's content and every argument."""
-    digest = hashlib.sha256(config.read_bytes())
-    digest.update(json.dumps(args).encode())
-    return digest.hexdigest()[:16]
-
-
-def load_grid(path: Path, results: Path | None = None, out: Path | None = None) -> Grid:
-    """Read and check a grid file; every name is checked here, before anything trains."""
-    from zoo.frontends import list_transforms
-
-    try:
-        spec = yaml.safe_load(Path(path).read_text()) or {}
-    except FileNotFoundError:
-        raise GridError(f"grid file {path} does not exist") from None
-    unknown = set(spec) - GRID_KEYS
-    if unknown:
-        raise GridError(f"{path}: unknown keys {sorted(unknown)}; a grid has {sorted(GRID_KEYS)}")
-    for key in ("datasets", "architectures", "transforms"):
-        if not spec.get(key):
-            raise GridError(f"{path}: '{key}' is missing or empty")
-    architectures = resolve_architectures([str(a) for a in spec["architectures"]])
-    transforms = spec["transforms"]  # names, or {name: transform_params}
-    transforms = {t: None for t in transforms} if isinstance(transforms, list) else dict(transforms)
-    bad = [t for t in transforms if t not in list_transforms()]
-    if bad:
-        raise GridError(f"{path}: unknown transform(s) {bad}; valid: {', '.join(list_transforms())}")
-    seeds = [int(s) for s in spec.get("seeds", [0])]
-    grid = Grid(path=Path(path), results=Path(results or spec.get("results", "benchmarks/results/results.jsonl")),
-                out=Path(out or spec.get("out", "runs/bench")), trainer=dict(spec.get("trainer") or {}),
-                slurm={**SLURM_DEFAULTS, **(spec.get("slurm") or {})},
-                wandb_project=spec.get("wandb_project", "musiczoo-bench"))
-    unknown = set(grid.slurm) - set(SLURM_DEFAULTS)
-    if unknown:
-        raise GridError(f"{path}: unknown slurm settings {sorted(unknown)}; known: {sorted(SLURM_DEFAULTS)}")
-    shared = cli_overrides(grid.trainer, "trainer.") + cli_overrides(spec.get("overrides") or {})
-    for dataset, entry in spec["datasets"].items():
-        entry = entry or {}
-        unknown = set(entry) - DATASET_KEYS
-        if unknown:
-            raise GridError(f"dataset {dataset!r}: unknown keys {sorted(unknown)}; known: {sorted(DATASET_KEYS)}")
-        if "config" not in entry or "root" not in entry:
-            raise GridError(f"dataset {dataset!r}: needs 'config' (a data config) and 'root' (its data folder)")
-        config = Path(entry["config"])
-        check_data_config(dataset, config)
-        data_args = [f"--data.init_args.root={entry['root']}", *cli_overrides(entry.get("overrides") or {})]
-        for architecture in architectures:
-            for transform, params in transforms.items():
-                for seed in seeds:
-                    args = ["--config", str(config), *shared, *data_args, f"--model.architecture={architecture}",
-                            f"--model.transform={transform}", f"--seed_everything={seed}"]
-                    if params:
-                        args += cli_overrides({"model.transform_params": params})
-                    grid.cells.append(Cell(len(grid.cells), dataset, architecture, transform, seed, tuple(args),
-                                           config_hash(config, args), grid.out,
-                                           tuple(str(a) for a in entry.get("synth") or ()), str(entry["root"])))
-    return grid
 
 
 def finished(grid: Grid) -> set[tuple]:

@@ -20,6 +20,7 @@ Then one "Reproduce" section with the command per grid, the recommendation table
 from __future__ import annotations
 
 import argparse
+import json
 import math
 import os
 import shlex
@@ -28,7 +29,7 @@ from pathlib import Path
 
 import yaml
 
-from benchmarks.records import read_records
+from benchmarks.records import read_numbered_records
 
 REFERENCE_FILE = Path(__file__).with_name("reference_results.yaml")
 METRIC_NAMES = {"test/acc": "accuracy", "test/roc_auc": "ROC-AUC", "test/pr_auc": "PR-AUC", "test/f1_macro": "macro F1"}
@@ -37,6 +38,9 @@ HEADLINE_METRICS = ("test/acc", "test/roc_auc", "test/pr_auc")
 DATASET_TITLES = {"gtzan": "GTZAN", "mtat": "MagnaTagATune"}
 TRANSFORM_ORDER = ("mel", "mfcc", "stft")
 REFERENCE_TRANSFORM = "mel"
+#: Where the heatmaps go, relative to the folder of ``--out`` (``leaderboard.md`` at the
+#: repository's root: ``benchmarks/figures``).
+FIGURES = Path("benchmarks/figures")
 
 
 # ---- numbers ---------------------------------------------------------------------------
@@ -63,6 +67,54 @@ def paired_difference(by_seed: dict[int, float], reference: dict[int, float]) ->
 
 
 # ---- records ---------------------------------------------------------------------------
+#: What the leaderboard reads from each bench record, by status, with the JSON type it must have.
+RECORD_FIELDS = {
+    "any": {"cell": (str, "a string"), "status": (str, "a string"), "grid": (str, "a string"),
+            "dataset_entry": (str, "a string")},
+    "ok": {"results": (str, "a string"), "dataset": (str, "a string"), "split": (str, "a string"),
+           "synthetic": (bool, "true or false"), "architecture": (str, "a string"), "transform": (str, "a string"),
+           "seed": (int, "an integer"), "metrics": (dict, "an object"), "params": ((int, float), "a number"),
+           "epochs": (int, "an integer"), "seconds": (dict, "an object"), "hardware": (str, "a string")},
+    "failed": {"error": (str, "a string")},
+}
+
+
+def check_record(where: str, record: dict) -> None:
+    """A bench record the tables can use, or a ``ValueError`` naming the file, the line and the
+    field (a hand-edited or foreign record would otherwise end in a traceback, or a figure from
+    an unusable row)."""
+    def bad(field: str, what: str):
+        value = json.dumps(record.get(field)) if field in record else "missing"
+        raise ValueError(f"{where}: {field!r} must be {what}, not {value}")
+
+    status = record.get("status")
+    if status not in ("ok", "failed"):
+        bad("status", '"ok" or "failed"')
+    for field, (kind, what) in {**RECORD_FIELDS["any"], **RECORD_FIELDS[status]}.items():
+        value = record.get(field)
+        if not isinstance(value, kind) or (isinstance(value, bool) and kind is not bool):
+            bad(field, what)
+    if status == "ok":
+        number = (int, float, type(None))
+        if not all(isinstance(v, number) and not isinstance(v, bool) for v in record["metrics"].values()):
+            bad("metrics", "an object of numbers (or null)")
+        if not isinstance(record["seconds"].get("wall"), (int, float)):
+            bad("seconds", 'an object with a "wall" number')
+        if not isinstance(record.get("train_samples_per_s"), number):
+            bad("train_samples_per_s", "a number or null")
+
+
+def read_results(paths: list[Path]) -> list[dict]:
+    """The records of every results file, each bench record checked."""
+    records = []
+    for path in paths:
+        for number, record in read_numbered_records(path):
+            if record.get("kind") == "bench":
+                check_record(f"{path}, line {number}", record)
+            records.append(record)
+    return records
+
+
 def latest_cells(records: list[dict]) -> tuple[list[dict], list[dict]]:
     """(the latest ok record of each cell, the cells whose latest attempt failed)."""
     latest: dict[str, dict] = {}
@@ -270,15 +322,17 @@ def main(argv: list[str] | None = None) -> None:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("results", type=Path, nargs="+", help="JSON-lines files of musiczoo bench (and recommend-eval)")
     parser.add_argument("--out", type=Path, default=Path("leaderboard.md"))
-    parser.add_argument("--figures", type=Path, default=Path("benchmarks/figures"), help="folder of the heatmaps")
+    parser.add_argument("--figures", type=Path, help=f"folder of the heatmaps (default: {FIGURES} in the folder of --out)")
     args = parser.parse_args(argv)
     missing = [str(p) for p in args.results if not p.is_file()]
     if missing:
         raise FileNotFoundError(f"no results file {', '.join(missing)}")
-    records = [r for path in args.results for r in read_records(path)]
+    records = read_results(args.results)
+    default_figures = args.out.parent / FIGURES  # beside the page that links them, wherever it is run from
     command = "musiczoo leaderboard " + " ".join(
         [*map(shlex.quote, map(str, args.results)), "--out", shlex.quote(str(args.out))]
-        + (["--figures", shlex.quote(str(args.figures))] if args.figures != Path("benchmarks/figures") else []))
+        + (["--figures", shlex.quote(str(args.figures))] if args.figures not in (None, default_figures) else []))
+    args.figures = args.figures or default_figures
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(render(records, args.figures, args.out.parent, command))
     print(f"{len(records)} records -> {args.out} (figures in {args.figures})")

@@ -40,11 +40,22 @@ def append_record(path: Path, record: dict) -> None:
 
 def read_records(path: Path) -> list[dict]:
     """Every complete record of ``path`` (none when it does not exist yet)."""
+    return [record for _, record in read_numbered_records(path)]
+
+
+def read_numbered_records(path: Path) -> list[tuple[int, dict]]:
+    """Every complete record of ``path`` with its line number, so a reader can say which line is
+    wrong. A file that is not text cannot be a results file (a killed writer leaves part of an
+    ASCII line, never other bytes): that is a ``ValueError`` naming the file."""
     path = Path(path)
     if not path.is_file():
         return []
+    try:
+        text = path.read_text()
+    except UnicodeDecodeError:
+        raise ValueError(f"{path}: not a text file (invalid UTF-8), so not a results file of JSON lines") from None
     records, broken = [], 0
-    for line in path.read_text().splitlines():
+    for number, line in enumerate(text.splitlines(), 1):
         if not line.strip():
             continue
         try:
@@ -53,7 +64,7 @@ def read_records(path: Path) -> list[dict]:
             broken += 1
             continue
         if isinstance(record, dict):
-            records.append(record)
+            records.append((number, record))
         else:
             broken += 1
     if broken:

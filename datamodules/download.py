@@ -240,11 +240,10 @@ def _http_fetch(url: str, part: Path, progress: bool, timeout: float) -> int:
     return offset
 
 
-def _hub_fetch(source: Source, part: Path) -> None:
-    from huggingface_hub import hf_hub_download
+def _hub_fetch(source: Source, part: Path, timeout: float) -> None:
+    from .hf import hub_dataset_file
 
-    cached = hf_hub_download(source.hub_repo, source.hub_file, repo_type="dataset")
-    shutil.copyfile(cached, part)
+    shutil.copyfile(hub_dataset_file(source.hub_repo, source.hub_file, timeout), part)
 
 
 def _explain(error: BaseException) -> str:
@@ -280,7 +279,7 @@ def fetch(remote: RemoteFile, root: Path, *, progress: bool = True, timeout: flo
             if source.url:
                 report.resumed_from = _http_fetch(source.url, part, progress, timeout)
             else:
-                _hub_fetch(source, part)
+                _hub_fetch(source, part, timeout)
             outcome = check(part, remote, root)
         except DownloadError as e:
             part.unlink(missing_ok=True)  # a damaged download must not be resumed

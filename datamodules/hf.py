@@ -6,6 +6,9 @@ to ``Audio(decode=False)``, which yields each file's path or encoded bytes, and 
 become the :class:`~datamodules.items.Item` sources that :class:`~datamodules.cache.AudioCache`
 decodes with soundfile, exactly like every other data module. The same clip therefore
 gives the same samples whichever way it was loaded, and no extra dependency is needed.
+
+:func:`hub_dataset_file` fetches one file of a Hub dataset repository (``musiczoo download``'s
+Hub mirrors) after checking that the Hub answers at all, so no network is one quick error.
 """
 
 from __future__ import annotations
@@ -13,6 +16,8 @@ from __future__ import annotations
 import csv
 import json
 import logging
+import urllib.error
+import urllib.request
 from pathlib import Path
 
 import datasets
@@ -29,6 +34,40 @@ log = logging.getLogger(__name__)
 #: Our split -> the names a Hugging Face dataset may give it (the dataset's own words, read from it), first match wins.
 SPLIT_ALIASES = {"train": ("train",), "val": ("validation", "valid", "val", "dev"), "test": ("test",)}
 _ALL_SPLIT_NAMES = {name for names in SPLIT_ALIASES.values() for name in names}
+
+
+#: Seconds to wait for the Hub to answer at all before a file is fetched from it.
+HUB_PROBE_TIMEOUT = 10.0
+
+
+def check_reachable(url: str, timeout: float) -> None:
+    """Raise ``urllib.error.URLError`` unless the server at ``url`` answers (any HTTP status will
+    do), through the same proxy settings as the Hub's own requests. Without a network this fails
+    at once, where ``huggingface_hub`` retries five times over 23 s, printing two lines a retry."""
+    request = urllib.request.Request(url, method="HEAD", headers={"User-Agent": "musiczoo"})
+    try:
+        urllib.request.urlopen(request, timeout=timeout).close()
+    except urllib.error.HTTPError:
+        pass  # it answered
+    except urllib.error.URLError:
+        raise
+    except OSError as e:  # a timeout or reset once connected
+        raise urllib.error.URLError(e) from None
+
+
+def hub_dataset_file(repo: str, filename: str, timeout: float = HUB_PROBE_TIMEOUT) -> str:
+    """The local path of ``filename`` of the Hub dataset ``repo``: downloaded when the Hub
+    (``HF_ENDPOINT``) answers, else taken from the Hugging Face cache, else the ``URLError``."""
+    from huggingface_hub import constants, hf_hub_download
+
+    try:
+        check_reachable(constants.ENDPOINT, min(timeout, HUB_PROBE_TIMEOUT))
+    except urllib.error.URLError as unreachable:
+        try:  # a copy already in the cache needs no network
+            return hf_hub_download(repo, filename, repo_type="dataset", local_files_only=True)
+        except (OSError, ValueError):  # not cached (LocalEntryNotFoundError), or not a valid repo id
+            raise unreachable from None
+    return hf_hub_download(repo, filename, repo_type="dataset")
 
 
 def _column(ds: datasets.Dataset, name: str) -> list:

@@ -124,3 +124,19 @@ def train_tiny_crnn(folder: Path) -> Path:
     ckpt = folder / "tiny.ckpt"
     trainer.save_checkpoint(ckpt)
     return ckpt
+
+
+class Payload:
+    """Unpickling this calls ``open(marker, "w")``: the file appearing means code ran."""
+
+    def __init__(self, marker):
+        self.marker = str(marker)
+
+    def __reduce__(self):
+        return (open, (self.marker, "w"))
+
+
+def malicious(path: Path, marker: Path) -> Path:
+    """A checkpoint whose unpickling would create ``marker`` (``tests/test_hub.py`` shows the payload is live)."""
+    torch.save({"state_dict": {"net.head.weight": Payload(marker)}, "hyper_parameters": {"model": "crnn"}}, path)
+    return path

@@ -154,3 +154,14 @@ def test_ddp_on_two_cpu_processes_gives_the_single_process_metrics(tiny_config, 
     distributed = test_acc(cli("test", *ddp, f"--ckpt_path={ckpt}"))
     single = test_acc(cli("test", "--trainer.devices=1", f"--ckpt_path={ckpt}"))
     assert distributed == pytest.approx(single, abs=1e-6)
+
+
+def test_the_duplicates_threshold_default_is_the_librarys_constant(capsys, monkeypatch):
+    """One value: ``musiczoo recommend --threshold`` defaults to ``DUPLICATE_THRESHOLD`` itself."""
+    import zoo.recommend.library as library
+
+    assert library.DUPLICATE_THRESHOLD == 0.95
+    monkeypatch.setattr(library, "DUPLICATE_THRESHOLD", 0.93)  # a copy of the number would not follow
+    with pytest.raises(SystemExit):
+        main(["recommend", "--help"])
+    assert "(default: 0.93, the library's DUPLICATE_THRESHOLD)" in " ".join(capsys.readouterr().out.split())

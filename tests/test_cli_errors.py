@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.conftest import TINY_CONFIG
+from tests.conftest import TINY_CONFIG, malicious, train_tiny_crnn
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -133,3 +133,48 @@ def test_verbose_shows_the_traceback(tmp_path):
 ])
 def test_other_verbs(args, fragment):
     assert_one_line(musiczoo(*args), fragment)
+
+
+@pytest.fixture(scope="module")
+def damaged_checkpoints(tmp_path_factory) -> tuple[Path, Path, Path]:
+    """(a checkpoint whose unpickling would create the marker file, a real checkpoint cut in half, the marker)."""
+    tmp = tmp_path_factory.mktemp("damaged")
+    marker = tmp / "pwned"
+    whole = train_tiny_crnn(tmp / "run").read_bytes()
+    (tmp / "truncated.ckpt").write_bytes(whole[: len(whole) // 2])
+    return malicious(tmp / "evil.ckpt", marker), tmp / "truncated.ckpt", marker
+
+
+def in_process(capfd, *args) -> str:
+    """The ``musiczoo`` entry point in this process (no interpreter start): exit status 2 and one
+    line, stdout and stderr together (at the file descriptors); returns the line."""
+    from zoo.cli import main
+
+    with pytest.raises(SystemExit) as e:
+        main(list(map(str, args)))
+    out, err = capfd.readouterr()
+    assert e.value.code == 2 and not out.strip() and len(err.strip().splitlines()) == 1, out + err
+    return err.strip()
+
+
+@pytest.mark.parametrize("verb", ["test", "validate", "fit"])
+def test_a_hostile_or_truncated_ckpt_path_is_one_line_and_never_runs(tmp_path, damaged_checkpoints, capfd, verb):
+    evil, truncated, marker = damaged_checkpoints
+    cfg = config(tmp_path, tmp_path / "gtzan")  # refused before the data is looked at
+    line = in_process(capfd, verb, "--config", cfg, "--ckpt_path", evil)
+    assert line.startswith(f"musiczoo {verb}: error: {evil}: refused to load: it is not a checkpoint of tensors and "
+                           "plain data (UnpicklingError: WeightsUnpickler error: Unsupported global: GLOBAL io.open")
+    assert line.endswith("Only weights-only loading is used, because unpickling arbitrary objects can run code.")
+    line = in_process(capfd, verb, "--config", cfg, "--ckpt_path", truncated)
+    assert line.startswith(f"musiczoo {verb}: error: {truncated}: cannot read it as a checkpoint: truncated or not "
+                           "a PyTorch file (RuntimeError: PytorchStreamReader failed reading zip archive")
+    assert not marker.exists() and not (tmp_path / "run").exists()
+
+
+def test_the_real_command_refuses_a_hostile_ckpt_path_in_a_config_file(tmp_path, damaged_checkpoints):
+    """``ckpt_path`` set in the config rather than on the command line, through ``python -m zoo.cli``."""
+    evil, _, marker = damaged_checkpoints
+    cfg = config(tmp_path, tmp_path / "gtzan")
+    cfg.write_text(cfg.read_text() + f"ckpt_path: {evil}\n")
+    assert_one_line(musiczoo("test", "--config", cfg), f"musiczoo test: error: {evil}: refused to load")
+    assert not marker.exists()

@@ -162,6 +162,36 @@ def test_no_network_is_one_line(monkeypatch, tmp_path, capsys):
     assert e.value.code == 2 and "cannot reach the server" in err and len(err.strip().splitlines()) == 1
 
 
+def closed_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]  # nothing listens here once the socket is closed
+
+
+def test_no_network_fails_fast_without_the_hubs_retries(monkeypatch, tmp_path, capfd):
+    """The first source and the Hub both refuse, as without a network: one line naming both, at
+    once (huggingface_hub alone retries five times over 23 s, printing two lines a retry)."""
+    import time
+
+    from huggingface_hub import constants
+
+    monkeypatch.setattr(constants, "ENDPOINT", f"http://127.0.0.1:{closed_port()}")
+    url = f"http://127.0.0.1:{closed_port()}/genres.tar.gz"
+    point_gtzan_at(monkeypatch, Source(url=url), Source(hub_repo="musiczoo-tests/absent", hub_file="genres.tar.gz"),
+                   md5_sum=None)
+    started = time.perf_counter()
+    with pytest.raises(SystemExit) as e:
+        main(["download", "gtzan", "--root", str(tmp_path)])
+    seconds = time.perf_counter() - started
+    out, err = capfd.readouterr()
+    refused = "cannot reach the server ([Errno 111] Connection refused); check the network connection or proxy"
+    assert e.value.code == 2 and not out and err.strip().splitlines() == [
+        (f"musiczoo download: error: genres.tar.gz: every source failed ({url}: {refused}; "
+         f"hf://datasets/musiczoo-tests/absent/genres.tar.gz: {refused})")]
+    assert seconds < 5, seconds  # the first of the Hub's retries alone would wait 1 s, all of them 23 s
+    assert list(tmp_path.iterdir()) == []
+
+
 def hostile_tar(kind: str) -> bytes:
     buffer = io.BytesIO()
     with tarfile.open(fileobj=buffer, mode="w:gz") as tar:
@@ -241,6 +271,7 @@ def test_the_hugging_face_mirror_is_tried_after_a_dead_link(server, monkeypatch,
     calls = []
     monkeypatch.setattr(huggingface_hub, "hf_hub_download",
                         lambda repo, filename, **kw: calls.append((repo, filename, kw)) or str(cached))
+    monkeypatch.setattr(huggingface_hub.constants, "ENDPOINT", server)  # what is asked whether the Hub answers
     mirror = dl.RELEASES["gtzan"].files[0].sources[1]
     assert (mirror.hub_repo, mirror.hub_file) == ("marsyas/gtzan", "data/genres.tar.gz")
     point_gtzan_at(monkeypatch, Source(url=f"{server}/dead/genres.tar.gz"), mirror, md5_sum=md5(gtzan_tarball))

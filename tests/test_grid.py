@@ -13,6 +13,7 @@ import yaml
 
 from benchmarks.grid import GridError, load_grid, main as bench
 from benchmarks.records import append_record, read_records
+from zoo.cli import main
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -124,6 +125,51 @@ def test_a_bad_grid_is_refused_before_anything_trains(tiny_config, tmp_path, cha
         bench([str(grid)])
     assert message in str(error.value)
     assert not (tmp_path / "results.jsonl").exists() and not (tmp_path / "cells").exists()
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"datasets": ["tiny_gtzan"]}, "'datasets' must be a mapping of dataset names to {config, root, ...}, not ['tiny_gtzan']"),
+    ({"architectures": 5}, "'architectures' must be a list of names or patterns, not 5"),
+    ({"transforms": "mel"}, "'transforms' must be a list of names or {name: transform_params}, not 'mel'"),
+    ({"transforms": {"mel": 512}}, "'transforms.mel' must be a mapping of front-end settings, not 512"),
+    ({"seeds": ["abc"]}, "'seeds' must be a list of integers, not 'abc'"),
+    ({"seeds": [True]}, "'seeds' must be a list of integers, not True"),
+    ({"trainer": {"max_epochz": 1}}, "trainer.max_epochz is not an argument of lightning.Trainer; did you mean 'max_epochs'?"),
+    ({"overrides": {"trainer.limit_train_batchez": 2}},
+     "trainer.limit_train_batchez is not an argument of lightning.Trainer; did you mean 'limit_train_batches'?"),
+    ({"overrides": {"model.lrr": 0.1}}, "model.lrr is not an argument of MusicTask; did you mean 'lr'?"),
+    ({"trainer": 3}, "'trainer' must be a mapping of lightning.Trainer arguments, not 3"),
+])
+def test_a_mistyped_grid_is_one_line_naming_the_file_and_the_key(tiny_config, tmp_path, capsys, change, message):
+    grid = write_grid(tmp_path, tiny_config, **change)
+    with pytest.raises(SystemExit) as e:
+        main(["bench", str(grid)])
+    err = capsys.readouterr().err
+    assert e.value.code == 2 and err.strip().splitlines() == [f"musiczoo bench: error: {grid}: {message}"]
+    assert not (tmp_path / "results.jsonl").exists() and not (tmp_path / "cells").exists()
+
+
+def test_a_typo_in_a_datasets_overrides_names_the_dataset(tiny_config, tmp_path):
+    grid = write_grid(tmp_path, tiny_config)
+    spec = yaml.safe_load(grid.read_text())
+    spec["datasets"]["tiny_gtzan"]["overrides"] = {"data.init_args.batch_sise": 4}
+    grid.write_text(yaml.safe_dump(spec))
+    with pytest.raises(GridError) as error:
+        load_grid(grid)
+    assert str(error.value) == (f"{grid}: datasets.tiny_gtzan.overrides.data.init_args.batch_sise is not an argument "
+                                "of GTZANDataModule; did you mean 'batch_size'?")
+
+
+def test_broken_yaml_names_the_file_and_the_line(tmp_path, capsys):
+    grid = tmp_path / "grid.yaml"
+    grid.write_text("architectures: [fcn, crnn\ntransforms: [mel]\n")
+    with pytest.raises(SystemExit) as e:
+        main(["bench", str(grid)])
+    assert e.value.code == 2 and capsys.readouterr().err.strip().splitlines() == [
+        f"musiczoo bench: error: {grid}: invalid YAML at line 2, column 11: expected ',' or ']', but got ':'"]
+    grid.write_bytes(bytes(range(256)))
+    with pytest.raises(GridError, match=f"^{grid}: not a text file"):
+        load_grid(grid)
 
 
 def test_an_unknown_data_class_names_the_valid_ones(tiny_config, tmp_path):

@@ -19,7 +19,7 @@ import yaml
 from huggingface_hub import HfApi
 from safetensors.torch import load_file
 
-from tests.conftest import TINY_CRNN, TINY_LABELS, TINY_SR, train_tiny_crnn
+from tests.conftest import TINY_CRNN, TINY_LABELS, TINY_SR, malicious, train_tiny_crnn
 from zoo import hub
 from datamodules.primitives.chunks import probabilities
 from zoo.checkpoint import load_checkpoint, load_checkpoint_dict, publish
@@ -202,21 +202,6 @@ def test_checkpoint_without_provenance(trained, tmp_path, caplog):
 
 
 # ---- safety --------------------------------------------------------------------------------
-class Payload:
-    """Unpickling this calls ``open(marker, "w")``: the file appearing means code ran."""
-
-    def __init__(self, marker):
-        self.marker = str(marker)
-
-    def __reduce__(self):
-        return (open, (self.marker, "w"))
-
-
-def malicious(path: Path, marker: Path) -> Path:
-    torch.save({"state_dict": {"net.head.weight": Payload(marker)}, "hyper_parameters": {"model": "crnn"}}, path)
-    return path
-
-
 def test_the_payload_is_live(tmp_path):
     """Control: loading the payload the unsafe way does run code, so the tests below mean something."""
     marker = tmp_path / "pwned"

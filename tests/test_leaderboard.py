@@ -100,3 +100,55 @@ def test_reference_results_carry_a_citation_and_where_they_were_checked():
 def test_missing_results_file_is_one_clear_error(tmp_path):
     with pytest.raises(FileNotFoundError, match="no results file .*nope.jsonl"):
         leaderboard([str(tmp_path / "nope.jsonl")])
+
+
+def run_leaderboard(capsys, *argv) -> tuple[int, list[str]]:
+    """The real ``musiczoo leaderboard`` in process: (exit status, the lines of stderr)."""
+    from zoo.cli import main
+
+    with pytest.raises(SystemExit) as e:
+        main(["leaderboard", *map(str, argv)])
+    return e.value.code, capsys.readouterr().err.strip().splitlines()
+
+
+def test_a_binary_results_file_is_one_line_naming_it(tmp_path, capsys):
+    results = tmp_path / "r.jsonl"
+    results.write_bytes(bytes(range(256)) * 4)
+    assert run_leaderboard(capsys, results, "--out", tmp_path / "l.md") == (2, [
+        f"musiczoo leaderboard: error: {results}: not a text file (invalid UTF-8), so not a results file of JSON lines"])
+    assert not (tmp_path / "l.md").exists()
+
+
+@pytest.mark.parametrize("field, value, message", [
+    ("seed", None, "'seed' must be an integer, not null"),
+    ("seed", "0", "'seed' must be an integer, not \"0\""),
+    ("synthetic", None, "'synthetic' must be true or false, not null"),
+    ("metrics", {"test/acc": "high"}, "'metrics' must be an object of numbers (or null), not {\"test/acc\": \"high\"}"),
+    ("architecture", ..., "'architecture' must be a string, not missing"),
+])
+def test_a_record_the_tables_cannot_use_names_the_file_line_and_field(tmp_path, capsys, field, value, message):
+    bad = record("fcn", "mel", 1, 0.6)
+    if value is ...:
+        del bad[field]
+    else:
+        bad[field] = value
+    results = tmp_path / "r.jsonl"
+    results.write_text(json.dumps(record("fcn", "mel", 0, 0.5)) + "\n" + json.dumps(bad) + "\n")
+    assert run_leaderboard(capsys, results, "--out", tmp_path / "l.md") == (
+        2, [f"musiczoo leaderboard: error: {results}, line 2: {message}"])
+    assert not (tmp_path / "l.md").exists() and not (tmp_path / "benchmarks").exists()
+
+
+def test_figures_go_beside_out_wherever_it_is_run_from(tmp_path, monkeypatch):
+    (tmp_path / "r.jsonl").write_text("\n".join(json.dumps(r) for r in HAND_WRITTEN) + "\n")
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    out = tmp_path / "board" / "leaderboard.md"
+    leaderboard([str(tmp_path / "r.jsonl"), "--out", str(out)])
+    picture = tmp_path / "board" / "benchmarks" / "figures" / "synthetic_gtzan_fault_filtered.png"
+    assert picture.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and not list(elsewhere.iterdir())
+    text = out.read_text()
+    assert "](benchmarks/figures/synthetic_gtzan_fault_filtered.png)" in text
+    # the default is left out of the command that remakes the page
+    assert f"then `musiczoo leaderboard {tmp_path / 'r.jsonl'} --out {out}`" in text

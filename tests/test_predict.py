@@ -247,3 +247,42 @@ def test_cli_errors_are_one_line(folder, tmp_path, capsys):
         cmd_predict([str(folder), str(tmp_path / "empty_dir")])
     with pytest.raises(SystemExit, match="neither a folder nor a Hugging Face Hub id"):
         cmd_predict([str(tmp_path / "no_model"), str(tmp_path)])
+
+
+def test_a_pipe_is_read_like_the_file_it_carries(model, folder, audio, tmp_path):
+    """``-`` (standard input of the real command) and a pipe's name (``/dev/fd/N``, what
+    ``/dev/stdin`` and ``<(...)`` are) give the file's own prediction."""
+    import os
+    import subprocess
+    import sys
+    import threading
+    from pathlib import Path
+
+    path = audio / "short" / "b.flac"
+    (expected,) = predict_files(model, [path], progress=False, top_k=0)
+    read, write = os.pipe()
+    feeder = threading.Thread(target=lambda: (os.write(write, path.read_bytes()), os.close(write)))
+    feeder.start()  # a pipe holds 64 KiB: the file goes in while it is read
+    try:
+        (piped,) = predict_files(model, [f"/dev/fd/{read}"], progress=False, top_k=0)
+    finally:
+        feeder.join()
+        os.close(read)
+    assert piped.error is None and piped.labels == expected.labels and piped.duration_s == expected.duration_s
+    proc = subprocess.run([sys.executable, "-m", "zoo.cli", "predict", str(folder), "-", "--format", "json",
+                           "--top-k", "0"], input=path.read_bytes(), capture_output=True, timeout=300, check=False,
+                          cwd=Path(__file__).resolve().parents[1])
+    assert proc.returncode == 0, proc.stderr.decode()[-2000:]
+    (row,) = json.loads(proc.stdout)
+    assert row["path"] == "-" and row["labels"] == pytest.approx(expected.labels, abs=1e-6)
+
+
+def test_a_url_is_one_line_saying_urls_are_not_read(folder, capsys):
+    url = "http://example.com/song.mp3"
+    with pytest.raises(SystemExit) as e:
+        cmd_predict([str(folder), url])
+    assert str(e.value) == (f"musiczoo predict: error: {url}: URLs are not read; download the file first "
+                            f"(e.g. curl -o song.mp3 '{url}') or pipe it in: curl -s URL | musiczoo predict MODEL -")
+    assert capsys.readouterr().out == ""
+    with pytest.raises(ValueError, match="^https://x/y.wav: URLs are not read"):
+        next(predict_files(None, ["https://x/y.wav"]))

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import pathlib
+import pickle
 from pathlib import Path
 
 import torch
@@ -40,12 +41,18 @@ def load_checkpoint_dict(path: str | Path) -> dict:
     try:
         with torch.serialization.safe_globals(_SAFE_CHECKPOINT_GLOBALS):
             return torch.load(path, map_location="cpu", weights_only=True, mmap=True)
-    except Exception as e:
-        reason = next((line.strip() for line in str(e).splitlines() if "Unsupported global" in line), str(e).splitlines()[0] if str(e) else "")
+    except pickle.UnpicklingError as e:  # an object the weights-only unpickler does not allow: never built
+        reason = next((line.strip() for line in str(e).splitlines() if "Unsupported global" in line),
+                      str(e).splitlines()[0] if str(e) else "")
+        reason = reason.split(" Please use ")[0].rstrip(".")  # not torch's advice to allow-list the global
         raise ModelError(
             f"{path}: refused to load: it is not a checkpoint of tensors and plain data ({type(e).__name__}: {reason}). "
             f"Only weights-only loading is used, because unpickling arbitrary objects can run code."
         ) from None
+    except Exception as e:  # torch reports a cut or foreign file in many ways (RuntimeError, EOFError, ...)
+        reason = str(e).strip().splitlines()[0] if str(e).strip() else ""
+        raise ModelError(f"{path}: cannot read it as a checkpoint: truncated or not a PyTorch file "
+                         f"({type(e).__name__}: {reason})") from None
 
 
 def checkpoint_spec(ckpt: dict, path: str | Path) -> ModelSpec:

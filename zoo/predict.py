@@ -13,6 +13,11 @@ busy as one long file. Files are decoded block by block (``datamodules.primitive
 chunk positions come from the header's length, and chunks are filled as blocks stream in,
 so memory does not grow with a file's duration. An unreadable file becomes an error entry
 (and a logged warning); the other files go on.
+
+``-`` reads standard input, and a pipe given by name (``/dev/stdin``, ``<(...)``) is read too:
+``cat song.wav | musiczoo predict MODEL -``. A pipe cannot seek, so its bytes are read whole into
+memory first. URLs are refused in one line (download the file first): a path would turn
+``http://`` into ``http:/`` and report "no such file".
 """
 
 from __future__ import annotations
@@ -20,6 +25,10 @@ from __future__ import annotations
 import csv
 import json
 import logging
+import os
+import re
+import stat
+import sys
 from collections import deque
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -30,7 +39,8 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
-from datamodules.primitives.audio import AudioDecodeError, expand_audio_paths, open_audio, printable_name
+from datamodules.primitives.audio import (AudioDecodeError, decode_blocks, expand_audio_paths, open_audio,
+                                          printable_name)
 from datamodules.primitives.chunks import chunk_samples, chunk_starts, clip_mean, probabilities
 
 log = logging.getLogger(__name__)
@@ -60,6 +70,44 @@ class Prediction:
         if self.segments is not None:
             d["segments"] = [{"start_s": s, "end_s": e, "labels": lab} for s, e, lab in self.segments]
         return d
+
+
+#: The audio argument that means standard input.
+STDIN = "-"
+_URL = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
+
+
+def refuse_urls(paths: Iterable[str | Path]) -> None:
+    """A ``ValueError`` for the first URL among ``paths``: only local files and pipes are read."""
+    for path in paths:
+        if isinstance(path, str) and _URL.match(path):
+            raise ValueError(f"{path}: URLs are not read; download the file first (e.g. curl -o song.mp3 '{path}') "
+                             "or pipe it in: curl -s URL | musiczoo predict MODEL -")
+
+
+def _is_pipe(path: str | Path) -> bool:
+    """``-``, or a name of a pipe or character device (``/dev/stdin`` fed by ``|``, ``<(...)``)."""
+    if str(path) == STDIN:
+        return True
+    try:
+        mode = os.stat(path).st_mode
+    except OSError:
+        return False
+    return stat.S_ISFIFO(mode) or stat.S_ISCHR(mode)
+
+
+def _open_audio(path: str | Path, sample_rate: int):
+    """:func:`open_audio`, or for a pipe its bytes read whole and decoded from memory."""
+    if not _is_pipe(path):
+        return open_audio(path, sample_rate)
+    name = "standard input" if str(path) == STDIN else printable_name(path)
+    if str(path) == STDIN and sys.stdin.isatty():
+        raise AudioDecodeError(f"{name}: a terminal, not audio; pipe a file in (cat song.wav | musiczoo predict MODEL -)")
+    try:
+        data = sys.stdin.buffer.read() if str(path) == STDIN else Path(path).read_bytes()
+        return decode_blocks(data, sample_rate)
+    except (AudioDecodeError, OSError) as e:
+        raise AudioDecodeError(f"{name}: {e}") from None
 
 
 @dataclass
@@ -108,6 +156,8 @@ def predict_files(
     """
     if batch_size < 1:
         raise ValueError(f"batch_size must be at least 1, got {batch_size}")
+    paths = list(paths)
+    refuse_urls(paths)
     files = expand_audio_paths(paths)
     device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
     spec = model.spec
@@ -141,7 +191,7 @@ def predict_files(
 
     def queue_chunks(job: _Job):
         """Queue the file's chunks as its blocks are decoded, running each batch as it fills."""
-        stream = open_audio(job.path, sample_rate)
+        stream = _open_audio(job.path, sample_rate)
         job.num_samples = stream.length
         job.starts = chunk_starts(stream.length, chunk_size, max_chunks).tolist()
         if stream.length < chunk_size / 2:

@@ -1,9 +1,10 @@
-"""Files: a file's digest, the one atomic write, the one JSON read and the one writer's lock of the project.
+"""Files: a file's digest, the one atomic write, the one JSON and YAML read and the one writer's lock of the project.
 
 Every file the project writes for later (a published model, a library's manifest and shards,
 the download checksum record) goes through :func:`write_atomically`, so a reader sees the old
 file or the new one, never half of one, and a full disk replaces nothing. Every JSON file it
-reads back goes through :func:`read_json`, so a damaged one is one line naming the file.
+reads back goes through :func:`read_json` (every YAML file a user hands it, a config or a grid,
+through :func:`read_yaml`), so a damaged one is one line naming the file.
 Every folder that several processes may build at once (the audio cache, a library) is built
 under :func:`exclusive_lock`, so they take turns. Imports nothing of the project.
 """
@@ -18,6 +19,8 @@ import os
 import secrets
 from pathlib import Path
 from typing import Callable, Iterator, Mapping
+
+import yaml
 
 #: Bytes read at a time when hashing.
 DIGEST_BLOCK = 1 << 20
@@ -90,6 +93,27 @@ def read_json(path: str | os.PathLike, error: type[Exception] = ValueError, miss
         raise error(f"{path}: not a text file (invalid UTF-8), so not JSON") from None
     except json.JSONDecodeError as e:
         raise error(f"{path}: invalid JSON ({e})") from None
+
+
+def read_yaml(path: str | os.PathLike, error: type[Exception] = ValueError, missing: str | None = None):
+    """The YAML value in ``path``; a missing file or invalid YAML is ``error`` with one line naming
+    the file and, for a syntax error, its line and column (the parser alone names neither).
+
+    ``missing`` words the missing-file case (default ``<path>: no such file``).
+    """
+    path = Path(path)
+    try:
+        return yaml.safe_load(path.read_text())
+    except FileNotFoundError:
+        raise error(missing or f"{path}: no such file") from None
+    except IsADirectoryError:
+        raise error(f"{path}: is a folder, not a YAML file") from None
+    except UnicodeDecodeError:
+        raise error(f"{path}: not a text file (invalid UTF-8), so not YAML") from None
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        raise error(f"{path}: invalid YAML{where}: {getattr(e, 'problem', None) or e}") from None
 
 
 @contextlib.contextmanager

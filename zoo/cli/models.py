@@ -84,14 +84,15 @@ def load_model(argument: str):
 def cmd_predict(argv: list[str]) -> None:
     """``musiczoo predict MODEL AUDIO_OR_DIR ...``; exits with status 1 if any file could not be read."""
     from datamodules.primitives.audio import expand_audio_paths
-    from ..predict import PREDICTION_WRITERS, predict_files
+    from ..predict import PREDICTION_WRITERS, predict_files, refuse_urls
 
     parser = argparse.ArgumentParser(prog="musiczoo predict", description=(
         "Predict genres or tags of audio files (folders are searched recursively). Each file is cut into "
         "the model's chunk length and the chunk probabilities are averaged."))
     parser.add_argument("model", help="published folder, Hugging Face Hub id (owner/name), pretrained name "
                                       "(arch.tag) or a Lightning .ckpt")
-    parser.add_argument("audio", nargs="+", help="audio files or folders")
+    parser.add_argument("audio", nargs="+", help="audio files or folders; - reads standard input (cat song.wav | "
+                                                 "musiczoo predict MODEL -); URLs are not read")
     parser.add_argument("--top-k", type=int, default=5, help="labels per file (0: all; default 5)")
     parser.add_argument("--format", choices=sorted(PREDICTION_WRITERS), default="table")
     parser.add_argument("--segments", action="store_true", help="also print each chunk's prediction")
@@ -101,6 +102,7 @@ def cmd_predict(argv: list[str]) -> None:
     if args.batch_size < 1:
         parser.error("--batch-size must be at least 1")
     try:
+        refuse_urls(args.audio)
         model = load_model(args.model)
     except (ValueError, OSError) as e:  # ModelError and UnknownNameError are ValueErrors
         fail("predict", f"{e}")

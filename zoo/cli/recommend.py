@@ -48,7 +48,7 @@ def cmd_index(argv: list[str]) -> None:
 
 def cmd_recommend(argv: list[str]) -> None:
     """``musiczoo recommend LIBRARY (--track ID | --audio FILE | --like ID ... | --duplicates)``."""
-    from ..recommend.library import FEATURES, Library
+    from ..recommend.library import DUPLICATE_THRESHOLD, FEATURES, Library
     from ..recommend.output import MATCH_WRITERS, write_duplicates
 
     parser = argparse.ArgumentParser(prog="musiczoo recommend", description=(
@@ -65,7 +65,8 @@ def cmd_recommend(argv: list[str]) -> None:
                         help="embedding, probabilities (genres/tags) or both (default)")
     parser.add_argument("--diversify", type=float, metavar="LAMBDA",
                         help="maximal marginal relevance: 1 = plain ranking, lower = more varied (e.g. 0.7)")
-    parser.add_argument("--threshold", type=float, default=0.98, help="--duplicates: minimum similarity")
+    parser.add_argument("--threshold", type=float, default=DUPLICATE_THRESHOLD,
+                        help="--duplicates: minimum similarity (default: %(default)s, the library's DUPLICATE_THRESHOLD)")
     parser.add_argument("--format", choices=sorted(MATCH_WRITERS), default="table")
     args = parser.parse_args(argv)
     try:

@@ -14,9 +14,10 @@ import time
 from importlib import resources
 from pathlib import Path
 
-import yaml
 from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.cli import LightningCLI
+
+from datamodules.primitives.files import read_yaml
 
 from .common import EXTRA_VERBS, CommandError
 
@@ -52,6 +53,19 @@ class RunSummary(Callback):
 
 
 class MusicZooCLI(LightningCLI):
+    def parse_arguments(self, parser, args) -> None:
+        """Read a ``--ckpt_path`` file (from the command line or a config) the way every verb
+        does (:func:`~zoo.checkpoint.load_checkpoint_dict`: weights-only), before LightningCLI
+        reads its hyperparameters: a hostile or damaged checkpoint is one line naming it rather
+        than torch's traceback (its payload never runs either way)."""
+        super().parse_arguments(parser, args)
+        subcommand = self.config.get("subcommand")
+        ckpt_path = self.config[subcommand].get("ckpt_path") if subcommand else None
+        if ckpt_path and Path(ckpt_path).is_file():
+            from ..checkpoint import load_checkpoint_dict
+
+            load_checkpoint_dict(ckpt_path)
+
     def add_arguments_to_parser(self, parser):
         parser.link_arguments("data.num_classes", "model.num_classes", apply_on="instantiate")
         parser.link_arguments("data.task", "model.task", apply_on="instantiate")
@@ -122,13 +136,9 @@ def check_config_files(argv: list[str]) -> None:
     paths += [a.split("=", 1)[1] for a in argv if a.startswith("--config=")]
     for path in paths:
         try:
-            yaml.safe_load(Path(path).read_text())
-        except FileNotFoundError:
-            raise CommandError(argv[0], f"config file {path} does not exist") from None
-        except yaml.YAMLError as e:
-            mark = getattr(e, "problem_mark", None)
-            where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-            raise CommandError(argv[0], f"{path}: invalid YAML{where}: {getattr(e, 'problem', None) or e}") from None
+            read_yaml(path, missing=f"config file {path} does not exist")
+        except ValueError as e:
+            raise CommandError(argv[0], str(e)) from None
 
 
 def cmd_quickstart(argv: list[str]) -> None:
