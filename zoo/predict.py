@@ -132,6 +132,10 @@ def _top(probs: torch.Tensor, labels: list[str], top_k: int | None) -> dict[str,
     return {labels[i]: float(v) for v, i in zip(values.tolist(), idx.tolist())}
 
 
+#: What runs the model: PyTorch, or an exported file (``zoo.export``) through onnxruntime.
+RUNTIMES = ("torch", "onnx")
+
+
 def predict_files(
     model,
     paths: Iterable[str | Path],
@@ -143,6 +147,7 @@ def predict_files(
     progress: bool = True,
     embeddings: bool = False,
     max_chunks: int | None = None,
+    runtime: str = "torch",
 ) -> Iterator[Prediction]:
     """Yield one :class:`Prediction` per audio file, in order (folders expanded recursively).
 
@@ -153,9 +158,20 @@ def predict_files(
     ``top_k`` of None or 0 keeps every label. ``embeddings`` adds each file's mean chunk
     embedding; ``max_chunks`` caps the chunks per file (spread evenly over it, see
     :func:`datamodules.primitives.chunks.chunk_starts`).
+
+    ``runtime="onnx"`` runs an exported file instead (``model`` is then the ``.onnx`` or
+    ``.pt`` file written by ``zoo.export.export_model``, or its folder, or a loaded
+    ``zoo.export.ExportedModel``) on the CPU; everything but the model call is the same.
     """
     if batch_size < 1:
         raise ValueError(f"batch_size must be at least 1, got {batch_size}")
+    if runtime not in RUNTIMES:
+        raise ValueError(f"unknown runtime {runtime!r}; valid runtimes: {', '.join(RUNTIMES)}")
+    if runtime == "onnx":
+        from .export import ExportedModel, load_exported
+
+        model = model if isinstance(model, ExportedModel) else load_exported(model)
+        device = "cpu"
     paths = list(paths)
     refuse_urls(paths)
     files = expand_audio_paths(paths)
