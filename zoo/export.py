@@ -23,6 +23,7 @@ within :data:`PARITY_TOLERANCE`.
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import warnings
@@ -146,8 +147,10 @@ def _onnx_bytes(graph: nn.Module, example: torch.Tensor, opset: int, config_text
     require("onnxruntime")
     buffer = io.BytesIO()
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # tracer warnings about the fixed frequency size
+        # Tracer warnings about the fixed frequency size are expected; on failure the exporter prints the
+        # whole graph to stdout, which is not the one line a user can act on.
+        with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
+            warnings.simplefilter("ignore")
             torch.onnx.export(graph, (example,), buffer, dynamo=False, opset_version=opset, input_names=INPUT_NAMES,
                               output_names=OUTPUT_NAMES, dynamic_axes={"audio": {0: "batch", 1: "samples"},
                                                                        "logits": {0: "batch"}, "embedding": {0: "batch"}})
@@ -164,7 +167,7 @@ def _torchscript_bytes(graph: nn.Module, example: torch.Tensor, config_text: str
         with warnings.catch_warnings(), torch.no_grad():
             warnings.simplefilter("ignore")
             traced = torch.jit.trace(graph, (example,), check_trace=False)
-    except Exception as e:  # noqa: BLE001 (any failure to load is one line naming the file)
+    except Exception as e:  # noqa: BLE001 (any failure means "this graph cannot be traced")
         raise ModelError(f"{graph.model.spec.architecture}: cannot be traced to TorchScript: {_one_line(e)}") from None
     buffer = io.BytesIO()
     torch.jit.save(traced, buffer, _extra_files={CONFIG_NAME: config_text})
