@@ -14,6 +14,12 @@ ratio against PyTorch's.
 
     python benchmarks/export_throughput.py [--repeats 3] [--threads N] [--batch-sizes 1 16]
 
+``--int8`` adds each model quantised with ``onnxruntime.quantization.quantize_dynamic`` (int8
+weights, activations quantised on the fly), timed the same way, and the share of real clips
+(``--excerpts``: the GTZAN excerpts beside the repository, ``--agreement-files`` of them spread
+over the genres) whose clip-level top-1 label is the PyTorch model's, for the float ONNX file and
+the int8 one.
+
 Both runtimes get the same number of threads (``--threads``; default: torch's choice, which
 onnxruntime is given too). On a shared machine use ``--threads 1``.
 """
@@ -34,13 +40,28 @@ from zoo.predict import predict_files
 
 #: A minute of real music (CC BY, from librosa/data), beside the repository, never in it.
 CLIP = Path(__file__).resolve().parents[2] / "shared" / "data" / "audio" / "Kevin_MacLeod_-_Vibe_Ace.ogg"
+EXCERPTS = CLIP.parents[1] / "gtzan_excerpts"
 ARCHITECTURES = ["resnet_gru", "resnet_vit", "fcn", "crnn", "short_chunk_cnn", "short_chunk_resnet"]
 
 
 def wall_time(model, args, batch_size: int, runtime: str) -> float:
     start = time.perf_counter()
-    list(predict_files(model, [args.clip], batch_size=batch_size, device="cpu", progress=False, runtime=runtime))
+    list(predict_files(model, [args.clip], batch_size=batch_size, device="cpu", progress=False,
+                       runtime="torch" if runtime == "torch" else "onnx"))
     return time.perf_counter() - start
+
+
+def quantised(path: Path) -> Path:
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    out = path.with_name("model.int8.onnx")
+    quantize_dynamic(path, out, weight_type=QuantType.QInt8)
+    return out
+
+
+def top1(model, files, runtime: str) -> list[str]:
+    return [next(iter(r.labels)) for r in predict_files(model, files, top_k=1, device="cpu", progress=False,
+                                                        runtime=runtime)]
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -54,6 +75,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--num-classes", type=int, default=10)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--threads", type=int, help="intra-op threads of both runtimes (default: torch's choice)")
+    parser.add_argument("--int8", action="store_true", help="also int8 dynamic quantisation, and top-1 agreement")
+    parser.add_argument("--excerpts", type=Path, default=EXCERPTS, help="real clips for the top-1 agreement")
+    parser.add_argument("--agreement-files", type=int, default=50)
     args = parser.parse_args(argv)
     if not args.clip.is_file():
         parser.error(f"no audio file {args.clip}: pass --clip FILE (any real recording)")
@@ -67,15 +91,28 @@ def main(argv: list[str] | None = None) -> None:
     print(f"clip: {args.clip.name} ({seconds:.1f} s); {args.transform} at {args.sample_rate} Hz, "
           f"{args.chunk_seconds:g} s chunks; CPU, {threads} threads each; torch {torch.__version__}, "
           f"onnxruntime {onnxruntime.__version__}; best of {args.repeats} runs\n")
-    runs = []  # (arch, batch, runtime, model)
+    runtimes = ["torch", "onnx"] + (["int8"] if args.int8 else [])
+    runs, agreement = [], {}  # runs: (arch, batch, runtime, model)
+    if args.int8:
+        from datamodules.primitives.audio import list_audio_files
+
+        everything = list_audio_files(args.excerpts)
+        excerpts = everything[::max(1, len(everything) // args.agreement_files)][:args.agreement_files]
     with tempfile.TemporaryDirectory() as tmp:
         for arch in args.architectures:
             torch.manual_seed(0)
             model = create_model(arch, transform=args.transform, num_classes=args.num_classes,
                                  sample_rate=args.sample_rate, chunk_seconds=args.chunk_seconds).eval()
-            exported = load_exported(export_model(model, Path(tmp) / arch), threads=threads)
+            path = export_model(model, Path(tmp) / arch)
+            models = {"torch": model, "onnx": load_exported(path, threads=threads)}
+            if args.int8:
+                models["int8"] = load_exported(quantised(path), threads=threads)
+                reference = top1(model, excerpts, "torch")
+                for name in ("onnx", "int8"):
+                    same = sum(a == b for a, b in zip(reference, top1(models[name], excerpts, "onnx")))
+                    agreement[arch, name] = same / len(excerpts)
             for batch in args.batch_sizes:
-                runs += [(arch, batch, "torch", model), (arch, batch, "onnx", exported)]
+                runs += [(arch, batch, runtime, models[runtime]) for runtime in runtimes]
         for arch, batch, runtime, model in runs:  # warm-up: allocator, kernel choice, session's first run
             wall_time(model, args, batch, runtime)
         # Round-robin, so a busy machine slows every run alike; the best run is the least disturbed.
@@ -83,12 +120,18 @@ def main(argv: list[str] | None = None) -> None:
         for _ in range(args.repeats):
             for arch, batch, runtime, model in runs:
                 times[arch, batch, runtime].append(wall_time(model, args, batch, runtime))
-    print(f"{'architecture':20s} {'batch':>5s} {'torch':>9s} {'onnx':>9s} {'torch x rt':>11s} {'onnx x rt':>10s} "
-          f"{'onnx/torch':>10s}")
+    others = runtimes[1:]
+    print(f"{'architecture':20s} {'batch':>5s} {'torch x rt':>11s} "
+          + " ".join(f"{r + ' x rt':>10s} {r + '/torch':>10s}" for r in others))
     for arch in args.architectures:
         for batch in args.batch_sizes:
-            t, o = min(times[arch, batch, "torch"]), min(times[arch, batch, "onnx"])
-            print(f"{arch:20s} {batch:5d} {t:8.3f}s {o:8.3f}s {seconds / t:10.1f}x {seconds / o:9.1f}x {t / o:9.2f}x")
+            t = min(times[arch, batch, "torch"])
+            cells = [(seconds / min(times[arch, batch, r]), t / min(times[arch, batch, r])) for r in others]
+            print(f"{arch:20s} {batch:5d} {seconds / t:10.1f}x " + " ".join(f"{s:9.1f}x {q:9.2f}x" for s, q in cells))
+    if agreement:
+        print(f"\nclip-level top-1 equal to PyTorch's on {len(excerpts)} real clips ({args.excerpts}):")
+        for arch in args.architectures:
+            print(f"{arch:20s} onnx {agreement[arch, 'onnx']:6.1%}   int8 {agreement[arch, 'int8']:6.1%}")
 
 
 if __name__ == "__main__":

@@ -111,7 +111,7 @@ def test_every_architecture_exports_with_parity_on_real_music(arch, exported, re
         assert_parity(model, runners, batch)
 
 
-def test_the_spec_travels_inside_and_beside_the_file(exported, tmp_path):
+def test_the_spec_travels_inside_and_beside_the_file(tmp_path):
     model = tiny_model("crnn")
     path = export_model(model, tmp_path / "out", fmt="onnx")
     assert path == tmp_path / "out" / "model.onnx"
@@ -151,7 +151,7 @@ def test_predict_files_with_the_onnx_runtime_is_predict_files(exported, tmp_path
     kwargs = dict(top_k=0, segments=True, embeddings=True, batch_size=3, max_chunks=4, progress=False, device="cpu")
     ours = list(predict_files(model, paths, **kwargs))
     onnx_file = runners["onnx"].path
-    theirs = list(predict_files(onnx_file.parent, paths, runtime="onnx", **kwargs))
+    theirs = list(predict_files(load_exported(onnx_file.parent), paths, runtime="onnx", **kwargs))
     assert [r.path for r in theirs] == [r.path for r in ours] and len(ours) >= 2
     for a, b in zip(ours, theirs):
         assert (a.error is None) == (b.error is None) and a.duration_s == b.duration_s
@@ -161,6 +161,10 @@ def test_predict_files_with_the_onnx_runtime_is_predict_files(exported, tmp_path
         assert max(abs(a.labels[k] - b.labels[k]) for k in a.labels) < PARITY_TOLERANCE
         assert [s[:2] for s in a.segments] == [s[:2] for s in b.segments]
         assert np.allclose(a.embedding, b.embedding, rtol=1e-3, atol=1e-4)
+    with pytest.raises(ValueError, match="runs a loaded exported model: zoo.predict_files.zoo.load_exported"):
+        next(predict_files(onnx_file, paths, runtime="onnx"))
+    with pytest.raises(ValueError, match="runtime='onnx', but the model is a torch model"):
+        next(predict_files(model, paths, runtime="onnx"))
 
 
 def test_cli_export_then_predict_with_the_onnx_runtime(tmp_path, capsys):

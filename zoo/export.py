@@ -19,6 +19,8 @@ within :data:`PARITY_TOLERANCE`.
 
 ``onnx``, ``onnxruntime`` and ``onnxscript`` are the ``export`` extra
 (``pip install 'musiczoo[export]'``); without them an ``ImportError`` of one line names it.
+Running an exported file is ``zoo.exported``'s job (which ``zoo.predict`` reaches without
+importing the models).
 """
 
 from __future__ import annotations
@@ -33,30 +35,25 @@ import torch
 from torch import nn
 
 from datamodules.primitives.chunks import chunk_samples, probabilities
-from datamodules.primitives.files import read_json, write_atomically
+from datamodules.primitives.files import write_atomically
 
-from .hub import published_config, upgrade_config
+from .exported import (
+    EXPORT_FILES,
+    METADATA_KEY,
+    OUTPUT_NAMES,
+    ExportedModel,
+    load_exported,
+    load_exported_bytes,
+    one_line,
+    require,
+)
+from .hub import published_config
 from .spec import CONFIG_NAME, ModelError, ModelSpec
 
-#: The file an export writes into a folder, per format.
-EXPORT_FILES = {"onnx": "model.onnx", "torchscript": "model.pt"}
 DEFAULT_OPSET = 17  # the first opset with STFT
 #: Largest |probability difference| between an exported file and the PyTorch model it came from.
 PARITY_TOLERANCE = 1e-4
-METADATA_KEY = "musiczoo_config"
-INPUT_NAMES, OUTPUT_NAMES = ["audio"], ["logits", "embedding"]
-EXTRA_HINT = "pip install 'musiczoo[export]'"
-
-
-def require(module: str):
-    """Import one of the ``export`` extra's packages, or an ``ImportError`` of one line naming the extra."""
-    import importlib
-
-    try:
-        return importlib.import_module(module)
-    except ImportError:
-        raise ImportError(f"{module} is not installed; ONNX export and the onnx runtime need the export "
-                          f"extra: {EXTRA_HINT}") from None
+INPUT_NAMES = ["audio"]
 
 
 class ExportGraph(nn.Module):
@@ -137,11 +134,6 @@ def max_probability_difference(spec: ModelSpec, logits: torch.Tensor, other: tor
     return float((probabilities(logits.float(), spec.task) - probabilities(other.float(), spec.task)).abs().max())
 
 
-def _one_line(e: Exception) -> str:
-    text = str(e).strip()
-    return text.splitlines()[0][:300] if text else type(e).__name__
-
-
 def _onnx_bytes(graph: nn.Module, example: torch.Tensor, opset: int, config_text: str, spec: ModelSpec) -> bytes:
     onnx = require("onnx")
     require("onnxruntime")
@@ -155,7 +147,7 @@ def _onnx_bytes(graph: nn.Module, example: torch.Tensor, opset: int, config_text
                               output_names=OUTPUT_NAMES, dynamic_axes={"audio": {0: "batch", 1: "samples"},
                                                                        "logits": {0: "batch"}, "embedding": {0: "batch"}})
     except Exception as e:  # noqa: BLE001 (the exporter's errors are of many types; each means "this graph cannot be exported")
-        raise ModelError(f"{spec.architecture}: cannot be exported to ONNX (opset {opset}): {_one_line(e)}") from None
+        raise ModelError(f"{spec.architecture}: cannot be exported to ONNX (opset {opset}): {one_line(e)}") from None
     proto = onnx.load_from_string(buffer.getvalue())
     entry = proto.metadata_props.add()
     entry.key, entry.value = METADATA_KEY, config_text
@@ -168,100 +160,10 @@ def _torchscript_bytes(graph: nn.Module, example: torch.Tensor, config_text: str
             warnings.simplefilter("ignore")
             traced = torch.jit.trace(graph, (example,), check_trace=False)
     except Exception as e:  # noqa: BLE001 (any failure means "this graph cannot be traced")
-        raise ModelError(f"{graph.model.spec.architecture}: cannot be traced to TorchScript: {_one_line(e)}") from None
+        raise ModelError(f"{graph.model.spec.architecture}: cannot be traced to TorchScript: {one_line(e)}") from None
     buffer = io.BytesIO()
     torch.jit.save(traced, buffer, _extra_files={CONFIG_NAME: config_text})
     return buffer.getvalue()
-
-
-# ---- running an exported file -----------------------------------------------------------
-class ExportedModel:
-    """An exported file behind the calls ``predict_files`` makes of a model (``spec``, ``__call__``,
-    ``embed_and_logits``, ``eval``/``train``/``to``), so its chunking, clip means and output
-    formats are the same code for both; only the model call differs. Runs on the CPU."""
-
-    training = False
-
-    def __init__(self, spec: ModelSpec, run, path: Path):
-        self.spec, self.run, self.path = spec, run, path
-
-    def embed_and_logits(self, audio: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        logits, embedding = self.run(audio.detach().cpu().float().numpy())
-        return torch.from_numpy(embedding), torch.from_numpy(logits)
-
-    def __call__(self, audio: torch.Tensor) -> torch.Tensor:
-        return self.embed_and_logits(audio)[1]
-
-    def eval(self):
-        return self
-
-    def train(self, mode: bool = True):
-        return self
-
-    def to(self, device):
-        return self
-
-
-def load_exported(path: str | Path, *, threads: int | None = None) -> ExportedModel:
-    """An exported ``.onnx`` or ``.pt`` file (or the folder holding ``model.onnx``/``model.pt``), ready to run."""
-    path = Path(path).expanduser()
-    if path.is_dir():
-        found = [path / name for name in EXPORT_FILES.values() if (path / name).is_file()]
-        if not found:
-            raise ModelError(f"{path}: no {' or '.join(EXPORT_FILES.values())}; export one with musiczoo export MODEL {path}")
-        path = found[0]
-    if not path.is_file():
-        raise ModelError(f"{path}: no such exported model file")
-    fmt = {".onnx": "onnx", ".pt": "torchscript"}.get(path.suffix)
-    if fmt is None:
-        raise ModelError(f"{path}: not an exported model (a .onnx or .pt file written by musiczoo export)")
-    return load_exported_bytes(path.read_bytes(), fmt, None, path, threads=threads)
-
-
-def load_exported_bytes(data: bytes, fmt: str, spec: ModelSpec | None, path: Path, *,
-                        threads: int | None = None) -> ExportedModel:
-    if fmt == "onnx":
-        ort = require("onnxruntime")
-        options = ort.SessionOptions()
-        if threads:
-            options.intra_op_num_threads = threads
-        try:
-            session = ort.InferenceSession(data, options, providers=["CPUExecutionProvider"])
-        except Exception as e:  # noqa: BLE001 (any failure to load is one line naming the file)
-            raise ModelError(f"{path}: not a usable ONNX model ({_one_line(e)})") from None
-        text = session.get_modelmeta().custom_metadata_map.get(METADATA_KEY)
-        run = lambda audio: session.run(OUTPUT_NAMES, {"audio": audio})
-    else:
-        files = {CONFIG_NAME: ""}
-        try:
-            module = torch.jit.load(io.BytesIO(data), map_location="cpu", _extra_files=files).eval()
-        except Exception as e:  # noqa: BLE001 (any failure to load is one line naming the file)
-            raise ModelError(f"{path}: not a usable TorchScript model ({_one_line(e)})") from None
-        text = files[CONFIG_NAME] or None
-
-        def run(audio):
-            with torch.inference_mode():
-                return [t.numpy() for t in module(torch.from_numpy(audio))]
-    if spec is None:
-        spec = _exported_spec(text, path)
-    return ExportedModel(spec, run, path)
-
-
-def _exported_spec(text: str | None, path: Path) -> ModelSpec:
-    """The spec inside the file, else the ``config.json`` beside it."""
-    if text:
-        try:
-            config = json.loads(text)
-        except ValueError:
-            raise ModelError(f"{path}: its embedded {CONFIG_NAME} is not valid JSON") from None
-        source = f"{path} (embedded {CONFIG_NAME})"
-    else:
-        beside = path.parent / CONFIG_NAME
-        config = read_json(beside, ModelError, missing=f"{path}: holds no musiczoo spec and there is no {beside}")
-        source = beside
-    if not isinstance(config, dict):
-        raise ModelError(f"{source}: must hold a JSON object")
-    return ModelSpec.from_config(upgrade_config(config), source)
 
 
 __all__ = ["EXPORT_FILES", "PARITY_TOLERANCE", "ExportedModel", "export_model", "load_exported"]

@@ -159,18 +159,21 @@ def predict_files(
     embedding; ``max_chunks`` caps the chunks per file (spread evenly over it, see
     :func:`datamodules.primitives.chunks.chunk_starts`).
 
-    ``runtime="onnx"`` runs an exported file instead (``model`` is then the ``.onnx`` or
-    ``.pt`` file written by ``zoo.export.export_model``, or its folder, or a loaded
-    ``zoo.export.ExportedModel``) on the CPU; everything but the model call is the same.
+    ``runtime="onnx"`` runs an exported file instead, on the CPU: ``model`` is then the
+    file loaded by ``zoo.load_exported(path)`` (``zoo.exported.ExportedModel``); everything but
+    the model call is the same. (Loading it here would be an import cycle: an exported file's
+    spec is checked against the registered models, whose ``predict`` imports this module.)
     """
     if batch_size < 1:
         raise ValueError(f"batch_size must be at least 1, got {batch_size}")
     if runtime not in RUNTIMES:
         raise ValueError(f"unknown runtime {runtime!r}; valid runtimes: {', '.join(RUNTIMES)}")
+    if getattr(model, "runtime", "torch") != runtime:
+        if runtime == "onnx" and isinstance(model, (str, Path)):
+            raise ValueError(f"runtime='onnx' runs a loaded exported model: zoo.predict_files(zoo.load_exported({str(model)!r}), "
+                             "...)")
+        raise ValueError(f"runtime={runtime!r}, but the model is a {getattr(model, 'runtime', 'torch')} model")
     if runtime == "onnx":
-        from .export import ExportedModel, load_exported
-
-        model = model if isinstance(model, ExportedModel) else load_exported(model)
         device = "cpu"
     paths = list(paths)
     refuse_urls(paths)

@@ -130,7 +130,7 @@ def cmd_predict(argv: list[str]) -> None:
     try:
         refuse_urls(args.audio)
         if args.runtime == "onnx":
-            from ..export import load_exported
+            from ..exported import load_exported
 
             model = load_exported(args.model)
         else:
