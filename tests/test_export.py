@@ -18,7 +18,7 @@ from zoo.export import EXPORT_FILES, PARITY_TOLERANCE, export_model, load_export
 from zoo.factory import create_model, list_models
 from zoo.hub import save_pretrained
 from zoo.predict import PREDICTION_WRITERS, predict_files
-from zoo.spec import ModelError, ModelSpec
+from zoo.spec import ModelSpec
 
 onnx = pytest.importorskip("onnx", reason="the export extra (pip install -e '.[export]') is not installed")
 pytest.importorskip("onnxruntime", reason="the export extra (pip install -e '.[export]') is not installed")
@@ -148,7 +148,8 @@ def real_or_none(request):
 def test_predict_files_with_the_onnx_runtime_is_predict_files(exported, tmp_path, real_or_none):
     model, runners = exported("resnet_gru")
     paths = write_music(tmp_path, real_or_none)
-    kwargs = dict(top_k=0, segments=True, embeddings=True, batch_size=3, max_chunks=4, progress=False, device="cpu")
+    kwargs = {"top_k": 0, "segments": True, "embeddings": True, "batch_size": 3, "max_chunks": 4, "progress": False,
+              "device": "cpu"}
     ours = list(predict_files(model, paths, **kwargs))
     onnx_file = runners["onnx"].path
     theirs = list(predict_files(load_exported(onnx_file.parent), paths, runtime="onnx", **kwargs))
