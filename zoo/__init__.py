@@ -19,7 +19,7 @@ _API = {
     "save_pretrained": ".hub", "push_to_hub": ".hub",
     "load_checkpoint": ".checkpoint", "publish": ".checkpoint",
     "list_pretrained": ".pretrained", "register_pretrained": ".pretrained", "PretrainedEntry": ".pretrained",
-    "predict_files": ".predict", "load_audio": "datamodules.primitives.audio",
+    "predict_files": ".predict", "export_model": ".export", "load_exported": ".exported", "load_audio": "datamodules.primitives.audio",
 }
 
 __all__ = ["__version__", *_API]

@@ -18,6 +18,7 @@ feature against librosa on a real music clip.
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 import torchaudio.functional as AF
 from torch import nn
 
@@ -83,6 +84,8 @@ class Frontend(nn.Module):
 
     # ---- shared ----------------------------------------------------------------
     def power_spectrogram(self, waveform: torch.Tensor) -> torch.Tensor:
+        if torch.onnx.is_in_onnx_export():  # ONNX's STFT has no complex type: the real form, same numbers
+            return self._real_stft(waveform).square().sum(-1)
         spec = torch.stft(
             waveform,
             n_fft=self.n_fft,
@@ -94,13 +97,21 @@ class Frontend(nn.Module):
         )
         return spec.real.square().addcmul_(spec.imag, spec.imag)  # |X|^2 with one temporary, not three
 
+    def _real_stft(self, waveform: torch.Tensor) -> torch.Tensor:
+        """(B, n_fft//2+1, T, 2) real and imaginary parts, the centred padding done first (what
+        ``torch.onnx.export`` turns into ONNX's ``Pad`` and ``STFT``)."""
+        half = self.n_fft // 2
+        padded = F.pad(waveform, (half, half), mode=self.pad_mode)
+        return torch.stft(padded, n_fft=self.n_fft, hop_length=self.hop_length, window=self.window, center=False,
+                          return_complex=False)
+
     def power_to_db(self, power: torch.Tensor) -> torch.Tensor:
         """10*log10(power) with librosa's amin and a per-example top_db floor.
 
         In place unless gradients flow back to the audio (an adversarial or saliency use):
         the dB step is a third of the front-end's time when each op allocates its output.
         """
-        in_place = not power.requires_grad
+        in_place = not power.requires_grad and not torch.onnx.is_in_onnx_export()  # ONNX has no out= arguments
         db = power.clamp_min(1e-10)
         db = db.log10_().mul_(10.0) if in_place else 10.0 * torch.log10(db)
         if self.top_db is not None:

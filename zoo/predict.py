@@ -132,6 +132,10 @@ def _top(probs: torch.Tensor, labels: list[str], top_k: int | None) -> dict[str,
     return {labels[i]: float(v) for v, i in zip(values.tolist(), idx.tolist())}
 
 
+#: What runs the model: PyTorch, or an exported file (``zoo.export``) through onnxruntime.
+RUNTIMES = ("torch", "onnx")
+
+
 def predict_files(
     model,
     paths: Iterable[str | Path],
@@ -143,6 +147,7 @@ def predict_files(
     progress: bool = True,
     embeddings: bool = False,
     max_chunks: int | None = None,
+    runtime: str = "torch",
 ) -> Iterator[Prediction]:
     """Yield one :class:`Prediction` per audio file, in order (folders expanded recursively).
 
@@ -153,9 +158,23 @@ def predict_files(
     ``top_k`` of None or 0 keeps every label. ``embeddings`` adds each file's mean chunk
     embedding; ``max_chunks`` caps the chunks per file (spread evenly over it, see
     :func:`datamodules.primitives.chunks.chunk_starts`).
+
+    ``runtime="onnx"`` runs an exported file instead, on the CPU: ``model`` is then the
+    file loaded by ``zoo.load_exported(path)`` (``zoo.exported.ExportedModel``); everything but
+    the model call is the same. (Loading it here would be an import cycle: an exported file's
+    spec is checked against the registered models, whose ``predict`` imports this module.)
     """
     if batch_size < 1:
         raise ValueError(f"batch_size must be at least 1, got {batch_size}")
+    if runtime not in RUNTIMES:
+        raise ValueError(f"unknown runtime {runtime!r}; valid runtimes: {', '.join(RUNTIMES)}")
+    if getattr(model, "runtime", "torch") != runtime:
+        if runtime == "onnx" and isinstance(model, (str, Path)):
+            raise ValueError(f"runtime='onnx' runs a loaded exported model: zoo.predict_files(zoo.load_exported({str(model)!r}), "
+                             "...)")
+        raise ValueError(f"runtime={runtime!r}, but the model is a {getattr(model, 'runtime', 'torch')} model")
+    if runtime == "onnx":
+        device = "cpu"
     paths = list(paths)
     refuse_urls(paths)
     files = expand_audio_paths(paths)

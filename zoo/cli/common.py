@@ -13,7 +13,8 @@ EXTRA_VERBS = """extra commands:
   musiczoo synth gtzan|mtat OUT              write a synthetic dataset in the real on-disk layout
   musiczoo quickstart [--out DIR]            synthetic GTZAN -> train resnet_gru on mel (CPU) -> test
   musiczoo publish CKPT OUT_DIR              checkpoint -> model.safetensors + config.json + model card
-  musiczoo predict MODEL AUDIO_OR_DIR ...    genres/tags of your own audio files
+  musiczoo predict MODEL AUDIO_OR_DIR ...    genres/tags of your own audio files (--runtime onnx: an exported file)
+  musiczoo export MODEL OUT [--format onnx|torchscript]   one file, front-end inside (pip install -e '.[export]')
   musiczoo index MODEL [MODEL ...] MUSIC_DIR --out LIBRARY     embed a music folder for recommendation
   musiczoo recommend LIBRARY --track ID | --audio FILE | --like ID ID ... | --duplicates
   musiczoo recommend-eval LIBRARY [LIBRARY ...] --dataset gtzan|mtat  score recommendations vs baselines

@@ -17,19 +17,20 @@ from lightning.pytorch.utilities.exceptions import MisconfigurationException, SI
 from .bench import cmd_bench, cmd_leaderboard, cmd_recommend_eval
 from .common import ERROR_STATUS, VERBOSE_ENV, CommandError, quiet_lightning, verbose_by_env
 from .data import cmd_download, cmd_synth, cmd_verify
-from .models import cmd_models, cmd_predict, cmd_publish
+from .models import cmd_export, cmd_models, cmd_predict, cmd_publish
 from .recommend import cmd_index, cmd_recommend, cmd_serve
 from .train import build_cli, check_config_files, cmd_quickstart
 
-EXTRA = {"models": cmd_models, "synth": cmd_synth, "quickstart": cmd_quickstart, "publish": cmd_publish,
+EXTRA = {"models": cmd_models, "synth": cmd_synth, "quickstart": cmd_quickstart, "publish": cmd_publish, "export": cmd_export,
          "index": cmd_index, "recommend": cmd_recommend, "recommend-eval": cmd_recommend_eval, "serve": cmd_serve,
          "download": cmd_download, "verify": cmd_verify,
          "bench": cmd_bench, "leaderboard": cmd_leaderboard}
 
 
 def is_file_predict(argv: list[str]) -> bool:
-    """``musiczoo predict MODEL FILES...`` (positional) rather than LightningCLI's ``predict --config``."""
-    return len(argv) > 1 and argv[0] == "predict" and not argv[1].startswith("-")
+    """``musiczoo predict MODEL FILES...`` (positional, or after ``--runtime``) rather than LightningCLI's
+    ``predict --config``."""
+    return len(argv) > 1 and argv[0] == "predict" and (not argv[1].startswith("-") or argv[1].startswith("--runtime"))
 
 
 def _informational_logs_to_stdout() -> None:

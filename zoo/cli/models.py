@@ -1,4 +1,5 @@
-"""``models``, ``publish`` and ``predict MODEL FILES``: the zoo, published folders and predictions."""
+"""``models``, ``publish``, ``export`` and ``predict MODEL FILES``: the zoo, published folders,
+exported files and predictions."""
 
 from __future__ import annotations
 
@@ -68,6 +69,29 @@ def cmd_publish(argv: list[str]) -> None:
     print(f"published to {out}" + (f" and https://huggingface.co/{args.push_to_hub}" if args.push_to_hub else ""))
 
 
+def cmd_export(argv: list[str]) -> None:
+    """``musiczoo export MODEL OUT [--format onnx|torchscript] [--opset N] [--force]``."""
+    from ..export import DEFAULT_OPSET, EXPORT_FILES, export_model
+
+    parser = argparse.ArgumentParser(prog="musiczoo export", description=(
+        "Write a model as one ONNX or TorchScript file, front-end included: raw audio (batch, samples) at the "
+        "model's sample rate in, logits and the embedding out; config.json (the spec) beside it and inside it."))
+    parser.add_argument("model", help="published folder, Hugging Face Hub id (owner/name), pretrained name "
+                                      "(arch.tag) or a Lightning .ckpt")
+    parser.add_argument("out", type=Path, help="a folder (model.onnx / model.pt goes in it) or a .onnx / .pt file")
+    parser.add_argument("--format", choices=sorted(EXPORT_FILES), default="onnx")
+    parser.add_argument("--opset", type=int, default=DEFAULT_OPSET, help=f"ONNX opset (default {DEFAULT_OPSET}, "
+                        "the first with STFT)")
+    parser.add_argument("--force", action="store_true", help="replace an existing exported file")
+    args = parser.parse_args(argv)
+    try:
+        model = load_model(args.model)
+        path = export_model(model, args.out, fmt=args.format, opset=args.opset, force=args.force)
+    except (ValueError, OSError, ImportError) as e:  # ModelError is a ValueError; ImportError names the extra
+        fail("export", f"{e}")
+    print(f"exported {args.model} to {path} (and {path.parent / 'config.json'})")
+
+
 def load_model(argument: str):
     """The model a command-line argument names (``zoo.factory.ModelSource``: a published folder, a Hub
     id, an ``arch.tag`` name or a Lightning ``.ckpt``), resolved once; a fetch from the Hub is
@@ -84,7 +108,7 @@ def load_model(argument: str):
 def cmd_predict(argv: list[str]) -> None:
     """``musiczoo predict MODEL AUDIO_OR_DIR ...``; exits with status 1 if any file could not be read."""
     from datamodules.primitives.audio import expand_audio_paths
-    from ..predict import PREDICTION_WRITERS, predict_files, refuse_urls
+    from ..predict import PREDICTION_WRITERS, RUNTIMES, predict_files, refuse_urls
 
     parser = argparse.ArgumentParser(prog="musiczoo predict", description=(
         "Predict genres or tags of audio files (folders are searched recursively). Each file is cut into "
@@ -98,13 +122,20 @@ def cmd_predict(argv: list[str]) -> None:
     parser.add_argument("--segments", action="store_true", help="also print each chunk's prediction")
     parser.add_argument("--batch-size", type=int, default=16, help="chunks per forward pass")
     parser.add_argument("--device", help="e.g. cpu, cuda, cuda:1 (default: cuda if available)")
+    parser.add_argument("--runtime", choices=RUNTIMES, default="torch", help="onnx: MODEL is a file written by "
+                        "musiczoo export (or its folder), run on the CPU by onnxruntime (default: torch)")
     args = parser.parse_args(argv)
     if args.batch_size < 1:
         parser.error("--batch-size must be at least 1")
     try:
         refuse_urls(args.audio)
-        model = load_model(args.model)
-    except (ValueError, OSError) as e:  # ModelError and UnknownNameError are ValueErrors
+        if args.runtime == "onnx":
+            from ..exported import load_exported
+
+            model = load_exported(args.model)
+        else:
+            model = load_model(args.model)
+    except (ValueError, OSError, ImportError) as e:  # ModelError and UnknownNameError are ValueErrors
         fail("predict", f"{e}")
     files = expand_audio_paths(args.audio)
     if not files:
@@ -113,7 +144,7 @@ def cmd_predict(argv: list[str]) -> None:
 
     def tracked():
         for r in predict_files(model, files, top_k=args.top_k, segments=args.segments,
-                               batch_size=args.batch_size, device=args.device):
+                               batch_size=args.batch_size, device=args.device, runtime=args.runtime):
             if r.error:
                 failures.append(r.path)
             yield r

@@ -77,9 +77,31 @@ class WaveformModel(nn.Module):
 
 def pool_to_fit(x: torch.Tensor, kernel: tuple[int, int]) -> torch.Tensor:
     """Max-pool with the kernel clipped to the input, so fixed literature pooling sizes
-    work for any number of frequency bins (20 MFCCs .. 513 STFT bins) and any length."""
+    work for any number of frequency bins (20 MFCCs .. 513 STFT bins) and any length.
+
+    Traced for export (``zoo.export``), a kernel read from the input's size would be frozen
+    at the example's length; there the same windows come from a fixed kernel instead: padding
+    ``k - 1`` rows of ``-inf`` and dropping the incomplete last window gives exactly the
+    ``ceil_mode`` windows, one window over the whole axis when it is shorter than ``k``.
+    """
+    if torch.jit.is_tracing():
+        return F.max_pool2d(F.pad(x, (0, kernel[1] - 1, 0, kernel[0] - 1), value=float("-inf")), kernel)
     kf, kt = min(kernel[0], x.shape[-2]), min(kernel[1], x.shape[-1])
     return F.max_pool2d(x, (kf, kt), ceil_mode=True)
+
+
+def pool_frequency(x: torch.Tensor, bands: int) -> torch.Tensor:
+    """``adaptive_avg_pool2d(x, (bands, None))`` of (B, C, F, T), as a product with the fixed
+    (F, bands) matrix of the same averages when traced for export: ONNX has no adaptive
+    pooling over one axis of a tensor whose other axis has a dynamic size."""
+    if not torch.jit.is_tracing():
+        return F.adaptive_avg_pool2d(x, (bands, None))
+    n = int(x.shape[-2])  # the frequency size is fixed by the front-end, never by the input's length
+    weights = torch.zeros(n, bands, dtype=x.dtype, device=x.device)
+    for i in range(bands):  # adaptive pooling's bins: [floor(i n / b), ceil((i + 1) n / b))
+        lo, hi = (i * n) // bands, -((-(i + 1) * n) // bands)
+        weights[lo:hi, i] = 1.0 / (hi - lo)
+    return torch.matmul(x.transpose(-1, -2), weights).transpose(-1, -2)
 
 
 class ConvBNReLU(nn.Sequential):
@@ -138,11 +160,11 @@ class ResNetStem(nn.Module):
             stages.append(SEResBlock(cin, c, stride=stride))
             cin = c
         self.stages = nn.Sequential(*stages)
-        self.freq_pool = nn.AdaptiveAvgPool2d((freq_bands, None))
+        self.freq_bands = freq_bands
         self.proj = nn.Sequential(nn.Linear(cin * freq_bands, out_dim), nn.LayerNorm(out_dim), nn.GELU())
         self.out_dim = out_dim
 
     def forward(self, x):
-        x = self.freq_pool(self.stages(self.conv(x)))  # (B, C, bands, T')
+        x = pool_frequency(self.stages(self.conv(x)), self.freq_bands)  # (B, C, bands, T')
         x = x.flatten(1, 2).transpose(1, 2)  # (B, T', C*bands)
         return self.proj(x)

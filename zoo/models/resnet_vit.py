@@ -37,7 +37,7 @@ class ResNetViT(WaveformModel):
         self.build_head(embed_dim)
 
     def position_embedding(self, num_tokens: int) -> torch.Tensor:
-        if num_tokens == self.pos_embed.shape[1]:
+        if num_tokens == self.pos_embed.shape[1] and not torch.jit.is_tracing():  # traced: length-free (equal at scale 1)
             return self.pos_embed
         pos = F.interpolate(self.pos_embed.transpose(1, 2), size=num_tokens, mode="linear", align_corners=False)
         return pos.transpose(1, 2)
