@@ -147,19 +147,17 @@ class MusicTask(L.LightningModule):
     ):
         super().__init__()
         transfer.check_freeze(freeze, init_from, encoder_lr_scale)
+        self.save_hyperparameters()
         source = None
         if init_from:
-            # Resolved before save_hyperparameters (which reads these locals), so a checkpoint
-            # records the model that was built, and its provenance records the source.
+            # The fields the source decides, and its name in the provenance, go into the hyperparameters
+            # (what checkpoints record), so a checkpoint describes the model that was built.
             source, state = transfer.read_source(init_from)
-            given = {"architecture": architecture, "transform": transform, "transform_params": transform_params,
-                     "model_params": model_params, "sample_rate": sample_rate}
-            resolved = transfer.resolve_fields(given, source, init_from)
-            architecture, transform, sample_rate = resolved["architecture"], resolved["transform"], resolved["sample_rate"]
-            transform_params, model_params = resolved["transform_params"], resolved["model_params"]
-            provenance = {**(provenance or {}), "init_from": str(init_from), "freeze": freeze}
-        architecture, transform, sample_rate = architecture or "resnet_gru", transform or "mel", sample_rate or 22050
-        self.save_hyperparameters()
+            self.hparams.update(transfer.resolve_fields(self.hparams, source, init_from))
+            self.hparams["provenance"] = {**(provenance or {}), "init_from": str(init_from), "freeze": freeze}
+        self.hparams.update(architecture=self.hparams["architecture"] or "resnet_gru",
+                            transform=self.hparams["transform"] or "mel",
+                            sample_rate=self.hparams["sample_rate"] or 22050)
         self.net = build_model(ModelSpec.from_arguments(self.hparams))
         if source is not None:
             line = transfer.load_source_weights(self.net, source, state, init_from)
