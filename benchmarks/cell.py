@@ -119,6 +119,7 @@ def run(grid: Grid, cell: Cell, logger: str, launched: float | None) -> dict:
         "kind": "bench", "status": "ok", "cell": cell.name, "grid": str(grid.path), "results": str(grid.results),
         "dataset_entry": cell.dataset, **data.provenance, "root": cell.root,
         "architecture": cell.architecture, "transform": cell.transform, "seed": cell.seed,
+        "init_from": cell.init_from, "freeze": cell.freeze,
         "metrics": {k: finite(v) for k, v in metrics.items()},
         "params": sum(p.numel() for p in task.net.parameters()),
         "epochs": trainer.current_epoch, "steps": trainer.global_step,

@@ -112,7 +112,8 @@ def last_line(path: Path) -> str:
 def failed_record(grid: Grid, cell: Cell, error: str) -> dict:
     return {"kind": "bench", "status": "failed", "cell": cell.name, "grid": str(grid.path), "results": str(grid.results),
             "dataset_entry": cell.dataset, "architecture": cell.architecture, "transform": cell.transform,
-            "seed": cell.seed, "config_hash": cell.config_hash, "error": error,
+            "seed": cell.seed, "init_from": cell.init_from, "freeze": cell.freeze,
+            "config_hash": cell.config_hash, "error": error,
             "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S")}
 
 

@@ -2,7 +2,7 @@
 
 A grid file names the datasets (a data config, a root, optional overrides and the ``musiczoo
 synth`` arguments that write a synthetic one), the architectures (registry names or glob
-patterns, ``timm/<name>`` included), the transforms, the seeds and the trainer settings
+patterns, ``timm/<name>`` included, or ``{name, init_from, freeze}`` entries), the transforms, the seeds and the trainer settings
 (epochs, devices, precision, strategy, ...). :func:`load_grid` turns it into its cells, each
 with the ``musiczoo fit``/``test`` arguments that train it and the hash of what decides its
 result; a grid that cannot run is one :class:`GridError` line naming the file and the key
@@ -23,7 +23,11 @@ from datamodules.primitives.files import read_yaml
 #: What a grid file may hold at its top level and in each dataset entry.
 GRID_KEYS = {"results", "out", "datasets", "architectures", "transforms", "seeds", "trainer", "overrides",
              "slurm", "wandb_project"}
-DATASET_KEYS = {"config", "root", "overrides", "synth"}
+DATASET_KEYS = {"config", "root", "overrides", "synth", "init_from", "freeze"}
+#: What an architecture entry may be besides a name or pattern: a mapping with these keys (``name`` required).
+#: ``init_from``/``freeze`` (here or in a dataset entry) make the cells fine-tune from, or probe, a
+#: trained model (``musiczoo fit --model.init_from/--model.freeze``, see ``zoo/transfer.py``).
+ARCHITECTURE_KEYS = {"name", "init_from", "freeze"}
 #: ``#SBATCH`` settings a grid's ``slurm:`` block may set, with their defaults.
 SLURM_DEFAULTS = {"time": "04:00:00", "cpus_per_task": 8, "partition": None, "account": None,
                   "max_parallel": None, "gpus_per_node": None, "mem": None}
@@ -47,10 +51,18 @@ class Cell:
     out: Path  # the grid's folder of runs
     synth: tuple[str, ...] = ()
     root: str = ""
+    init_from: str | None = None
+    freeze: str | None = None
+
+    @property
+    def regime(self) -> str:
+        """``scratch``, ``finetune`` (from ``init_from``) or ``probe`` (``init_from`` with a frozen encoder)."""
+        return "scratch" if not self.init_from else "probe" if self.freeze else "finetune"
 
     @property
     def name(self) -> str:
-        return f"{self.dataset}/{self.architecture.replace('/', '-')}-{self.transform}-seed{self.seed}"
+        regime = "" if self.regime == "scratch" else f"-{self.regime}"
+        return f"{self.dataset}/{self.architecture.replace('/', '-')}{regime}-{self.transform}-seed{self.seed}"
 
     @property
     def folder(self) -> Path:
@@ -59,7 +71,7 @@ class Cell:
 
     @property
     def key(self) -> tuple:
-        return (self.dataset, self.architecture, self.transform, self.seed)
+        return (self.dataset, self.architecture, self.transform, self.seed, self.init_from, self.freeze)
 
 
 @dataclass
@@ -101,6 +113,45 @@ def resolve_architectures(patterns: list[str]) -> list[str]:
                                 f"{', '.join(registered)} (or timm/<name>)")
         names += [m for m in matches if m not in names]
     return list(dict.fromkeys(names))
+
+
+def transfer_settings(where: str, entry: dict, inherited: tuple = (None, None)) -> tuple[str | None, str | None]:
+    """An entry's ``(init_from, freeze)``, each falling back to ``inherited`` (the dataset's): a string
+    source and ``encoder`` or null; a probe needs a source, and a ``.ckpt`` source must exist."""
+    from zoo.factory import ModelSource
+    from zoo.spec import FREEZE_CHOICES, ModelError
+
+    init_from = entry.get("init_from", inherited[0])
+    freeze = entry.get("freeze", inherited[1])
+    if init_from is not None:
+        expect(init_from, str, f"{where}.init_from", "a model (a published folder, .ckpt, arch.tag or Hub id)")
+        try:
+            source = ModelSource.parse(init_from)
+        except ModelError as e:
+            raise GridError(f"{where}.init_from: {e}") from None
+        if source.kind == "checkpoint" and not Path(init_from).is_file():
+            raise GridError(f"{where}.init_from: no such checkpoint {init_from}")
+    if freeze is not None and freeze not in FREEZE_CHOICES:
+        raise GridError(f"'{where}.freeze' must be one of {', '.join(FREEZE_CHOICES)} or null, not {freeze!r}")
+    if freeze and not init_from:
+        raise GridError(f"'{where}.freeze' needs an init_from (a probe trains a head on a trained encoder)")
+    return init_from, freeze
+
+
+def architecture_entries(patterns: list) -> list[tuple[str, dict]]:
+    """Each architecture entry as ``(name or pattern, its settings)``; a mapping entry must have a
+    ``name`` and only :data:`ARCHITECTURE_KEYS`."""
+    entries = []
+    for i, entry in enumerate(patterns):
+        if isinstance(entry, dict):
+            unknown = set(entry) - ARCHITECTURE_KEYS
+            if unknown or "name" not in entry:
+                raise GridError(f"architectures[{i}]: an entry is a name or a mapping with 'name' and optional "
+                                f"'init_from', 'freeze'; got keys {sorted(map(str, entry))}")
+            entries.append((str(expect(entry["name"], str, f"architectures[{i}].name", "a model name")), entry))
+        else:
+            entries.append((str(entry), {}))
+    return entries
 
 
 def check_data_config(name: str, config: Path) -> type:
@@ -205,7 +256,13 @@ def _load_grid(path: Path, results: Path | None, out: Path | None) -> Grid:
             raise GridError(f"'{key}' is missing or empty")
     datasets = expect(spec["datasets"], dict, "datasets", "a mapping of dataset names to {config, root, ...}")
     patterns = expect(spec["architectures"], list, "architectures", "a list of names or patterns")
-    architectures = resolve_architectures([str(a) for a in patterns])
+    # (name, entry index, settings) per architecture, once each: a pattern's settings apply to each name it matches.
+    architectures, seen = [], set()
+    for i, (pattern, settings) in enumerate(architecture_entries(patterns)):
+        for name in resolve_architectures([pattern]):
+            if (name, settings.get("init_from"), settings.get("freeze")) not in seen:
+                seen.add((name, settings.get("init_from"), settings.get("freeze")))
+                architectures.append((name, i, settings))
     transforms = expect(spec["transforms"], (list, dict), "transforms", "a list of names or {name: transform_params}")
     transforms = {t: None for t in transforms} if isinstance(transforms, list) else dict(transforms)
     bad = [t for t in transforms if t not in list_transforms()]
@@ -239,19 +296,27 @@ def _load_grid(path: Path, results: Path | None, out: Path | None) -> Grid:
             expect(entry[key], str, f"datasets.{dataset}.{key}", "a path")
         dataset_overrides = expect(entry.get("overrides") or {}, dict, f"datasets.{dataset}.overrides", "a mapping")
         synth = expect(entry.get("synth") or [], list, f"datasets.{dataset}.synth", "a list of musiczoo synth arguments")
+        dataset_transfer = transfer_settings(f"datasets.{dataset}", entry)
         config = Path(entry["config"])
         data_class = check_data_config(dataset, config)
         check_arguments("", {**trainer_settings, **overrides}, data_class)
         check_arguments(f"datasets.{dataset}.overrides.", dataset_overrides, data_class)
         data_args = [f"--data.init_args.root={entry['root']}", *cli_overrides(dataset_overrides)]
-        for architecture in architectures:
+        for architecture, i, settings in architectures:
+            init_from, freeze = transfer_settings(f"architectures[{i}]", settings, dataset_transfer)
+            transfer = {"model.init_from": init_from, "model.freeze": freeze}
             for transform, params in transforms.items():
                 for seed in seeds:
                     args = ["--config", str(config), *shared, *data_args, f"--model.architecture={architecture}",
                             f"--model.transform={transform}", f"--seed_everything={seed}"]
                     if params:
                         args += cli_overrides({"model.transform_params": params})
-                    grid.cells.append(Cell(len(grid.cells), dataset, architecture, transform, seed, tuple(args),
-                                           config_hash(config, args), grid.out,
-                                           tuple(str(a) for a in synth), str(entry["root"])))
+                    args += cli_overrides({k: v for k, v in transfer.items() if v is not None})
+                    cell = Cell(len(grid.cells), dataset, architecture, transform, seed, tuple(args),
+                                config_hash(config, args), grid.out, tuple(str(a) for a in synth),
+                                str(entry["root"]), init_from, freeze)
+                    if any(c.name == cell.name for c in grid.cells):
+                        raise GridError(f"two cells are named {cell.name}: an architecture is listed twice with "
+                                        "the same init_from regime")
+                    grid.cells.append(cell)
     return grid

@@ -102,6 +102,9 @@ def check_record(where: str, record: dict) -> None:
             bad("seconds", 'an object with a "wall" number')
         if not isinstance(record.get("train_samples_per_s"), number):
             bad("train_samples_per_s", "a number or null")
+        for field in ("init_from", "freeze"):  # absent (records before transfer cells) or null: from scratch
+            if not isinstance(record.get(field), (str, type(None))):
+                bad(field, "a string or null")
 
 
 def read_results(paths: list[Path]) -> list[dict]:
@@ -135,14 +138,25 @@ def ordered(values, order=()) -> list:
 
 
 # ---- tables -----------------------------------------------------------------------------
+def row_label(record: dict) -> str:
+    """The architecture, and what its weights started from: ``crnn``, ``crnn (fine-tuned from X)``
+    or ``crnn (probe of X)`` (a record of a cell with ``init_from``, see ``zoo/transfer.py``)."""
+    source = record.get("init_from")
+    if not source:
+        return record["architecture"]
+    shown = Path(source).name or source  # a folder or checkpoint by its name; an arch.tag or Hub id as given
+    return f"{record['architecture']} ({'probe of' if record.get('freeze') else 'fine-tuned from'} {shown})"
+
+
 def matrix(group: list[dict], metric: str) -> tuple[list[str], list[str], dict]:
-    """(architectures, transforms, {(architecture, transform): {seed: value}})."""
+    """(rows, transforms, {(row, transform): {seed: value}}); a row is an architecture trained
+    one way (:func:`row_label`)."""
     cells: dict[tuple, dict[int, float]] = {}
     for r in group:
         value = r["metrics"].get(metric)
         if value is not None:
-            cells.setdefault((r["architecture"], r["transform"]), {})[r["seed"]] = value
-    architectures = sorted({r["architecture"] for r in group})
+            cells.setdefault((row_label(r), r["transform"]), {})[r["seed"]] = value
+    architectures = sorted({row_label(r) for r in group})
     transforms = ordered((r["transform"] for r in group), TRANSFORM_ORDER)
     return architectures, transforms, cells
 
@@ -154,7 +168,7 @@ def matrix_table(group: list[dict], metric: str) -> list[str]:
     lines = ["| architecture | params (M) | train samples/s | " + " | ".join(transforms) + " |",
              "|---|---:|---:|" + "---:|" * len(transforms)]
     for architecture in architectures:
-        mine = [r for r in group if r["architecture"] == architecture]
+        mine = [r for r in group if row_label(r) == architecture]
         params = statistics.fmean(r["params"] for r in mine) / 1e6
         speeds = [r["train_samples_per_s"] for r in mine if r.get("train_samples_per_s")]
         speed = f"{statistics.fmean(speeds):.0f}" if speeds else "n/a"

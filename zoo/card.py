@@ -22,6 +22,16 @@ _DATASET_NOTES = {
 }
 
 
+def transfer_note(provenance) -> str | None:
+    """What the weights started from (``init_from``, see ``zoo.transfer``), or None for a model trained from scratch."""
+    if not provenance.init_from:
+        return None
+    if provenance.freeze == "encoder":
+        return (f"Linear probe on `{provenance.init_from}`: the encoder is that model's, frozen; only the head "
+                "was trained on this data.")
+    return f"Fine-tuned from `{provenance.init_from}`: its weights were the starting point of the training."
+
+
 def model_card(spec, record: dict, model_id: str) -> str:
     """A Hugging Face model card: YAML metadata, usage, training data, results, limitations.
 
@@ -76,6 +86,9 @@ def model_card(spec, record: dict, model_id: str) -> str:
         lines.append(f"{dataset}{split}.")
     else:
         lines.append("Not recorded.")
+    transfer = transfer_note(spec.provenance)
+    if transfer:
+        lines += ["", transfer]
     lines += ["", "## Results", ""]
     if metrics:
         lines += ["| metric | value |", "|---|---|"] + [f"| {k} | {v:.4f} |" for k, v in sorted(metrics.items())]

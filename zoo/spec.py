@@ -41,12 +41,19 @@ class ModelError(ValueError):
 @dataclass(frozen=True)
 class Provenance:
     """Where a model's weights came from: the data module's dataset, split and whether it was
-    synthetic, and the test metrics recorded for them (``{name: value}``, empty when none were)."""
+    synthetic, and the test metrics recorded for them (``{name: value}``, empty when none were).
+
+    A model trained from another one's weights (``musiczoo fit --model.init_from SOURCE``, see
+    ``zoo.transfer``) records that source as given in ``init_from``, and ``freeze`` is
+    ``"encoder"`` for a linear probe (only the head trained) or None for fine-tuning; both are
+    None for a model trained from scratch."""
 
     dataset: str | None = None
     split: str | None = None
     synthetic: bool | None = None
     metrics: dict = field(default_factory=dict)
+    init_from: str | None = None
+    freeze: str | None = None
 
     def __post_init__(self):
         object.__setattr__(self, "metrics", dict(self.metrics or {}))
@@ -148,6 +155,8 @@ MAX_PARAMETERS = 500_000_000
 #: Keys a config.json must have (the others have defaults).
 REQUIRED_KEYS = ("architecture", "transform", "transform_params", "sample_rate", "num_classes", "label_names", "task")
 PAD_MODES = ("constant", "reflect", "replicate", "circular")
+#: What ``--model.freeze`` may freeze (``zoo.transfer``): the encoder, for a linear probe.
+FREEZE_CHOICES = ("encoder",)
 #: ``timm/<name>``: a plain timm architecture name; a source prefix (``hf-hub:``, ``local-dir:``) or a
 #: path would make timm download or read files while the model is built.
 _TIMM_NAME = re.compile(r"[A-Za-z0-9_][\w.-]*")
@@ -305,6 +314,9 @@ CONFIG_SCHEMA = [
     ("split", False, _optional((str,), "a string")),
     ("synthetic", False, _optional((bool,), "true or false")),
     ("metrics", False, _check_metrics),
+    ("init_from", False, _optional((str,), "a string")),
+    ("freeze", False, lambda v, c: None if v is None or v in FREEZE_CHOICES else
+     f"must be null or one of {', '.join(FREEZE_CHOICES)}"),
     ("num_parameters", False, _integer(0, 10**12)),
     ("versions", False, lambda v, c: None if isinstance(v, dict) else "must be an object"),
     ("git_commit", False, _optional((str,), "a string")),

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import csv
 import math
+import warnings
 from pathlib import Path
 from typing import Literal
 
@@ -25,6 +26,7 @@ from torchmetrics.functional.classification import binary_auroc, binary_average_
 from torchmetrics.utilities import dim_zero_cat
 
 from datamodules.primitives.chunks import DEFAULT_CHUNK_SECONDS, clip_mean, probabilities
+from . import transfer
 from .build import build_model
 from .spec import ModelSpec
 
@@ -92,8 +94,9 @@ class MusicTask(L.LightningModule):
     """Train and evaluate any zoo model on any front-end.
 
     Args:
-        architecture: zoo model name (``musiczoo models`` lists them), e.g. ``resnet_gru``, ``timm/resnet18``.
-        transform: ``mel``, ``mfcc`` or ``stft``.
+        architecture: zoo model name (``musiczoo models`` lists them), e.g. ``resnet_gru``, ``timm/resnet18``;
+            unset: ``resnet_gru``, or the source's with ``init_from``.
+        transform: ``mel``, ``mfcc`` or ``stft``; unset: ``mel``, or the source's with ``init_from``.
         num_classes, task, sample_rate, chunk_seconds, label_names, provenance: linked from the
             data module by the CLI, so the checkpoint records what a published model needs
             (``provenance`` is the data module's ``{"dataset", "split", "synthetic"}``).
@@ -107,15 +110,23 @@ class MusicTask(L.LightningModule):
         label_smoothing: for the multiclass cross-entropy.
         checkpoint_every_n_steps: how often ``last.ckpt`` is written within an epoch (it is also
             written at every epoch's end and on SIGTERM), i.e. the most steps a SIGKILL can lose.
+        init_from: start from this model's weights (anything ``musiczoo predict`` takes: a published
+            folder, a ``.ckpt``, an ``arch.tag`` name, a Hub id). Its spec decides the architecture,
+            the front-end and the sample rate: fields left unset are taken from it, fields set to
+            another value are an error. The encoder is loaded; the head too when the labels are the
+            same (:mod:`zoo.transfer`).
+        freeze: ``encoder`` trains a linear probe: only the head's parameters change.
+        encoder_lr_scale: the encoder's learning rate is ``lr * encoder_lr_scale`` (discriminative
+            fine-tuning; 0 is not a probe: the encoder's normalisation statistics still move).
     """
 
     def __init__(
         self,
-        architecture: str = "resnet_gru",
-        transform: str = "mel",
+        architecture: str | None = None,
+        transform: str | None = None,
         num_classes: int = 10,
         task: TaskType = "multiclass",
-        sample_rate: int = 22050,
+        sample_rate: int | None = None,
         chunk_seconds: float = DEFAULT_CHUNK_SECONDS,
         label_names: list[str] | None = None,
         provenance: dict | None = None,
@@ -130,10 +141,34 @@ class MusicTask(L.LightningModule):
         num_masks: int = 2,
         label_smoothing: float = 0.0,
         checkpoint_every_n_steps: int = 500,
+        init_from: str | None = None,
+        freeze: Literal["encoder"] | None = None,
+        encoder_lr_scale: float = 1.0,
     ):
         super().__init__()
+        transfer.check_freeze(freeze, init_from, encoder_lr_scale)
         self.save_hyperparameters()
+        source = None
+        if init_from:
+            # The fields the source decides, and its name in the provenance, go into the hyperparameters
+            # (what checkpoints record), so a checkpoint describes the model that was built.
+            source, state = transfer.read_source(init_from)
+            self.hparams.update(transfer.resolve_fields(self.hparams, source, init_from))
+            self.hparams["provenance"] = {**(provenance or {}), "init_from": str(init_from), "freeze": freeze}
+        self.hparams.update(architecture=self.hparams["architecture"] or "resnet_gru",
+                            transform=self.hparams["transform"] or "mel",
+                            sample_rate=self.hparams["sample_rate"] or 22050)
         self.net = build_model(ModelSpec.from_arguments(self.hparams))
+        if source is not None:
+            line = transfer.load_source_weights(self.net, source, state, init_from)
+            if freeze:
+                transfer.freeze_encoder(self.net)
+                transfer.keep_encoder_in_eval(self.net)  # Lightning trains modules in the mode fit finds them
+                warnings.filterwarnings("ignore", message=r"Found \d+ module\(s\) in eval mode")  # that, intended
+                line += "; encoder frozen (linear probe)"
+            elif encoder_lr_scale != 1:
+                line += f"; encoder learning rate x{encoder_lr_scale:g}"
+            transfer.announce(line)
         if spec_augment:
             self.net.spec_augment = SpecAugment(freq_mask, time_mask, num_masks)
         self.metrics = nn.ModuleDict({stage: self._make_metrics() for stage in ("val", "test")})
@@ -247,15 +282,18 @@ class MusicTask(L.LightningModule):
         rank_zero_info(f"test tables written to {path}")
 
     # ---- optimisation --------------------------------------------------------------
+    def train(self, mode: bool = True):
+        """A frozen encoder stays in eval mode through ``.train()`` too (its BatchNorm statistics are
+        part of what a linear probe must leave unchanged)."""
+        super().train(mode)
+        if self.hparams.get("freeze") == "encoder":
+            transfer.keep_encoder_in_eval(self.net)
+        return self
+
     def configure_optimizers(self):
-        decay, no_decay = [], []
-        for p in self.parameters():
-            if p.requires_grad:
-                (decay if p.dim() > 1 else no_decay).append(p)
-        optimizer = torch.optim.AdamW(
-            [{"params": decay, "weight_decay": self.hparams.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
-            lr=self.hparams.lr,
-        )
+        hp = self.hparams
+        groups = transfer.optimizer_groups(self.net, hp.lr, hp.weight_decay, hp.get("encoder_lr_scale", 1.0))
+        optimizer = torch.optim.AdamW(groups, lr=hp.lr)
         total = max(int(self.trainer.estimated_stepping_batches), 1)
         warmup = int(self.hparams.warmup_ratio * total)
 

@@ -36,6 +36,20 @@ class WaveformModel(nn.Module):
         self.embed_dim = embed_dim
         self.head = nn.Linear(embed_dim, self.num_classes)
 
+    #: The modules after the embedding (``forward`` is ``head(dropout(embed(x)))``): the head. Every
+    #: other module computes the embedding: the encoder. Transfer learning (``zoo.transfer``) moves,
+    #: freezes and scales the learning rate of the encoder by this one split.
+    HEAD_MODULES = ("dropout", "head")
+
+    def encoder_modules(self) -> list[nn.Module]:
+        """The encoder's modules: front-end, input norm, SpecAugment and body (see :attr:`HEAD_MODULES`)."""
+        return [m for name, m in self.named_children() if name not in self.HEAD_MODULES]
+
+    @classmethod
+    def is_head_key(cls, key: str) -> bool:
+        """Whether a ``state_dict`` key or parameter name belongs to the head."""
+        return key.split(".", 1)[0] in cls.HEAD_MODULES
+
     @property
     def n_bins(self) -> int:
         return self.frontend.n_bins
