@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import socket
 from pathlib import Path
 
@@ -12,6 +13,14 @@ import yaml
 from torch.utils.data import DataLoader
 
 from datamodules.synthetic import make_synthetic_gtzan
+
+# pytest-xdist runs the suite in one worker per core (pyproject's addopts): each worker, and every
+# process a test starts (they inherit the environment), gets its share of the cores, because
+# torch's threads spin and two workers at full width on the same cores run slower than one.
+if os.environ.get("PYTEST_XDIST_WORKER_COUNT"):
+    _threads = max(1, (os.cpu_count() or 1) // int(os.environ["PYTEST_XDIST_WORKER_COUNT"]))
+    torch.set_num_threads(_threads)
+    os.environ.setdefault("OMP_NUM_THREADS", str(_threads))
 
 REPO = Path(__file__).resolve().parents[1]
 #: Real files for development and CI (split lists, CC music clips, GTZAN excerpts), beside the
