@@ -200,7 +200,8 @@ def samples_per_second(architecture: str, device: str, precision: str, channels_
 
 def training_speed(architectures: list[str], device: str, batch: int, steps: int, compile_too: bool) -> None:
     rows = []
-    variants = [("32-true", False, False), ("bf16-mixed", False, False), ("bf16-mixed", True, False)]
+    variants = [("32-true", False, False), ("32-true", True, False), ("bf16-mixed", False, False),
+                ("bf16-mixed", True, False)]
     if compile_too:
         variants.append(("bf16-mixed", True, True))
     for architecture in architectures:

@@ -168,6 +168,11 @@ def cmd_quickstart(argv: list[str]) -> None:
     if args.max_epochs is not None:
         cli_args.append(f"--trainer.max_epochs={args.max_epochs}")
     cli = build_cli(cli_args, run=False)
+    every = cli.trainer.check_val_every_n_epoch
+    if every and cli.trainer.max_epochs % every:
+        # The config validates every few epochs, ending on its last; another length validates every
+        # epoch, so that its last epoch is validated too and can be the best checkpoint.
+        cli.trainer.check_val_every_n_epoch = 1
     summary = RunSummary("musiczoo quickstart", cli.config.get("seed_everything"))
     cli.trainer.callbacks.append(summary)
     cli.trainer.fit(cli.model, datamodule=cli.datamodule)
