@@ -10,7 +10,8 @@ code; only the model call differs). Every architecture gets the same input setti
 Reported per architecture and batch size (chunks per forward pass, default 1 and 16): the best
 wall time of ``--repeats`` runs after one warm-up (round-robin over everything measured), the
 throughput as "x realtime" (audio seconds per wall second) and onnxruntime's throughput as a
-ratio against PyTorch's.
+ratio against PyTorch's, end to end and for the model calls alone (the clip's chunks, decoded
+once, through the model: what the runtime changes, without the decoding both share).
 
     python benchmarks/export_throughput.py [--repeats 3] [--threads N] [--batch-sizes 1 16]
 
@@ -49,6 +50,25 @@ def wall_time(model, args, batch_size: int, runtime: str) -> float:
     list(predict_files(model, [args.clip], batch_size=batch_size, device="cpu", progress=False,
                        runtime="torch" if runtime == "torch" else "onnx"))
     return time.perf_counter() - start
+
+
+def model_time(model, chunks: torch.Tensor, batch_size: int) -> float:
+    """The model calls alone: the clip's chunks, already decoded, through the model ``batch_size`` at a time."""
+    start = time.perf_counter()
+    with torch.inference_mode():
+        for i in range(0, len(chunks), batch_size):
+            model(chunks[i:i + batch_size])
+    return time.perf_counter() - start
+
+
+def clip_chunks(path: Path, sample_rate: int, chunk_seconds: float) -> torch.Tensor:
+    """The evaluation chunks ``predict_files`` cuts the clip into, as one (chunks, samples) tensor."""
+    from datamodules.primitives.audio import load_audio
+    from datamodules.primitives.chunks import chunk_samples, chunk_starts
+
+    audio = load_audio(path, sample_rate)
+    size = chunk_samples(chunk_seconds, sample_rate)
+    return torch.stack([audio[s:s + size] for s in chunk_starts(len(audio), size).tolist()])
 
 
 def quantised(path: Path) -> Path:
@@ -113,21 +133,27 @@ def main(argv: list[str] | None = None) -> None:
                     agreement[arch, name] = same / len(excerpts)
             for batch in args.batch_sizes:
                 runs += [(arch, batch, runtime, models[runtime]) for runtime in runtimes]
+        chunks = clip_chunks(args.clip, args.sample_rate, args.chunk_seconds)
         for arch, batch, runtime, model in runs:  # warm-up: allocator, kernel choice, session's first run
             wall_time(model, args, batch, runtime)
         # Round-robin, so a busy machine slows every run alike; the best run is the least disturbed.
         times = {run[:3]: [] for run in runs}
+        calls = {run[:3]: [] for run in runs}
         for _ in range(args.repeats):
             for arch, batch, runtime, model in runs:
                 times[arch, batch, runtime].append(wall_time(model, args, batch, runtime))
+                calls[arch, batch, runtime].append(model_time(model, chunks, batch))
     others = runtimes[1:]
+    print(f"end to end (decode, chunk, model, clip mean), and the model calls alone ({len(chunks)} chunks):")
     print(f"{'architecture':20s} {'batch':>5s} {'torch x rt':>11s} "
-          + " ".join(f"{r + ' x rt':>10s} {r + '/torch':>10s}" for r in others))
+          + " ".join(f"{r + ' x rt':>10s} {r + '/torch':>10s}" for r in others)
+          + " " + " ".join(f"{'model ' + r + '/torch':>18s}" for r in others))
     for arch in args.architectures:
         for batch in args.batch_sizes:
-            t = min(times[arch, batch, "torch"])
+            t, m = min(times[arch, batch, "torch"]), min(calls[arch, batch, "torch"])
             cells = [(seconds / min(times[arch, batch, r]), t / min(times[arch, batch, r])) for r in others]
-            print(f"{arch:20s} {batch:5d} {seconds / t:10.1f}x " + " ".join(f"{s:9.1f}x {q:9.2f}x" for s, q in cells))
+            print(f"{arch:20s} {batch:5d} {seconds / t:10.1f}x " + " ".join(f"{s:9.1f}x {q:9.2f}x" for s, q in cells)
+                  + " " + " ".join(f"{m / min(calls[arch, batch, r]):17.2f}x" for r in others))
     if agreement:
         print(f"\nclip-level top-1 equal to PyTorch's on {len(excerpts)} real clips ({args.excerpts}):")
         for arch in args.architectures:

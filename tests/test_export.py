@@ -162,8 +162,11 @@ def test_predict_files_with_the_onnx_runtime_is_predict_files(exported, tmp_path
         assert max(abs(a.labels[k] - b.labels[k]) for k in a.labels) < PARITY_TOLERANCE
         assert [s[:2] for s in a.segments] == [s[:2] for s in b.segments]
         assert np.allclose(a.embedding, b.embedding, rtol=1e-3, atol=1e-4)
-    with pytest.raises(ValueError, match="runs a loaded exported model: zoo.predict_files.zoo.load_exported"):
-        next(predict_files(onnx_file, paths, runtime="onnx"))
+    # The file's path is the same model: predict_files loads it.
+    by_path = list(predict_files(onnx_file, paths, runtime="onnx", **kwargs))
+    assert [(r.path, r.labels) for r in by_path] == [(r.path, r.labels) for r in theirs]
+    with pytest.raises(ValueError, match="no such exported model file"):
+        next(predict_files(tmp_path / "missing.onnx", paths, runtime="onnx"))
     with pytest.raises(ValueError, match="runtime='onnx', but the model is a torch model"):
         next(predict_files(model, paths, runtime="onnx"))
 
@@ -218,3 +221,35 @@ def test_without_the_export_extra_one_line_names_it(tmp_path, capsys, monkeypatc
     err = one_line_error(capsys, ["export", str(folder), str(tmp_path / "out")])
     assert "onnxruntime is not installed" in err and "musiczoo[export]" in err
     assert not (tmp_path / "out").exists()
+
+
+def test_index_with_an_exported_file_is_the_library_of_its_pytorch_model(tmp_path, capsys):
+    """``musiczoo index --runtime onnx``: the library keeps the exported file as its model, its vectors are
+    the PyTorch model's, audio queries run the file, and a re-run with the same file embeds nothing."""
+    from datamodules.synthetic import make_synthetic_gtzan
+    from zoo.recommend.library import Library
+
+    model = tiny_model("resnet_gru")
+    folder = save_pretrained(model, tmp_path / "pub")
+    main(["export", str(folder), str(tmp_path / "deploy")])
+    music = make_synthetic_gtzan(tmp_path / "music", seconds=2.0, sample_rate=SR, clips_per_genre=2)
+    index = ["--out", str(tmp_path / "lib-onnx"), "--max-chunks", "3"]
+    main(["index", str(folder), str(music), "--out", str(tmp_path / "lib-torch"), "--max-chunks", "3"])
+    main(["index", "--runtime", "onnx", str(tmp_path / "deploy"), str(music), *index])
+    ours, theirs = Library.open(tmp_path / "lib-torch"), Library.open(tmp_path / "lib-onnx")
+    assert [t.id for t in theirs.tracks] == [t.id for t in ours.tracks] and len(ours.tracks) == 20
+    assert [e["runtime"] for e in (ours.model_entries[0], theirs.model_entries[0])] == ["torch", "onnx"]
+    assert (theirs.root / "models" / "0" / "model.onnx").is_file() and theirs.specs() == ours.specs()
+    for feature in ("embedding", "probabilities"):
+        assert np.abs(theirs.vectors(feature) - ours.vectors(feature)).max() < 1e-4
+    query = music / "jazz" / "jazz.00001.wav"
+    (labels, matches), (their_labels, their_matches) = ours.similar_to_audio(query, k=5), theirs.similar_to_audio(query, k=5)
+    assert [m.id for m in their_matches] == [m.id for m in matches] and their_labels.keys() == labels.keys()
+    assert type(theirs.models()[0]).__name__ == "ExportedModel"
+    capsys.readouterr()
+    main(["index", "--runtime", "onnx", str(tmp_path / "deploy"), str(music), *index])
+    assert "(0 embedded, 20 unchanged" in capsys.readouterr().out
+    # The PyTorch model is another model to this library: refused, naming what differs.
+    with pytest.raises(SystemExit):
+        main(["index", str(folder), str(music), *index])
+    assert "was built with other models or settings: model 0: model_digest" in capsys.readouterr().err

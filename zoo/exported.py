@@ -17,7 +17,7 @@ from pathlib import Path
 
 import torch
 
-from datamodules.primitives.files import read_json
+from datamodules.primitives.files import read_json, write_atomically
 
 from .spec import CONFIG_NAME, ModelError, ModelSpec
 
@@ -51,8 +51,19 @@ class ExportedModel:
     #: What ``predict_files(..., runtime=...)`` expects of this model.
     runtime = "onnx"
 
-    def __init__(self, spec: ModelSpec, run, path: Path):
+    def __init__(self, spec: ModelSpec, run, path: Path, data: bytes, fmt: str, config_text: str):
         self.spec, self.run, self.path = spec, run, path
+        #: The file's bytes and the spec's JSON text: what :meth:`save` writes and a library's
+        #: model digest hashes (an exported file has no state_dict to hash).
+        self.data, self.fmt, self.config_text = data, fmt, config_text
+
+    def save(self, folder: str | Path) -> Path:
+        """Write the file and its ``config.json`` into ``folder`` (as ``musiczoo export`` does), each atomically."""
+        folder = Path(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        write_atomically(folder, {EXPORT_FILES[self.fmt]: lambda p: p.write_bytes(self.data),
+                                  CONFIG_NAME: lambda p: p.write_text(self.config_text)})
+        return folder / EXPORT_FILES[self.fmt]
 
     def embed_and_logits(self, audio: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         logits, embedding = self.run(audio.detach().cpu().float().numpy())
@@ -71,8 +82,24 @@ class ExportedModel:
         return self
 
 
+def holds_export(folder: Path) -> bool:
+    """Whether ``folder`` holds an exported file (``model.onnx`` or ``model.pt``)."""
+    return any((Path(folder) / name).is_file() for name in EXPORT_FILES.values())
+
+
 def load_exported(path: str | Path, *, threads: int | None = None) -> ExportedModel:
     """An exported ``.onnx`` or ``.pt`` file (or the folder holding ``model.onnx``/``model.pt``), ready to run."""
+    path, fmt = _exported_file(path)
+    return load_exported_bytes(path.read_bytes(), fmt, None, path, threads=threads)
+
+
+def read_exported_spec(path: str | Path) -> ModelSpec:
+    """The spec of an exported file (or its folder) from the ``config.json`` beside it: no runtime loaded."""
+    return _exported_spec(None, _exported_file(path)[0])[0]
+
+
+def _exported_file(path: str | Path) -> tuple[Path, str]:
+    """The exported file ``path`` names (itself, or the ``model.onnx``/``model.pt`` in it) and its format."""
     path = Path(path).expanduser()
     if path.is_dir():
         found = [path / name for name in EXPORT_FILES.values() if (path / name).is_file()]
@@ -84,7 +111,7 @@ def load_exported(path: str | Path, *, threads: int | None = None) -> ExportedMo
     fmt = {".onnx": "onnx", ".pt": "torchscript"}.get(path.suffix)
     if fmt is None:
         raise ModelError(f"{path}: not an exported model (a .onnx or .pt file written by musiczoo export)")
-    return load_exported_bytes(path.read_bytes(), fmt, None, path, threads=threads)
+    return path, fmt
 
 
 def load_exported_bytes(data: bytes, fmt: str, spec: ModelSpec | None, path: Path, *,
@@ -112,12 +139,12 @@ def load_exported_bytes(data: bytes, fmt: str, spec: ModelSpec | None, path: Pat
             with torch.inference_mode():
                 return [t.numpy() for t in module(torch.from_numpy(audio))]
     if spec is None:
-        spec = _exported_spec(text, path)
-    return ExportedModel(spec, run, path)
+        spec, text = _exported_spec(text, path)
+    return ExportedModel(spec, run, path, data, fmt, text)
 
 
-def _exported_spec(text: str | None, path: Path) -> ModelSpec:
-    """The spec inside the file, else the ``config.json`` beside it."""
+def _exported_spec(text: str | None, path: Path) -> tuple[ModelSpec, str]:
+    """The spec inside the file, else the ``config.json`` beside it, and its JSON text."""
     if text:
         try:
             config = json.loads(text)
@@ -127,10 +154,10 @@ def _exported_spec(text: str | None, path: Path) -> ModelSpec:
     else:
         beside = path.parent / CONFIG_NAME
         config = read_json(beside, ModelError, missing=f"{path}: holds no musiczoo spec and there is no {beside}")
-        source = beside
+        source, text = beside, json.dumps(config, indent=2) + "\n"
     if not isinstance(config, dict):
         raise ModelError(f"{source}: must hold a JSON object")
-    return ModelSpec.from_config(config, source)
+    return ModelSpec.from_config(config, source), text
 
 
-__all__ = ["EXPORT_FILES", "ExportedModel", "load_exported", "require"]
+__all__ = ["EXPORT_FILES", "ExportedModel", "holds_export", "load_exported", "read_exported_spec", "require"]

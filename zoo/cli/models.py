@@ -11,6 +11,13 @@ from datamodules.primitives.files import read_json
 
 from .common import fail
 
+#: What a MODEL argument may be, for every verb that takes one.
+MODEL_HELP = "published folder, Hugging Face Hub id (owner/name), pretrained name (arch.tag) or a Lightning .ckpt"
+#: ``--runtime``'s help, for every verb that runs a model.
+RUNTIME_HELP = ("onnx: MODEL is a file written by musiczoo export (or its folder), run on the CPU by onnxruntime "
+                "(default: torch)")
+
+
 def cmd_models(argv: list[str]) -> None:
     from ..factory import create_model, describe_model, list_models
 
@@ -76,8 +83,7 @@ def cmd_export(argv: list[str]) -> None:
     parser = argparse.ArgumentParser(prog="musiczoo export", description=(
         "Write a model as one ONNX or TorchScript file, front-end included: raw audio (batch, samples) at the "
         "model's sample rate in, logits and the embedding out; config.json (the spec) beside it and inside it."))
-    parser.add_argument("model", help="published folder, Hugging Face Hub id (owner/name), pretrained name "
-                                      "(arch.tag) or a Lightning .ckpt")
+    parser.add_argument("model", help=MODEL_HELP)
     parser.add_argument("out", type=Path, help="a folder (model.onnx / model.pt goes in it) or a .onnx / .pt file")
     parser.add_argument("--format", choices=sorted(EXPORT_FILES), default="onnx")
     parser.add_argument("--opset", type=int, default=DEFAULT_OPSET, help=f"ONNX opset (default {DEFAULT_OPSET}, "
@@ -92,11 +98,16 @@ def cmd_export(argv: list[str]) -> None:
     print(f"exported {args.model} to {path} (and {path.parent / 'config.json'})")
 
 
-def load_model(argument: str):
+def load_model(argument: str, runtime: str = "torch"):
     """The model a command-line argument names (``zoo.factory.ModelSource``: a published folder, a Hub
-    id, an ``arch.tag`` name or a Lightning ``.ckpt``), resolved once; a fetch from the Hub is
-    announced on stderr first."""
+    id, an ``arch.tag`` name or a Lightning ``.ckpt``; with ``runtime="onnx"``, an exported file or its
+    folder), resolved once; a fetch from the Hub is announced on stderr first."""
     from ..factory import ModelSource
+
+    if runtime == "onnx":
+        from ..exported import load_exported
+
+        return load_exported(argument)
 
     source = ModelSource.parse(argument)
     if source.hub_id:
@@ -113,8 +124,7 @@ def cmd_predict(argv: list[str]) -> None:
     parser = argparse.ArgumentParser(prog="musiczoo predict", description=(
         "Predict genres or tags of audio files (folders are searched recursively). Each file is cut into "
         "the model's chunk length and the chunk probabilities are averaged."))
-    parser.add_argument("model", help="published folder, Hugging Face Hub id (owner/name), pretrained name "
-                                      "(arch.tag) or a Lightning .ckpt")
+    parser.add_argument("model", help=MODEL_HELP)
     parser.add_argument("audio", nargs="+", help="audio files or folders; - reads standard input (cat song.wav | "
                                                  "musiczoo predict MODEL -); URLs are not read")
     parser.add_argument("--top-k", type=int, default=5, help="labels per file (0: all; default 5)")
@@ -122,19 +132,13 @@ def cmd_predict(argv: list[str]) -> None:
     parser.add_argument("--segments", action="store_true", help="also print each chunk's prediction")
     parser.add_argument("--batch-size", type=int, default=16, help="chunks per forward pass")
     parser.add_argument("--device", help="e.g. cpu, cuda, cuda:1 (default: cuda if available)")
-    parser.add_argument("--runtime", choices=RUNTIMES, default="torch", help="onnx: MODEL is a file written by "
-                        "musiczoo export (or its folder), run on the CPU by onnxruntime (default: torch)")
+    parser.add_argument("--runtime", choices=RUNTIMES, default="torch", help=RUNTIME_HELP)
     args = parser.parse_args(argv)
     if args.batch_size < 1:
         parser.error("--batch-size must be at least 1")
     try:
         refuse_urls(args.audio)
-        if args.runtime == "onnx":
-            from ..exported import load_exported
-
-            model = load_exported(args.model)
-        else:
-            model = load_model(args.model)
+        model = load_model(args.model, args.runtime)
     except (ValueError, OSError, ImportError) as e:  # ModelError and UnknownNameError are ValueErrors
         fail("predict", f"{e}")
     files = expand_audio_paths(args.audio)

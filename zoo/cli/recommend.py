@@ -7,16 +7,17 @@ import sys
 from pathlib import Path
 
 from .common import fail
-from .models import load_model
+from .models import RUNTIME_HELP, load_model
 
 def cmd_index(argv: list[str]) -> None:
     """``musiczoo index MODEL [MODEL ...] MUSIC_DIR --out LIBRARY``: create or update a library."""
     from ..recommend.indexing import check_settings
+    from ..predict import RUNTIMES
     from ..recommend.library import DEFAULT_MAX_CHUNKS, Library
 
     parser = argparse.ArgumentParser(prog="musiczoo index", description=(
         "Embed every audio file of MUSIC_DIR with one or more models (published folders, Hub ids, arch.tag "
-        "names or .ckpt files) into a recommendation library. Re-running embeds only new or changed files "
+        "names or .ckpt files; with --runtime onnx, exported files) into a recommendation library. Re-running embeds only new or changed files "
         "and drops deleted ones."))
     parser.add_argument("models_and_music_dir", nargs="+", metavar="MODEL [MODEL ...] MUSIC_DIR")
     parser.add_argument("--out", required=True, type=Path, help="the library folder")
@@ -26,6 +27,7 @@ def cmd_index(argv: list[str]) -> None:
                         help="one weight per model for the combined features, e.g. 1,0.5 (default: equal)")
     parser.add_argument("--batch-size", type=int, default=16, help="chunks per forward pass")
     parser.add_argument("--device", help="e.g. cpu, cuda (default: cuda if available)")
+    parser.add_argument("--runtime", choices=RUNTIMES, default="torch", help=RUNTIME_HELP.replace("MODEL is", "each MODEL is"))
     args = parser.parse_args(argv)
     if len(args.models_and_music_dir) < 2:
         parser.error("give at least one MODEL and the MUSIC_DIR")
@@ -36,7 +38,7 @@ def cmd_index(argv: list[str]) -> None:
             raise ValueError(f"--batch-size must be at least 1, got {args.batch_size}")
         if not Path(music_dir).expanduser().is_dir():
             raise ValueError(f"{music_dir}: no such music folder")
-        models = [load_model(spec) for spec in specs]
+        models = [load_model(spec, args.runtime) for spec in specs]
         library = Library.build(models, music_dir, args.out, max_chunks=args.max_chunks, weights=args.weights,
                                 batch_size=args.batch_size, device=args.device)
     except (ValueError, OSError) as e:  # LibraryError, ModelError, UnknownNameError are ValueErrors

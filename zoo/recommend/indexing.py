@@ -42,13 +42,12 @@ from tqdm.auto import tqdm
 from datamodules.primitives.audio import AudioDecodeError, list_audio_files
 from datamodules.primitives.files import exclusive_lock, file_digest, write_json
 
-from ..hub import save_pretrained
 from ..predict import predict_files
 from . import fingerprint as fp
 from .index import VectorIndex
 from .store import (FEATURES, FINGERPRINT, FORMAT, FORMAT_VERSION, MANIFEST, MATCHED_ENTRY_FIELDS, TOP_LABELS,
                     LibraryData, LibraryError, Track, library_vectors, load_arrays, model_entry, read_data,
-                    read_manifest, save_arrays)
+                    read_manifest, runtime_of, save_arrays, save_model)
 
 log = logging.getLogger(__name__)
 
@@ -264,7 +263,7 @@ def _start_run(out: Path, music_dir: Path, models: Sequence, settings: dict) -> 
         manifest = {"format": FORMAT, "format_version": FORMAT_VERSION, "music_dir": str(music_dir),
                     "models": entries, "settings": settings, "data": None, "skipped": []}
         for i, model in enumerate(models):
-            save_pretrained(model, out / "models" / str(i))
+            save_model(model, out / "models" / str(i))
     manifest["complete"] = False
     write_json(out / MANIFEST, manifest)
     return manifest
@@ -286,7 +285,8 @@ def embed_files(models: Sequence, paths: list[Path], settings: dict, *, batch_si
     readable = [j for j in range(len(paths)) if errors[j] is None]
     for i, model in enumerate(models):
         results = predict_files(model, [paths[j] for j in readable], top_k=0, embeddings=True,
-                                max_chunks=settings["max_chunks"], batch_size=batch_size, device=device, progress=False)
+                                max_chunks=settings["max_chunks"], batch_size=batch_size, device=device, progress=False,
+                                runtime=runtime_of(model))
         for j, result in zip(readable, results):
             if result.error:  # decodable at the fingerprint's rate but not at the model's: rare, but possible
                 errors[j] = errors[j] or result.error

@@ -20,14 +20,12 @@ from typing import Iterable, Sequence
 
 import numpy as np
 
-from ..factory import from_pretrained
-from ..hub import read_spec
 from ..spec import ModelSpec
 from . import indexing
 from .index import VectorIndex, normalize
 from .indexing import DEFAULT_MAX_CHUNKS
 from .store import (FEATURES, FINGERPRINT, TOP_LABELS, LibraryError, Track, feature_vectors, library_vectors,
-                    read_data, read_manifest)
+                    load_model, read_data, read_manifest, read_model_spec)
 
 __all__ = ["DEFAULT_MAX_CHUNKS", "DUPLICATE_THRESHOLD", "FEATURES", "FINGERPRINT", "Library", "LibraryError", "Match",
            "Track", "mmr", "salient_labels"]
@@ -144,13 +142,13 @@ class Library:
         """The specs of the library's own models (``models/<i>/config.json``, read once; no weights
         loaded): what their outputs are called and mean."""
         if self._specs is None:
-            self._specs = [read_spec(self.root / "models" / str(i)) for i in range(len(self.model_entries))]
+            self._specs = [read_model_spec(self.root / "models" / str(i)) for i in range(len(self.model_entries))]
         return self._specs
 
     def models(self) -> list:
         """The library's own models (loaded once, from ``models/<i>``), for audio queries."""
         if self._models is None:
-            self._models = [from_pretrained(self.root / "models" / str(i)) for i in range(len(self.model_entries))]
+            self._models = [load_model(self.root / "models" / str(i)) for i in range(len(self.model_entries))]
         return self._models
 
     # ---- vectors -----------------------------------------------------------------------

@@ -11,7 +11,8 @@ A library folder holds (no pickle anywhere; NumPy arrays in safetensors, metadat
                                 fingerprint (N, 1152), float32; its metadata ``track_ids_sha256``
                                 ties the rows to tracks.json's ids in their order
     data-NNNNNN/index/<feature>.faiss (+ .json)   one search index per feature choice
-    models/<i>/                 each model as a published folder, so the library answers audio
+    models/<i>/                 each model as a published folder (or, indexed with an exported file,
+                                that file and its config.json), so the library answers audio
                                 queries on its own and a re-run can check it was given the same
     pending/shard-NNNNNN.*      tracks embedded by a run that has not finished yet
 
@@ -34,6 +35,10 @@ from safetensors.numpy import save_file
 
 from datamodules.primitives.files import read_json, write_atomically
 
+from ..exported import holds_export, load_exported, read_exported_spec
+from ..factory import from_pretrained
+from ..hub import read_spec, save_pretrained
+from ..spec import ModelSpec
 from .index import normalize
 
 FORMAT = "musiczoo-library"
@@ -83,10 +88,37 @@ def model_digest(model) -> str:
     weight's name and bytes in name order) never changes: libraries indexed before hold it.
     """
     digest = hashlib.sha256(json.dumps(model.spec.build_settings(), sort_keys=True).encode())
+    if runtime_of(model) != "torch":  # an exported file (zoo.exported): its weights are in its bytes
+        digest.update(model.data)
+        return digest.hexdigest()
     for name, tensor in sorted(model.state_dict().items()):
         digest.update(name.encode())
         digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
     return digest.hexdigest()
+
+
+def runtime_of(model) -> str:
+    """``torch``, or ``onnx`` for an exported file (``zoo.exported.ExportedModel``): what ``predict_files`` runs it with."""
+    return getattr(model, "runtime", "torch")
+
+
+def save_model(model, folder: Path) -> None:
+    """``models/<i>``: a published folder (``zoo.hub.save_pretrained``), or an exported file and its
+    ``config.json`` as ``musiczoo export`` wrote them, so the library runs the model it was built with."""
+    if runtime_of(model) == "torch":
+        save_pretrained(model, folder)
+    else:
+        model.save(folder)
+
+
+def load_model(folder: Path):
+    """The model :func:`save_model` wrote into ``folder``."""
+    return load_exported(folder) if holds_export(folder) else from_pretrained(folder)
+
+
+def read_model_spec(folder: Path) -> ModelSpec:
+    """The spec of the model :func:`save_model` wrote into ``folder``, from its ``config.json`` (no weights loaded)."""
+    return read_exported_spec(folder) if holds_export(folder) else read_spec(folder)
 
 
 #: The entry fields a re-run must match (the others describe the outputs those decide).
@@ -98,7 +130,7 @@ def model_entry(model) -> dict:
     spec = model.spec
     return {"label_names": list(spec.label_names), "task": spec.task, "sample_rate": spec.sample_rate,
             "chunk_seconds": spec.chunk_seconds, "architecture": spec.architecture, "transform": spec.transform,
-            "model_digest": model_digest(model)}
+            "runtime": runtime_of(model), "model_digest": model_digest(model)}
 
 
 # ---- reading and writing ---------------------------------------------------------------------
