@@ -284,11 +284,12 @@ class MusicTask(L.LightningModule):
     # ---- optimisation --------------------------------------------------------------
     def on_fit_start(self):
         """Train on the CPU with the convolutions' weights in ``channels_last`` (NHWC): oneDNN's
-        convolution kernels, forward and backward, are fastest on that layout. Measured per training
-        step on 2 cores (``benchmarks/PERF.md`` (g)): crnn 1.58x, fcn 1.96x, short_chunk_cnn 1.34x, the
-        ResNet hybrids 1.06x; short_chunk_resnet 0.98x. Only the strides change, not a value; on a GPU
-        the layout is left as it is (not measured here)."""
-        if self.device.type == "cpu":
+        convolution kernels, forward and backward, are fastest on that layout. Training samples/s
+        in float32 on 2 cores (``benchmarks/PERF.md`` (b)): resnet_gru 1.15x, resnet_vit 1.42x, crnn
+        1.31x, fcn 1.29x, short_chunk_cnn 1.47x; short_chunk_resnet 0.91x, so it opts out
+        (``channels_last_on_cpu``). Only the strides change, not a value; on a GPU the layout is
+        left as it is (not measured here)."""
+        if self.device.type == "cpu" and getattr(self.net, "channels_last_on_cpu", False):
             self.net.to(memory_format=torch.channels_last)
 
     def train(self, mode: bool = True):

@@ -40,6 +40,10 @@ class WaveformModel(nn.Module):
     #: other module computes the embedding: the encoder. Transfer learning (``zoo.transfer``) moves,
     #: freezes and scales the learning rate of the encoder by this one split.
     HEAD_MODULES = ("dropout", "head")
+    #: Whether a fit on the CPU keeps the convolutions' weights in ``channels_last``
+    #: (``MusicTask.on_fit_start``): faster for every architecture measured but one
+    #: (``benchmarks/PERF.md`` (b)), which sets it off.
+    channels_last_on_cpu = True
 
     def encoder_modules(self) -> list[nn.Module]:
         """The encoder's modules: front-end, input norm, SpecAugment and body (see :attr:`HEAD_MODULES`)."""
