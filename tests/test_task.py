@@ -113,6 +113,31 @@ def test_checkpoint_rebuilds_the_model(tmp_path):
     assert loaded.net.frontend.n_bins == 129
 
 
+@pytest.mark.parametrize("architecture, expected", [("fcn", True), ("short_chunk_resnet", False)])
+def test_a_cpu_fit_trains_the_convolutions_in_channels_last_where_that_is_faster(architecture, expected, tmp_path):
+    """``MusicTask.on_fit_start``: every 4-d weight in channels_last after a CPU fit, except for the
+    architecture that opts out; a checkpoint of such a run gives the same outputs in the default layout."""
+    params = {"channels": [8] * 7, "dense": 16} if architecture == "short_chunk_resnet" else {"channels": [8] * 5}
+    module = MusicTask(architecture=architecture, transform="mel", num_classes=4, sample_rate=SR,
+                       transform_params={"n_fft": 256, "n_mels": 48}, model_params=params)
+    trainer = L.Trainer(max_steps=2, accelerator="cpu", default_root_dir=tmp_path, logger=False, enable_progress_bar=False,
+                        enable_model_summary=False, enable_checkpointing=False)
+    data = RandomClips(8, 4, "multiclass")
+    trainer.fit(module, DataLoader(data, batch_size=4, collate_fn=data.collate))
+    convolutions = [p for p in module.net.parameters() if p.dim() == 4]
+    if expected:  # (a 1x1 kernel is contiguous in both layouts, so the 3x3 ones tell them apart)
+        assert all(p.is_contiguous(memory_format=torch.channels_last) for p in convolutions)
+        assert not all(p.is_contiguous() for p in convolutions)
+    else:
+        assert convolutions and all(p.is_contiguous() for p in convolutions)
+    trainer.save_checkpoint(tmp_path / "m.ckpt")
+    loaded = MusicTask.load_from_checkpoint(tmp_path / "m.ckpt", weights_only=True).eval()
+    assert all(p.is_contiguous() for p in loaded.net.parameters())
+    x = torch.randn(2, SR)
+    with torch.no_grad():
+        assert torch.allclose(loaded(x), module.eval()(x), atol=1e-5)
+
+
 def test_bad_task_arguments():
     with pytest.raises(ValueError, match="multiclass"):
         MusicTask(task="regression")
