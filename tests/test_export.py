@@ -162,11 +162,8 @@ def test_predict_files_with_the_onnx_runtime_is_predict_files(exported, tmp_path
         assert max(abs(a.labels[k] - b.labels[k]) for k in a.labels) < PARITY_TOLERANCE
         assert [s[:2] for s in a.segments] == [s[:2] for s in b.segments]
         assert np.allclose(a.embedding, b.embedding, rtol=1e-3, atol=1e-4)
-    # The file's path is the same model: predict_files loads it.
-    by_path = list(predict_files(onnx_file, paths, runtime="onnx", **kwargs))
-    assert [(r.path, r.labels) for r in by_path] == [(r.path, r.labels) for r in theirs]
-    with pytest.raises(ValueError, match="no such exported model file"):
-        next(predict_files(tmp_path / "missing.onnx", paths, runtime="onnx"))
+    with pytest.raises(ValueError, match="runs a loaded exported model: zoo.predict_files.zoo.load_exported"):
+        next(predict_files(onnx_file, paths, runtime="onnx"))
     with pytest.raises(ValueError, match="runtime='onnx', but the model is a torch model"):
         next(predict_files(model, paths, runtime="onnx"))
 

@@ -159,19 +159,20 @@ def predict_files(
     embedding; ``max_chunks`` caps the chunks per file (spread evenly over it, see
     :func:`datamodules.primitives.chunks.chunk_starts`).
 
-    ``runtime="onnx"`` runs an exported file instead, on the CPU: ``model`` is then the path
-    of a file written by ``zoo.export`` (or its folder), or that file already loaded by
-    ``zoo.load_exported(path)``; everything but the model call is the same.
+    ``runtime="onnx"`` runs an exported file instead, on the CPU: ``model`` is then the
+    file loaded by ``zoo.load_exported(path)`` (``zoo.exported.ExportedModel``); everything but
+    the model call is the same. (A path is not loaded here: an exported file's spec is checked
+    against the registered models, whose ``predict`` imports this module, so loading it here
+    would close an import cycle.)
     """
     if batch_size < 1:
         raise ValueError(f"batch_size must be at least 1, got {batch_size}")
     if runtime not in RUNTIMES:
         raise ValueError(f"unknown runtime {runtime!r}; valid runtimes: {', '.join(RUNTIMES)}")
-    if runtime == "onnx" and isinstance(model, (str, os.PathLike)):
-        from .exported import load_exported  # here, not above: zoo.exported imports the models, which import this
-
-        model = load_exported(model)
     if getattr(model, "runtime", "torch") != runtime:
+        if runtime == "onnx" and isinstance(model, (str, os.PathLike)):
+            raise ValueError(f"runtime='onnx' runs a loaded exported model: zoo.predict_files(zoo.load_exported({str(model)!r}), "
+                             "...)")
         raise ValueError(f"runtime={runtime!r}, but the model is a {getattr(model, 'runtime', 'torch')} model")
     if runtime == "onnx":
         device = "cpu"
