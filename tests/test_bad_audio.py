@@ -294,6 +294,24 @@ def test_write_json_never_writes_nan():
         predictions_as_json([Prediction("x.wav", {"a": float("nan")}, 1.0)], io.StringIO())
 
 
+@pytest.mark.parametrize("reader, kind", [("read_json", "JSON"), ("read_yaml", "YAML")])
+def test_config_readers_name_the_file_and_the_problem(reader, kind, tmp_path):
+    from datamodules.primitives import files
+
+    read = getattr(files, reader)
+    (tmp_path / "bytes").write_bytes(b"\xff\xfe\x00garbage")
+    (tmp_path / "broken").write_text("{a: [1, 2" if kind == "YAML" else '{"a": [1, 2')
+    cases = [(tmp_path / "absent", "absent: no such file"), (tmp_path, "is a folder, not a " + kind + " file"),
+             (tmp_path / "bytes", "bytes: not a text file (invalid UTF-8), so not " + kind),
+             (tmp_path / "broken", "broken: invalid " + kind)]
+    for path, message in cases:
+        with pytest.raises(LookupError) as e:
+            read(path, LookupError)
+        assert message in str(e.value) and "\n" not in str(e.value)
+    with pytest.raises(LookupError, match="^run musiczoo download$"):
+        read(tmp_path / "absent", LookupError, missing="run musiczoo download")
+
+
 # ---- odd names, very short files -----------------------------------------------------------------
 def test_a_name_that_is_not_utf8_decodes_and_prints(model, tmp_path):
     raw = os.fsencode(tmp_path) + b"/caf\xe9 \xff.wav"

@@ -79,18 +79,28 @@ def write_json(path: str | os.PathLike, data, *, indent: int = 1) -> None:
     write_atomically(path.parent, {path.name: lambda p: p.write_text(text)})
 
 
+def read_text(path: str | os.PathLike, kind: str, error: type[Exception] = ValueError, missing: str | None = None) -> str:
+    """The text of ``path``, a ``kind`` file (JSON, YAML); a missing file, a folder or bytes that are
+    not UTF-8 are ``error`` with one line naming the file (``missing`` words the missing-file case)."""
+    path = Path(path)
+    try:
+        return path.read_text()
+    except FileNotFoundError:
+        raise error(missing or f"{path}: no such file") from None
+    except IsADirectoryError:
+        raise error(f"{path}: is a folder, not a {kind} file") from None
+    except UnicodeDecodeError:
+        raise error(f"{path}: not a text file (invalid UTF-8), so not {kind}") from None
+
+
 def read_json(path: str | os.PathLike, error: type[Exception] = ValueError, missing: str | None = None):
     """The JSON value in ``path``; a missing file or invalid JSON is ``error`` with one line naming the file.
 
     ``missing`` words the missing-file case (default ``<path>: no such file``).
     """
-    path = Path(path)
+    text = read_text(path, "JSON", error, missing)
     try:
-        return json.loads(path.read_text())
-    except FileNotFoundError:
-        raise error(missing or f"{path}: no such file") from None
-    except UnicodeDecodeError:
-        raise error(f"{path}: not a text file (invalid UTF-8), so not JSON") from None
+        return json.loads(text)
     except json.JSONDecodeError as e:
         raise error(f"{path}: invalid JSON ({e})") from None
 
@@ -101,15 +111,9 @@ def read_yaml(path: str | os.PathLike, error: type[Exception] = ValueError, miss
 
     ``missing`` words the missing-file case (default ``<path>: no such file``).
     """
-    path = Path(path)
+    text = read_text(path, "YAML", error, missing)
     try:
-        return yaml.safe_load(path.read_text())
-    except FileNotFoundError:
-        raise error(missing or f"{path}: no such file") from None
-    except IsADirectoryError:
-        raise error(f"{path}: is a folder, not a YAML file") from None
-    except UnicodeDecodeError:
-        raise error(f"{path}: not a text file (invalid UTF-8), so not YAML") from None
+        return yaml.safe_load(text)
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
