@@ -136,6 +136,12 @@ def _top(probs: torch.Tensor, labels: list[str], top_k: int | None) -> dict[str,
 RUNTIMES = ("torch", "onnx")
 
 
+def runtime_of(model) -> str:
+    """The runtime ``model`` runs in: ``onnx`` for an exported file (``zoo.exported.ExportedModel``
+    says so), ``torch`` for every other model."""
+    return getattr(model, "runtime", "torch")
+
+
 def predict_files(
     model,
     paths: Iterable[str | Path],
@@ -169,11 +175,11 @@ def predict_files(
         raise ValueError(f"batch_size must be at least 1, got {batch_size}")
     if runtime not in RUNTIMES:
         raise ValueError(f"unknown runtime {runtime!r}; valid runtimes: {', '.join(RUNTIMES)}")
-    if getattr(model, "runtime", "torch") != runtime:
+    if runtime_of(model) != runtime:
         if runtime == "onnx" and isinstance(model, (str, os.PathLike)):
             raise ValueError(f"runtime='onnx' runs a loaded exported model: zoo.predict_files(zoo.load_exported({str(model)!r}), "
                              "...)")
-        raise ValueError(f"runtime={runtime!r}, but the model is a {getattr(model, 'runtime', 'torch')} model")
+        raise ValueError(f"runtime={runtime!r}, but the model is a {runtime_of(model)} model")
     if runtime == "onnx":
         device = "cpu"
     paths = list(paths)

@@ -289,7 +289,7 @@ class MusicTask(L.LightningModule):
         1.31x, fcn 1.29x, short_chunk_cnn 1.47x; short_chunk_resnet 0.91x, so it opts out
         (``channels_last_on_cpu``). Only the strides change, not a value; on a GPU the layout is
         left as it is (not measured here)."""
-        if self.device.type == "cpu" and getattr(self.net, "channels_last_on_cpu", False):
+        if self.device.type == "cpu" and self.net.channels_last_on_cpu:
             self.net.to(memory_format=torch.channels_last)
 
     def train(self, mode: bool = True):

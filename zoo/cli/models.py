@@ -14,8 +14,8 @@ from .common import fail
 #: What a MODEL argument may be, for every verb that takes one.
 MODEL_HELP = "published folder, Hugging Face Hub id (owner/name), pretrained name (arch.tag) or a Lightning .ckpt"
 #: ``--runtime``'s help, for every verb that runs a model.
-RUNTIME_HELP = ("onnx: MODEL is a file written by musiczoo export (or its folder), run on the CPU by onnxruntime "
-                "(default: torch)")
+RUNTIME_HELP = ("onnx: a MODEL is a file written by musiczoo export (or its folder), run on the CPU by "
+                "onnxruntime (default: torch)")
 
 
 def cmd_models(argv: list[str]) -> None:

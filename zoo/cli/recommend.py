@@ -27,7 +27,7 @@ def cmd_index(argv: list[str]) -> None:
                         help="one weight per model for the combined features, e.g. 1,0.5 (default: equal)")
     parser.add_argument("--batch-size", type=int, default=16, help="chunks per forward pass")
     parser.add_argument("--device", help="e.g. cpu, cuda (default: cuda if available)")
-    parser.add_argument("--runtime", choices=RUNTIMES, default="torch", help=RUNTIME_HELP.replace("MODEL is", "each MODEL is"))
+    parser.add_argument("--runtime", choices=RUNTIMES, default="torch", help=RUNTIME_HELP)
     args = parser.parse_args(argv)
     if len(args.models_and_music_dir) < 2:
         parser.error("give at least one MODEL and the MUSIC_DIR")
@@ -41,8 +41,8 @@ def cmd_index(argv: list[str]) -> None:
         models = [load_model(spec, args.runtime) for spec in specs]
         library = Library.build(models, music_dir, args.out, max_chunks=args.max_chunks, weights=args.weights,
                                 batch_size=args.batch_size, device=args.device)
-    except (ValueError, OSError) as e:  # LibraryError, ModelError, UnknownNameError are ValueErrors
-        fail("index", f"{e}")
+    except (ValueError, OSError, ImportError) as e:  # LibraryError, ModelError, UnknownNameError are ValueErrors;
+        fail("index", f"{e}")                          # ImportError names the export extra (--runtime onnx)
     run = library.manifest["last_run"]
     print(f"{args.out}: {len(library.tracks)} tracks ({run['embedded']} embedded, {run['unchanged']} unchanged, "
           f"{run['dropped']} dropped, {run['skipped']} unreadable skipped)")

@@ -42,12 +42,12 @@ from tqdm.auto import tqdm
 from datamodules.primitives.audio import AudioDecodeError, list_audio_files
 from datamodules.primitives.files import exclusive_lock, file_digest, write_json
 
-from ..predict import predict_files
+from ..predict import predict_files, runtime_of
 from . import fingerprint as fp
 from .index import VectorIndex
 from .store import (FEATURES, FINGERPRINT, FORMAT, FORMAT_VERSION, MANIFEST, MATCHED_ENTRY_FIELDS, TOP_LABELS,
                     LibraryData, LibraryError, Track, library_vectors, load_arrays, model_entry, read_data,
-                    read_manifest, runtime_of, save_arrays, save_model)
+                    read_manifest, save_arrays, save_model)
 
 log = logging.getLogger(__name__)
 

@@ -38,6 +38,7 @@ from datamodules.primitives.files import read_json, write_atomically
 from ..exported import holds_export, load_exported, read_exported_spec
 from ..factory import from_pretrained
 from ..hub import read_spec, save_pretrained
+from ..predict import runtime_of
 from ..spec import ModelSpec
 from .index import normalize
 
@@ -95,11 +96,6 @@ def model_digest(model) -> str:
         digest.update(name.encode())
         digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
     return digest.hexdigest()
-
-
-def runtime_of(model) -> str:
-    """``torch``, or ``onnx`` for an exported file (``zoo.exported.ExportedModel``): what ``predict_files`` runs it with."""
-    return getattr(model, "runtime", "torch")
 
 
 def save_model(model, folder: Path) -> None:
