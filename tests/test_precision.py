@@ -71,3 +71,25 @@ def test_front_ends_stay_float32_under_bf16_autocast():
     with torch.autocast("cpu", dtype=torch.bfloat16):
         features = model.frontend(torch.randn(2, TINY_SR))
     assert features.dtype == torch.float32
+
+
+def test_a_strided_block_on_a_one_frame_map_keeps_bf16_gradients_finite():
+    """torch 2.9's oneDNN bf16 weight gradient for a conv striding over a width-1 map is NaN in
+    about a third of backward passes on this CPU; ``StridedConv2d`` drops that no-op stride in
+    training (what NaN-ed short_chunk_resnet's bf16 run on 1 s chunks). Same outputs as the
+    strided conv it replaces, in float32, in training and in evaluation."""
+    from zoo.models.cnn import ResBlock2d
+
+    torch.manual_seed(0)
+    block = ResBlock2d(64, 128)
+    x = torch.randn(4, 64, 3, 1)
+    strided = torch.nn.functional.conv2d(x, block.main[0].weight, None, 2, 1)
+    assert torch.equal(block.main[0](x), strided)
+    assert torch.equal(block.main[0].eval()(x), strided)
+    block.train()
+    for _ in range(30):
+        block.zero_grad()
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            out = block(x)
+        out.float().sum().backward()
+        assert all(torch.isfinite(p.grad).all() for p in block.parameters())

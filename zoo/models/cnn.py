@@ -9,6 +9,7 @@ CRNN: the sizes compared in Won et al. 2020's re-implementation).
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from ..registry import register_model
@@ -55,13 +56,30 @@ class CRNN(WaveformModel):
         return h[-1]
 
 
+class StridedConv2d(nn.Conv2d):
+    """A "same"-padded strided conv that, in training, drops its time stride on a one-frame-wide map.
+
+    There the stride changes nothing (one output frame either way). It is worth a class because
+    torch 2.9's oneDNN weight gradient for a bfloat16 conv striding over a width-1 map is NaN in
+    about one backward pass in three on the CPU (the forward and float32 are fine), which ends a
+    bf16 run in NaN after a step or two: Short-chunk ResNet's seventh block sees width 1 on chunks
+    under about a second. Evaluation and export keep the plain strided conv, so a traced graph
+    never bakes in the short input's stride.
+    """
+
+    def forward(self, x):
+        if self.training and x.shape[-1] == 1 and self.stride[1] > 1:
+            return F.conv2d(x, self.weight, self.bias, (self.stride[0], 1), self.padding, self.dilation, self.groups)
+        return super().forward(x)
+
+
 class ResBlock2d(nn.Module):
     """Won et al.'s ``Res_2d``: two 3x3 convs with a strided 1x1 (or identity) shortcut."""
 
     def __init__(self, cin: int, cout: int, stride: int = 2):
         super().__init__()
         self.main = nn.Sequential(
-            nn.Conv2d(cin, cout, 3, stride=stride, padding=1, bias=False), nn.BatchNorm2d(cout), nn.ReLU(inplace=True),
+            StridedConv2d(cin, cout, 3, stride=stride, padding=1, bias=False), nn.BatchNorm2d(cout), nn.ReLU(inplace=True),
             nn.Conv2d(cout, cout, 3, padding=1, bias=False), nn.BatchNorm2d(cout),
         )
         self.shortcut = nn.Sequential(nn.Conv2d(cin, cout, 1, stride=stride, bias=False), nn.BatchNorm2d(cout))
