@@ -17,12 +17,12 @@ one is 1.27 GB and is deleted afterwards) this measures the peak resident memory
 * ``cache``: decoding the file into a float16 cache at 16 kHz; one-shot = the old
   ``_decode`` (whole clip decoded, converted, written), streaming =
   ``datamodules.cache.AudioCache.build`` with in-process decoding;
-* ``fingerprint``: the recommender's signal fingerprint (what ``musiczoo index`` computes
-  besides the models' outputs); one-shot = the old ``fingerprint(decode_audio(...))`` (the
-  whole track decoded and its whole STFT at once), streaming =
-  ``zoo.recommend.fingerprint.fingerprint_file`` (frames transformed as blocks arrive).
+* ``index``: what ``musiczoo index`` does per track, one model, 16 chunks; one-shot = the
+  first index (the signal fingerprint of the whole decoded track and its whole STFT, then
+  ``predict_files``), streaming = ``zoo.recommend.indexing.embed_files`` (only the 16 chunks'
+  excerpts are decoded, for the model and the fingerprint alike).
 
-    python benchmarks/decode_memory.py [--minutes 1 20 120] [--dir /tmp] [--what predict cache fingerprint]
+    python benchmarks/decode_memory.py [--minutes 1 20 120] [--dir /tmp] [--what predict cache index]
 """
 
 from __future__ import annotations
@@ -115,15 +115,20 @@ def case(name: str, path: str, workdir: str) -> None:
 
         _model()
         AudioCache([Item("x", path, 0)], sample_rate=MODEL_RATE, cache_dir=workdir, decode_workers=1).build()
-    elif name.startswith("fingerprint-"):
+    elif name == "index-one-shot":  # the index before excerpts: the fingerprint of the whole decode, then predict
         from datamodules.primitives.audio import decode_audio
+        from zoo.predict import predict_files
         from zoo.recommend import fingerprint as fp
 
-        _model()
-        if name == "fingerprint-one-shot":
-            fp.fingerprint(decode_audio(path, fp.SAMPLE_RATE))
-        else:
-            fp.fingerprint_file(path)
+        model = _model()
+        fp.fingerprint(decode_audio(path, fp.SAMPLE_RATE))
+        (result,) = predict_files(model, [path], embeddings=True, max_chunks=16, device="cpu", progress=False)
+        assert result.error is None, result.error
+    elif name == "index-streaming":  # musiczoo index: only the chunks' excerpts, for the model and the fingerprint
+        from zoo.recommend.indexing import check_settings, embed_files
+
+        ((_, _, error),) = embed_files([_model()], [Path(path)], check_settings(1, 16, None), device="cpu")
+        assert error is None, error
     else:
         raise SystemExit(f"unknown case {name}")
     print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)  # KiB on Linux
@@ -142,8 +147,8 @@ def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--minutes", type=float, nargs="+", default=[1, 20, 120])
     parser.add_argument("--dir", default=None, help="where the WAVs are written (default: a temporary folder)")
-    parser.add_argument("--what", nargs="+", choices=("predict", "cache", "fingerprint"),
-                        default=["predict", "cache", "fingerprint"])
+    parser.add_argument("--what", nargs="+", choices=("predict", "cache", "index"),
+                        default=["predict", "cache", "index"])
     parser.add_argument("--case", help=argparse.SUPPRESS)
     parser.add_argument("--file", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)

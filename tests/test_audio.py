@@ -154,3 +154,63 @@ def test_the_gtzan_data_module_reads_marsyas_au_files_sample_for_sample(tmp_path
         clip = val[i]
         expected = torch.from_numpy((written[clip["key"]] / 32768).astype(np.float16).astype(np.float32))
         assert clip["audio"].shape == (1, 22050) and torch.equal(clip["audio"][0], expected), clip["key"]
+
+
+# ---- excerpts: only what a track's chunks need, read once ------------------------------------------
+def _excerpt_spans(length: int, rate: int) -> list[tuple[int, int]]:
+    """Spans at the start, across a block boundary, in the middle, at the end and past it."""
+    block = int(10.0 * rate)
+    return [(0, 700), (block - 333, block + 4000), (length // 2, length // 2 + rate), (length - rate, length),
+            (length - 50, length + 900)]
+
+
+@pytest.mark.parametrize("fmt", ["WAV", "FLAC", "OGG", "MP3"])
+def test_excerpts_equal_slices_of_the_whole_decode_at_every_rate(fmt, tmp_path):
+    """44.1 kHz stereo in the formats libraries hold: each excerpt, at the source rate and at three
+    resampled rates requested together, equals that slice of ``decode_audio`` (zero past the end)."""
+    from datamodules.primitives.audio import decode_blocks
+
+    rng = np.random.default_rng(0)
+    t = np.arange(int(23.5 * 44100)) / 44100
+    stereo = np.stack([0.3 * np.sin(2 * np.pi * 440 * t), 0.2 * np.sin(2 * np.pi * 97 * t)], axis=1)
+    stereo += 0.05 * rng.standard_normal(stereo.shape)
+    path = tmp_path / f"x.{fmt.lower()}"
+    sf.write(path, stereo.astype(np.float32), 44100, format=fmt)
+    rates = (44100, 22050, 16000, 8000)
+    whole = {rate: decode_audio(path, rate) for rate in rates}
+    spans = {rate: _excerpt_spans(len(whole[rate]), rate) for rate in rates}
+    excerpts = decode_blocks(path, 22050).excerpts(spans)
+    for rate in rates:
+        padded = np.pad(whole[rate], (0, 1000))
+        for (a, b), x in zip(spans[rate], excerpts[rate]):
+            assert x.dtype == np.float32 and len(x) == b - a
+            np.testing.assert_allclose(x, padded[a:b], atol=1e-6, err_msg=f"{fmt} at {rate} Hz, samples {a}-{b}")
+
+
+def test_excerpts_of_a_file_that_cannot_seek_are_read_through(tmp_path, monkeypatch):
+    """Where libsndfile cannot seek, the file is read on through in blocks: the same samples."""
+    from datamodules.primitives.audio import decode_blocks
+
+    path = tmp_path / "x.flac"
+    sf.write(path, np.random.default_rng(1).standard_normal(int(25 * 16000)).astype(np.float32) * 0.1, 16000)
+    stream = decode_blocks(path, 16000)
+    monkeypatch.setattr(stream._file, "seekable", lambda: False)
+    spans = {16000: [(5000, 9000), (300_000, 310_000)], 8000: [(100_000, 101_000)]}
+    got = stream.excerpts(spans)
+    for rate, rate_spans in spans.items():
+        whole = decode_audio(path, rate)
+        for (a, b), x in zip(rate_spans, got[rate]):
+            np.testing.assert_allclose(x, whole[a:b], atol=1e-6)
+
+
+def test_excerpts_of_a_truncated_file_are_one_error(tmp_path):
+    """A FLAC cut short (its header still states 4 s) reads its first second, and fails in one
+    line on an excerpt that reaches past where the file now ends."""
+    from datamodules.primitives.audio import decode_blocks
+
+    path = tmp_path / "cut.flac"
+    sf.write(path, np.random.default_rng(0).standard_normal(16000 * 4).astype(np.float32) * 0.1, 16000)
+    path.write_bytes(path.read_bytes()[:path.stat().st_size * 3 // 4])
+    assert len(decode_blocks(path, 16000).excerpts({16000: [(0, 16000)]})[16000][0]) == 16000
+    with pytest.raises(AudioDecodeError, match=r"^(cannot seek to frame 48500 of 64000|truncated|cannot read audio)"):
+        decode_blocks(path, 16000).excerpts({16000: [(0, 100), (16000 * 3 + 500, 16000 * 4)]})

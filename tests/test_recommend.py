@@ -12,6 +12,7 @@ import csv
 import hashlib
 import io
 import json
+import math
 import shutil
 import subprocess
 import sys
@@ -139,6 +140,96 @@ def test_track_vectors_are_the_models_clip_level_outputs(library, music, models)
     np.testing.assert_allclose(lib.arrays["model0.probabilities"][row], [pred.labels[g] for g in GENRES], atol=1e-6)
 
 
+def long_song(path: Path, seconds: float) -> Path:
+    """A 44.1 kHz stereo MP3 of ``seconds``: the synthetic clips' kind of content, tones and noise."""
+    rng = np.random.default_rng(3)
+    t = np.arange(int(seconds * 44100)) / 44100
+    left = 0.3 * np.sin(2 * np.pi * 220 * t * (1 + 0.1 * np.sin(t))) + 0.05 * rng.standard_normal(len(t))
+    right = 0.2 * np.sign(np.sin(2 * np.pi * 3 * t)) * np.sin(2 * np.pi * 660 * t)
+    sf.write(path, np.stack([left, right], axis=1).astype(np.float32), 44100, format="MP3")
+    return path
+
+
+def test_index_decodes_each_file_once_and_only_its_chunks(models, music, tmp_path, monkeypatch):
+    """Two models at different rates and the fingerprint share one opening of each file, which
+    reads only the frames the chunks need; the vectors are what ``predict_files`` (which decodes the
+    whole file) gives, and the fingerprint is that of the whole track where its chunks cover it
+    and of those excerpts of it where they do not."""
+    from datamodules.primitives import audio
+    from datamodules.primitives.audio import decode_audio, merged_spans
+    from datamodules.primitives.chunks import chunk_starts
+    from zoo.predict import predict_files
+    from zoo.recommend import fingerprint as fp
+    from zoo.recommend.indexing import check_settings, embed_files
+
+    files = [music / "blues" / "blues.00000.wav", music / "copies" / "jazz-copy.ogg", long_song(tmp_path / "long.mp3", 60)]
+    loaded = [from_pretrained(models[0]), from_pretrained(tiny_model(tmp_path, 2, sample_rate=16000))]
+    opened, frames_read = [], []
+    real_open, real_read = audio._open, audio.AudioStream._read
+    monkeypatch.setattr(audio, "_open", lambda source: opened.append(Path(source)) or real_open(source))
+    monkeypatch.setattr(audio.AudioStream, "_read",
+                        lambda self, frames, position: frames_read.append(len(data := real_read(self, frames, position))) or data)
+    results = embed_files(loaded, files, check_settings(2, 4, None), batch_size=4)
+    assert [p.name for p in opened] == [p.name for p in files]  # once each, for both models and the fingerprint
+    long_frames = sf.info(files[2]).frames
+    assert sum(frames_read) < sum(sf.info(f).frames for f in files[:2]) + 0.15 * long_frames  # 4 s of its 60
+    monkeypatch.undo()
+    for path, (arrays, labels, error) in zip(files, results):
+        assert error is None and len(labels) == 2
+        for i, model in enumerate(loaded):
+            (pred,) = predict_files(model, [path], top_k=0, embeddings=True, max_chunks=4, progress=False)
+            np.testing.assert_allclose(arrays[f"model{i}.embedding"][0], pred.embedding, atol=1e-5)
+            np.testing.assert_allclose(arrays[f"model{i}.probabilities"][0], [pred.labels[g] for g in GENRES], atol=1e-6)
+    for path in files[:2]:  # 2 s clips: their four 1 s chunks cover them
+        np.testing.assert_allclose(results[files.index(path)][0]["fingerprint"][0],
+                                   fp.fingerprint(decode_audio(path, fp.SAMPLE_RATE)), atol=1e-5)
+    # The long file: the 8 kHz stretches under both models' four 1 s chunks (the 16 kHz model's
+    # halved, widened to whole samples), joined where they overlap.
+    whole = decode_audio(files[2], fp.SAMPLE_RATE)
+    at_16k = math.ceil(long_frames * 16000 / 44100)
+    spans = merged_spans([(s, s + 8000) for s in chunk_starts(len(whole), 8000, 4)]
+                         + [(s // 2, min(math.ceil((s + 16000) / 2), len(whole))) for s in chunk_starts(at_16k, 16000, 4)])
+    assert len(spans) == 4
+    np.testing.assert_allclose(results[2][0]["fingerprint"][0], fp.fingerprint([whole[a:b] for a, b in spans]), atol=1e-5)
+
+
+def test_a_long_track_and_its_re_encoded_copy_keep_one_fingerprint(models, tmp_path):
+    """Past its chunks' reach a track is fingerprinted from its excerpts; a copy (OGG at half the
+    rate) has the same duration, so the same excerpts, and the fingerprints still agree, while a
+    different song of the same kind does not come near (the duplicate threshold is 0.95)."""
+    from zoo.recommend.reading import read_track
+
+    song = long_song(tmp_path / "song.mp3", 75)
+    y, _ = sf.read(song, dtype="float32")
+    sf.write(tmp_path / "copy.ogg", torchaudio.functional.resample(torch.from_numpy(y.T), 44100, 22050).numpy().T, 22050)
+    sf.write(tmp_path / "other.mp3", np.roll(y, 44100 * 17, axis=0), 44100, format="MP3")  # other music at those times
+    spec = from_pretrained(models[0]).spec
+    song_fp, copy_fp, other_fp = (read_track(tmp_path / name, [spec], 8).fingerprint
+                                  for name in ("song.mp3", "copy.ogg", "other.mp3"))
+    assert float(song_fp @ copy_fp) > 0.99 and float(song_fp @ other_fp) < 0.9
+
+
+def test_a_library_fingerprinted_from_whole_tracks_is_embedded_again(models, music, tmp_path, caplog):
+    """A library indexed before fingerprints came from the chunks (no ``fingerprint`` setting) still
+    opens; the next index run embeds every track again, so old and new fingerprints never mix."""
+    folder = tmp_path / "music"
+    shutil.copytree(music / "blues", folder / "blues")
+    model = from_pretrained(models[0])
+    Library.build([model], folder, tmp_path / "lib", max_chunks=1, progress=False)
+    path = tmp_path / "lib" / "library.json"
+    manifest = json.loads(path.read_text())
+    del manifest["settings"]["fingerprint"]
+    path.write_text(json.dumps(manifest))
+    assert len(Library.open(tmp_path / "lib").tracks) == 3
+    again = Library.build([model], folder, tmp_path / "lib", max_chunks=1, progress=False)
+    assert again.manifest["last_run"] == {"embedded": 3, "unchanged": 0, "skipped": 0, "dropped": 0}
+    assert "fingerprints were computed by an older musiczoo (whole-track)" in caplog.text
+    assert json.loads(path.read_text())["settings"]["fingerprint"] == "chunk-excerpts"
+    assert sorted(p.name for p in (tmp_path / "lib").iterdir()) == ["data-000001", "library.json", "models"]  # the old data went first
+    third = Library.build([model], folder, tmp_path / "lib", max_chunks=1, progress=False)
+    assert third.manifest["last_run"]["unchanged"] == 3
+
+
 def test_incremental_runs_embed_only_what_changed(models, music, tmp_path):
     folder = tmp_path / "music"
     shutil.copytree(music, folder)
@@ -251,7 +342,7 @@ def test_a_library_from_vectors_you_already_have(models, music, tmp_path):
     built = Library.from_vectors(tmp_path / "lib", [model], music, tracks, arrays, max_chunks=2)
     lib = Library.open(tmp_path / "lib")
     assert [t.id for t in lib.tracks] == sorted(ids) and len(built.tracks) == 4
-    assert lib.manifest["settings"] == {"max_chunks": 2, "weights": [1.0]}
+    assert lib.manifest["settings"] == {"max_chunks": 2, "weights": [1.0], "fingerprint": "chunk-excerpts"}
     assert lib.model_entries[0]["model_digest"] == model_digest(model)
     np.testing.assert_allclose(lib.arrays["model0.embedding"][lib.row["jazz/jazz.00000.wav"]],
                                arrays["model0.embedding"][2], rtol=1e-6)

@@ -122,24 +122,3 @@ def test_bad_searches_are_refused(library):
         index.search(library[:1], 10, exclude=[set(), set()])
     with pytest.raises(ValueError, match="kind must be 'auto', 'exact' or 'ivf', got 'hnsw'"):
         VectorIndex.build(library[:100], "hnsw")
-
-
-# ---- the fingerprint, streamed -------------------------------------------------------------------
-def test_streamed_fingerprint_equals_the_whole_file_computation(shared_data, tmp_path):
-    """``fingerprint_file`` (block by block, memory flat in duration) gives the values of the
-    whole-track STFT of ``fingerprint`` on real music, at any block size, and on files shorter
-    than a window, one window, two windows or just over."""
-    import soundfile as sf
-
-    from datamodules.primitives.audio import decode_audio
-    from zoo.recommend import fingerprint as fp
-
-    for path in sorted((shared_data / "audio").glob("*.ogg"))[:2]:
-        whole = fp.fingerprint(decode_audio(str(path), fp.SAMPLE_RATE))
-        np.testing.assert_allclose(fp.fingerprint_file(path), whole, atol=1e-6)
-        np.testing.assert_allclose(fp.fingerprint_file(path, block_seconds=0.37), whole, atol=1e-6)
-    rng = np.random.default_rng(0)
-    for n in (100, 511, 1024, 1025, 8000 * 3 + 17):
-        sf.write(tmp_path / "x.wav", 0.1 * rng.standard_normal(n).astype(np.float32), fp.SAMPLE_RATE, subtype="FLOAT")
-        np.testing.assert_allclose(fp.fingerprint_file(tmp_path / "x.wav", block_seconds=0.05),
-                                   fp.fingerprint(decode_audio(str(tmp_path / "x.wav"), fp.SAMPLE_RATE)), atol=1e-6)

@@ -111,19 +111,34 @@ def _open_audio(path: str | Path, sample_rate: int):
 
 
 @dataclass
-class _Job:
-    """A file whose chunks are queued; done when every chunk has its probabilities."""
+class ChunkedFile:
+    """A file as :func:`predict_chunks` takes it: its length and chunk starts (samples at the
+    model's rate) and its chunks, an iterable that may decode as it goes (and raise
+    :class:`AudioDecodeError` mid-file); or, for a file that could not be opened, its ``error``.
+    Done when every chunk has its probabilities."""
 
-    path: Path
+    path: str | Path
     num_samples: int = 0
     starts: list[int] = field(default_factory=list)
+    chunks: Iterable[torch.Tensor] = ()
+    error: str | None = None
     probs: list[torch.Tensor] = field(default_factory=list)
     embeddings: list[torch.Tensor] = field(default_factory=list)
-    error: str | None = None
 
     @property
     def done(self) -> bool:
         return self.error is not None or len(self.probs) == len(self.starts)
+
+
+def chunk_layout(path: str | Path, num_samples: int, chunk_size: int, sample_rate: int,
+                 max_chunks: int | None = None) -> list[int]:
+    """The starts of the chunks a file of ``num_samples`` is predicted from
+    (:func:`~datamodules.primitives.chunks.chunk_starts`), with a warning when most of its one
+    chunk would be zero padding."""
+    if num_samples < chunk_size / 2:
+        log.warning("%s: %.2f s of audio is zero-padded to the model's %.2f s chunk; most of its input "
+                    "is silence", printable_name(path), num_samples / sample_rate, chunk_size / sample_rate)
+    return chunk_starts(num_samples, chunk_size, max_chunks).tolist()
 
 
 def _top(probs: torch.Tensor, labels: list[str], top_k: int | None) -> dict[str, float]:
@@ -171,8 +186,6 @@ def predict_files(
     against the registered models, whose ``predict`` imports this module, so loading it here
     would close an import cycle.)
     """
-    if batch_size < 1:
-        raise ValueError(f"batch_size must be at least 1, got {batch_size}")
     if runtime not in RUNTIMES:
         raise ValueError(f"unknown runtime {runtime!r}; valid runtimes: {', '.join(RUNTIMES)}")
     if runtime_of(model) != runtime:
@@ -180,20 +193,47 @@ def predict_files(
             raise ValueError(f"runtime='onnx' runs a loaded exported model: zoo.predict_files(zoo.load_exported({str(model)!r}), "
                              "...)")
         raise ValueError(f"runtime={runtime!r}, but the model is a {runtime_of(model)} model")
-    if runtime == "onnx":
-        device = "cpu"
     paths = list(paths)
     refuse_urls(paths)
     files = expand_audio_paths(paths)
-    device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    spec = model.spec
+    chunk_size = chunk_samples(spec.chunk_seconds, spec.sample_rate)
+
+    def chunked(path: Path) -> ChunkedFile:
+        """The file opened (its length from the header) with its chunks to be decoded as they are read."""
+        try:
+            stream = _open_audio(path, spec.sample_rate)
+        except AudioDecodeError as e:  # names the file
+            return ChunkedFile(path, error=str(e))
+        starts = chunk_layout(path, stream.length, chunk_size, spec.sample_rate, max_chunks)
+        return ChunkedFile(path, stream.length, starts, _chunks(stream, starts, chunk_size))
+
+    yield from predict_chunks(model, map(chunked, files), top_k=top_k, segments=segments, batch_size=batch_size,
+                              device=device, progress=progress, embeddings=embeddings, total=len(files))
+
+
+def predict_chunks(model, files: Iterable[ChunkedFile], *, top_k: int | None = 5, segments: bool = False,
+                   batch_size: int = 16, device: str | torch.device | None = None, progress: bool = True,
+                   embeddings: bool = False, total: int | None = None) -> Iterator[Prediction]:
+    """:func:`predict_files` on files whose chunks are already laid out (one :class:`ChunkedFile`
+    each, taken lazily): one :class:`Prediction` per file, in order.
+
+    The engine of :func:`predict_files`, public for callers that decode a file once for several
+    models (``musiczoo index``): chunks of consecutive files share batches of ``batch_size``; a
+    file whose chunks fail to decode becomes an error entry and the others go on.
+    """
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be at least 1, got {batch_size}")
+    device = torch.device("cpu" if runtime_of(model) == "onnx"
+                          else device or ("cuda" if torch.cuda.is_available() else "cpu"))
     spec = model.spec
     sample_rate, task, labels = spec.sample_rate, spec.task, list(spec.label_names)
     chunk_size = chunk_samples(spec.chunk_seconds, sample_rate)
     was_training = model.training
     model.to(device).eval()
-    pending: deque[_Job] = deque()  # files in order, waiting for their chunks
-    queue: list[tuple[_Job, torch.Tensor]] = []  # chunks waiting for a batch
-    failed = 0
+    pending: deque[ChunkedFile] = deque()  # files in order, waiting for their chunks
+    queue: list[tuple[ChunkedFile, torch.Tensor]] = []  # chunks waiting for a batch
+    failed = count = 0
 
     def run_batch(n: int):
         jobs, chunks = zip(*queue[:n])
@@ -215,32 +255,28 @@ def predict_files(
             bar.update()
             yield _result(pending.popleft(), labels, top_k, segments, sample_rate, chunk_size)
 
-    def queue_chunks(job: _Job):
-        """Queue the file's chunks as its blocks are decoded, running each batch as it fills."""
-        stream = _open_audio(job.path, sample_rate)
-        job.num_samples = stream.length
-        job.starts = chunk_starts(stream.length, chunk_size, max_chunks).tolist()
-        if stream.length < chunk_size / 2:
-            log.warning("%s: %.2f s of audio is zero-padded to the model's %.2f s chunk; most of its input "
-                        "is silence", printable_name(job.path), stream.length / sample_rate, chunk_size / sample_rate)
+    def queue_chunks(job: ChunkedFile):
+        """Queue the file's chunks as they are decoded, running each batch as it fills."""
         try:
-            for chunk in _chunks(stream, job.starts, chunk_size):
+            for chunk in job.chunks:
                 queue.append((job, chunk))
                 if len(queue) >= batch_size:
                     run_batch(batch_size)
         except AudioDecodeError as e:  # a problem found mid-file
             raise AudioDecodeError(f"{printable_name(job.path)}: {e}") from None
 
-    bar = tqdm(total=len(files), unit="file", desc="predicting", disable=not progress)
+    bar = tqdm(total=total, unit="file", desc="predicting", disable=not progress)
     try:
-        for path in files:
-            job = _Job(path)
+        for job in files:
+            count += 1
             pending.append(job)
             try:
-                queue_chunks(job)
+                if job.error is None:
+                    queue_chunks(job)
             except AudioDecodeError as e:  # names the file
                 job.error = str(e)
                 queue[:] = [(j, c) for j, c in queue if j is not job]
+            if job.error is not None:
                 log.warning("skipping %s", job.error)
                 failed += 1
             yield from finished()
@@ -251,7 +287,7 @@ def predict_files(
         bar.close()
         model.train(was_training)
     if failed:
-        log.warning("%d of %d files could not be read", failed, len(files))
+        log.warning("%d of %d files could not be read", failed, count)
 
 
 def _chunks(blocks: Iterable[np.ndarray], starts: list[int], chunk_size: int) -> Iterator[torch.Tensor]:
@@ -275,7 +311,7 @@ def _chunks(blocks: Iterable[np.ndarray], starts: list[int], chunk_size: int) ->
         yield F.pad(chunk, (0, chunk_size - len(chunk)))
 
 
-def _result(job: _Job, labels, top_k, segments, sample_rate, chunk_size) -> Prediction:
+def _result(job: ChunkedFile, labels, top_k, segments, sample_rate, chunk_size) -> Prediction:
     if job.error:
         return Prediction(printable_name(job.path), error=job.error)
     probs = torch.stack(job.probs)
@@ -338,4 +374,4 @@ def predictions_as_csv(results: Iterable[Prediction], out) -> None:
 PREDICTION_WRITERS = {"table": predictions_as_table, "json": predictions_as_json, "csv": predictions_as_csv}
 
 
-__all__ = ["predict_files", "Prediction", "PREDICTION_WRITERS"]
+__all__ = ["predict_files", "predict_chunks", "ChunkedFile", "Prediction", "PREDICTION_WRITERS"]

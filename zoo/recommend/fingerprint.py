@@ -12,19 +12,23 @@ track, with each band's mean removed (so a gain or equalisation change cancels o
 Measured on synthetic GTZAN: a copy re-encoded as OGG at 16 kHz or as MP3 correlates with
 its original at 0.999; the most similar of 200 different recordings, at 0.64.
 
-:func:`fingerprint_file` computes it while the file is decoded block by block, keeping only
-each STFT frame's 24 band energies (96 bytes per 16 ms, 22 MB per hour of audio), so a long
-file costs about what a short one does; :func:`fingerprint` is the same computation on samples
-already in memory (the whole track's STFT at once: 1.2 GB per hour).
+:func:`fingerprint` computes it from what indexing decodes anyway: the excerpts of a track its
+models' chunks cover (``musiczoo index`` reads nothing else). A track that its chunks cover
+whole (up to ``max_chunks`` chunks: 48 s with 16 chunks of 3 s, every GTZAN excerpt) is
+fingerprinted whole, as before; a longer one from those evenly spaced excerpts, its frames
+pooled into the same 48 cells in time order. A copy of a track has the same duration, so its
+excerpts are taken at the same times and the two fingerprints still agree. Libraries
+record :data:`METHOD` in their settings; one made when whole tracks were decoded for the
+fingerprint (``"whole-track"``) has its tracks embedded again by the next index run.
 """
 
 from __future__ import annotations
 
+from typing import Sequence
+
 import numpy as np
 import torch
 import torch.nn.functional as F
-
-from datamodules.primitives.audio import BLOCK_SECONDS, AudioSource, decode_blocks
 
 #: Audio is decoded at this rate for the fingerprint (3.5 kHz bands need no more).
 SAMPLE_RATE = 8000
@@ -49,51 +53,26 @@ def _band_matrix() -> torch.Tensor:
 _BANDS = _band_matrix()
 
 
-def fingerprint(audio: np.ndarray) -> np.ndarray:
-    """(DIM,) float32 unit vector of mono ``audio`` at :data:`SAMPLE_RATE` (zero for silence)."""
+#: What a library's fingerprints are computed from (its ``settings["fingerprint"]``).
+METHOD = "chunk-excerpts"
+#: What a library without that setting has: fingerprints of whole decoded tracks.
+OLD_METHOD = "whole-track"
+
+
+def fingerprint(audio: np.ndarray | Sequence[np.ndarray]) -> np.ndarray:
+    """(DIM,) float32 unit vector (zero for silence) of mono audio at :data:`SAMPLE_RATE`: a whole
+    track, or the excerpts of it that were read, in time order (their frames are pooled as one)."""
+    excerpts = [audio] if isinstance(audio, np.ndarray) else list(audio)
+    return _vector(torch.cat([_band_powers(x) for x in excerpts], dim=1))
+
+
+def _band_powers(audio: np.ndarray) -> torch.Tensor:
+    """(BANDS, frames) band powers of one stretch of audio (``torch.stft``'s centred frames)."""
     x = torch.from_numpy(np.ascontiguousarray(audio, dtype=np.float32))
     if len(x) < N_FFT:
         x = F.pad(x, (0, N_FFT - len(x)))
     spec = torch.stft(x, N_FFT, HOP, window=torch.hann_window(N_FFT), return_complex=True).abs() ** 2
-    return _vector(_BANDS @ spec)
-
-
-def fingerprint_file(source: AudioSource, block_seconds: float = BLOCK_SECONDS) -> np.ndarray:
-    """:func:`fingerprint` of ``decode_audio(source, SAMPLE_RATE)``, computed block by block.
-
-    The frames are those of ``torch.stft(center=True)`` on the whole track: its reflected
-    half-window is put before the first samples and after the last, and each frame is
-    transformed once a block has brought all its samples. A file too short to stream (under
-    two windows) is done whole. Raises :class:`~datamodules.primitives.audio.AudioDecodeError`.
-    """
-    head: list[np.ndarray] | None = []  # the first samples, until there are enough to pad and stream
-    buffer, powers = np.zeros(0, np.float32), []
-    for block in decode_blocks(source, SAMPLE_RATE, block_seconds):
-        if head is not None:
-            head.append(block)
-            if sum(map(len, head)) < 2 * N_FFT:
-                continue
-            x, head = np.concatenate(head), None
-            buffer = np.concatenate([x[N_FFT // 2:0:-1], x])  # the reflected left half-window
-        else:
-            buffer = np.concatenate([buffer, block])
-        buffer = _frames_to_power(buffer, powers)
-    if head is not None:
-        return fingerprint(np.concatenate(head) if head else np.zeros(0, np.float32))
-    buffer = np.concatenate([buffer, buffer[-2:-N_FFT // 2 - 2:-1]])  # the reflected right half-window
-    _frames_to_power(buffer, powers)
-    return _vector(torch.cat(powers, dim=1))
-
-
-def _frames_to_power(buffer: np.ndarray, powers: list) -> np.ndarray:
-    """Append the band powers of every whole frame at the start of ``buffer`` (frames ``HOP``
-    apart) to ``powers``; returns the samples from the next frame's start on."""
-    frames = (len(buffer) - N_FFT) // HOP + 1 if len(buffer) >= N_FFT else 0
-    if frames:
-        x = torch.from_numpy(np.ascontiguousarray(buffer[:(frames - 1) * HOP + N_FFT]))
-        spec = torch.stft(x, N_FFT, HOP, window=torch.hann_window(N_FFT), center=False, return_complex=True).abs() ** 2
-        powers.append(_BANDS @ spec)
-    return buffer[frames * HOP:]
+    return _BANDS @ spec
 
 
 def _vector(power: torch.Tensor) -> np.ndarray:

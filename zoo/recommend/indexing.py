@@ -39,11 +39,12 @@ from typing import NamedTuple, Sequence
 import numpy as np
 from tqdm.auto import tqdm
 
-from datamodules.primitives.audio import AudioDecodeError, list_audio_files
+from datamodules.primitives.audio import list_audio_files
 from datamodules.primitives.files import exclusive_lock, file_digest, write_json
 
-from ..predict import predict_files, runtime_of
+from ..predict import predict_chunks
 from . import fingerprint as fp
+from .reading import TrackRead, read_ahead
 from .index import VectorIndex
 from .store import (FEATURES, FINGERPRINT, FORMAT, FORMAT_VERSION, MANIFEST, MATCHED_ENTRY_FIELDS, TOP_LABELS,
                     LibraryData, LibraryError, Track, library_vectors, load_arrays, model_entry, read_data,
@@ -193,7 +194,7 @@ def check_settings(models: int, max_chunks: int, weights: Sequence[float] | None
     if len(weights) != models or not all(math.isfinite(w) and w > 0 for w in weights):
         raise LibraryError(f"--weights needs one positive, finite weight per model ({models} models), "
                            f"got {','.join(map(str, weights))}")
-    return {"max_chunks": int(max_chunks), "weights": weights}
+    return {"max_chunks": int(max_chunks), "weights": weights, "fingerprint": fp.METHOD}
 
 
 @contextlib.contextmanager
@@ -252,10 +253,18 @@ def _start_run(out: Path, music_dir: Path, models: Sequence, settings: dict) -> 
         if len(manifest["models"]) != len(entries):
             differences.insert(0, f"{len(entries)} models (library: {len(manifest['models'])})")
         differences += [f"{key} {settings[key]!r} (library: {manifest['settings'].get(key)!r})"
-                        for key in settings if manifest["settings"].get(key) != settings[key]]
+                        for key in settings if key != "fingerprint" and manifest["settings"].get(key) != settings[key]]
         if differences:
             raise LibraryError(f"{out} was built with other models or settings: {'; '.join(differences)}. "
                                f"Index into a new library folder, or use the same models and settings.")
+        method = manifest["settings"].get("fingerprint", fp.OLD_METHOD)
+        if method != settings["fingerprint"]:  # its fingerprints cannot be compared with this run's
+            log.warning("%s: its fingerprints were computed by an older musiczoo (%s); embedding every track again",
+                        out, method)
+            for stale in (manifest.get("data"), "pending"):
+                if stale:
+                    shutil.rmtree(out / stale, ignore_errors=True)
+            manifest.update(data=None, settings={**manifest["settings"], "fingerprint": settings["fingerprint"]})
         manifest["music_dir"] = str(music_dir)  # the folder may have moved; ids are relative to it
     else:
         if any(out.iterdir()):
@@ -273,29 +282,47 @@ def embed_files(models: Sequence, paths: list[Path], settings: dict, *, batch_si
                 device: str | None = None) -> list[tuple[dict, list[dict], str | None]]:
     """Per file: (arrays ``model<i>.embedding``/``.probabilities`` of shape (1, D), ``fingerprint``
     and ``duration_s``, top labels per model, error). A file that cannot be decoded gets its
-    error instead; the fingerprint's decoding finds it before any model runs."""
-    arrays = [{} for _ in paths]
-    labels = [[] for _ in paths]
-    errors: list[str | None] = [None] * len(paths)
-    for j, path in enumerate(paths):
-        try:
-            arrays[j][FINGERPRINT] = fp.fingerprint_file(path)[None]
-        except (AudioDecodeError, OSError) as e:
-            errors[j] = f"{path}: {e}"
-    readable = [j for j in range(len(paths)) if errors[j] is None]
-    for i, model in enumerate(models):
-        results = predict_files(model, [paths[j] for j in readable], top_k=0, embeddings=True,
-                                max_chunks=settings["max_chunks"], batch_size=batch_size, device=device, progress=False,
-                                runtime=runtime_of(model))
-        for j, result in zip(readable, results):
-            if result.error:  # decodable at the fingerprint's rate but not at the model's: rare, but possible
-                errors[j] = errors[j] or result.error
-                continue
-            arrays[j][f"model{i}.embedding"] = np.asarray(result.embedding, np.float32)[None]
-            arrays[j][f"model{i}.probabilities"] = np.asarray([result.labels[n] for n in model.spec.label_names], np.float32)[None]
-            arrays[j]["duration_s"] = float(result.duration_s)
-            labels[j].append({name: round(p, 4) for name, p in list(result.labels.items())[:TOP_LABELS]})
-    return list(zip(arrays, labels, errors))
+    error instead.
+
+    Each file is decoded once, only where its chunks are, for every model and the fingerprint
+    (:mod:`zoo.recommend.reading`), a track or two ahead of the models in a thread. The models
+    then run on groups of consecutive files holding at least ``batch_size`` chunks, so short
+    files still fill batches while memory stays a few tracks' chunks.
+    """
+    specs = [model.spec for model in models]
+    results: list[tuple[dict, list[dict], str | None]] = []
+    group: list[TrackRead] = []
+
+    def embed_group():
+        rows = [({FINGERPRINT: read.fingerprint[None]}, []) for read in group]
+        errors = [None] * len(group)
+        for i, model in enumerate(models):
+            chunked = [read.per_model[i] for read in group]
+            for j, result in enumerate(predict_chunks(model, chunked, top_k=0, embeddings=True, batch_size=batch_size,
+                                                      device=device, progress=False)):
+                if result.error:
+                    errors[j] = errors[j] or result.error
+                    continue
+                arrays, labels = rows[j]
+                arrays[f"model{i}.embedding"] = np.asarray(result.embedding, np.float32)[None]
+                arrays[f"model{i}.probabilities"] = np.asarray([result.labels[n] for n in model.spec.label_names], np.float32)[None]
+                arrays["duration_s"] = float(result.duration_s)
+                labels.append({name: round(p, 4) for name, p in list(result.labels.items())[:TOP_LABELS]})
+        results.extend((arrays, labels, error) for (arrays, labels), error in zip(rows, errors))
+        group.clear()
+
+    for read in read_ahead(paths, specs, settings["max_chunks"]):
+        if read.error:  # named and counted by the caller
+            if group:
+                embed_group()
+            results.append(({}, [], read.error))
+            continue
+        group.append(read)
+        if sum(len(read.per_model[0].starts) for read in group) >= batch_size:
+            embed_group()
+    if group:
+        embed_group()
+    return results
 
 
 def _write_shard(out: Path, tracks: list[Track], rows: list[dict]) -> None:
