@@ -415,13 +415,14 @@ def test_an_interrupted_index_loses_nothing_and_is_never_taken_as_complete(model
     script = textwrap.dedent(f"""
         import os, signal
         import zoo.recommend.indexing as indexing
+        import zoo.recommend.shards as shards
         from zoo.cli import main
         indexing.SHARD_TRACKS = 8
-        write = indexing._write_shard
+        write = shards.write_shard
         def write_then_die(*args):
             write(*args)
             os.kill(os.getpid(), signal.SIGKILL)
-        indexing._write_shard = write_then_die
+        shards.write_shard = write_then_die
         main(["index", {str(models[0])!r}, {str(music)!r}, "--out", {str(out)!r}, "--max-chunks", "2"])
     """)
     proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300, cwd=REPO)
@@ -447,9 +448,10 @@ def test_two_index_runs_on_one_library_take_turns(models, music, tmp_path):
         import time
         from pathlib import Path
         import zoo.recommend.indexing as indexing
+        import zoo.recommend.shards as shards
         from zoo.cli import main
         indexing.SHARD_TRACKS = 4
-        write = indexing._write_shard
+        write = shards.write_shard
         def write_then_wait(out, *args):
             write(out, *args)
             if not Path({str(started)!r}).exists():
@@ -458,7 +460,7 @@ def test_two_index_runs_on_one_library_take_turns(models, music, tmp_path):
                 while time.monotonic() < deadline and "waiting for another process" not in \
                         Path({str(second_err)!r}).read_text() and len(list((out / "pending").glob("*.json"))) < 2:
                     time.sleep(0.05)
-        indexing._write_shard = write_then_wait
+        shards.write_shard = write_then_wait
         main(["index", {str(models[0])!r}, {str(music)!r}, "--out", {str(out)!r}, "--max-chunks", "1"])
     """)
     second = textwrap.dedent(f"""
@@ -530,13 +532,14 @@ def test_a_killed_two_process_index_resumes_with_only_the_missing_tracks(models,
     script.write_text(textwrap.dedent("""
         import os, signal
         import zoo.recommend.indexing as indexing
+        import zoo.recommend.shards as shards
         from zoo.cli import main
         indexing.SHARD_TRACKS = 2
-        write = indexing._write_shard
+        write = shards.write_shard
         def write_then_die(*args):
             write(*args)
             os.kill(os.getpid(), signal.SIGKILL)
-        indexing._write_shard = write_then_die
+        shards.write_shard = write_then_die
         main()
     """))
     proc = subprocess.run([sys.executable, str(script), "index", str(models[0]), str(folder), "--out", str(out),

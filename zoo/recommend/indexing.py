@@ -32,7 +32,6 @@ benchmark's synthetic collection, an import) in the same format, through the sam
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
 import math
 import os
@@ -40,7 +39,7 @@ import shutil
 import time
 from dataclasses import asdict
 from pathlib import Path
-from typing import NamedTuple, Sequence
+from typing import Sequence
 
 import numpy as np
 from tqdm.auto import tqdm
@@ -50,9 +49,11 @@ from datamodules.primitives.files import exclusive_lock, file_digest, write_json
 
 from ..predict import predict_files, runtime_of
 from . import fingerprint as fp
+from . import shards
 from .index import VectorIndex
+from .shards import Ranks, StoredTrack, read_pending, shard_name, unchanged
 from .store import (FEATURES, FINGERPRINT, FORMAT, FORMAT_VERSION, MANIFEST, MATCHED_ENTRY_FIELDS, TOP_LABELS,
-                    LibraryData, LibraryError, Track, library_vectors, load_arrays, model_entry, read_data,
+                    LibraryData, LibraryError, Track, library_vectors, model_entry, read_data,
                     read_manifest, save_arrays, save_model)
 
 log = logging.getLogger(__name__)
@@ -60,44 +61,6 @@ log = logging.getLogger(__name__)
 DEFAULT_MAX_CHUNKS = 16
 #: Tracks per pending shard: an interrupted run loses at most this many tracks' work.
 SHARD_TRACKS = 32
-
-
-class StoredTrack(NamedTuple):
-    """A track already embedded and where its vectors are: row ``row`` of ``arrays`` (the
-    library's current data, or the pending shard it was written to)."""
-
-    track: Track
-    row: int
-    arrays: dict[str, np.ndarray]
-
-
-class Ranks:
-    """This process's part in a run (rank, world size) and the three collectives a run needs:
-    a barrier, rank 0's broadcast and a gather of small Python objects. Without a Fabric there
-    is one process and each is a no-op, so one-process runs take exactly the path they always did."""
-
-    def __init__(self, fabric=None):
-        self.fabric = fabric
-        self.rank = fabric.global_rank if fabric is not None else 0
-        self.size = fabric.world_size if fabric is not None else 1
-
-    def barrier(self) -> None:
-        if self.size > 1:
-            self.fabric.barrier()
-
-    def broadcast(self, obj):
-        """Rank 0's ``obj`` on every rank."""
-        return self.fabric.broadcast(obj, src=0) if self.size > 1 else obj
-
-    def gather(self, obj) -> list:
-        """Every rank's ``obj``, in rank order, on every rank (Fabric's own gather is for tensors)."""
-        if self.size == 1:
-            return [obj]
-        import torch.distributed
-
-        found = [None] * self.size
-        torch.distributed.all_gather_object(found, obj)
-        return found
 
 
 def build(models: Sequence, music_dir: str | os.PathLike, out: str | os.PathLike, *, files: Sequence[Path] | None = None,
@@ -154,7 +117,7 @@ def _build(models: Sequence, music_dir: Path, out: Path, settings: dict, files: 
     todo, kept, known, skipped, manifest = plan
     vanished = len(skipped)
     skipped = skipped + sorted((s for rank_skipped, _, _ in everyone for s in rank_skipped), key=lambda s: s["id"])
-    pending = _read_pending(out, last=[name for _, names, _ in everyone for name in names])
+    pending = read_pending(out, last=[name for _, names, _ in everyone for name in names])
     failed = {s["id"] for s in skipped}
     embedded = [rel for rel, _, _ in todo if rel in pending and rel not in failed]
     for rel in embedded:
@@ -181,11 +144,11 @@ def _plan(models: Sequence, music_dir: Path, out: Path, settings: dict, files: S
     # What must be embedded: new files, and files whose size/mtime changed (unless their content did not).
     on_disk = {p.relative_to(music_dir).as_posix(): p for p in (files if files is not None else list_audio_files(music_dir))}
     known = {t.id: StoredTrack(t, i, old_arrays) for i, t in enumerate(old_tracks)}
-    pending = _read_pending(out)
+    pending = read_pending(out)
     todo, kept, skipped = [], {}, []
     for rel, path in sorted(on_disk.items()):
         try:
-            stored = _unchanged(path, known.get(rel)) or _unchanged(path, pending.get(rel))
+            stored = unchanged(path, known.get(rel)) or unchanged(path, pending.get(rel))
             if stored:
                 kept[rel] = stored
             else:
@@ -222,8 +185,8 @@ def _embed_share(models: Sequence, out: Path, share: list, settings: dict, batch
                 shard_tracks.append(Track(rel, st.st_size, st.st_mtime_ns, digest, arrays.pop("duration_s"), labels))
                 shard_rows.append(arrays)
             if shard_tracks:
-                name = f"shard-{time.time_ns():020d}-{rank:05d}-{os.getpid()}"  # unique across ranks and machines
-                _write_shard(out, shard_tracks, shard_rows, name)
+                name = shard_name(rank)
+                shards.write_shard(out, shard_tracks, shard_rows, name)
                 names.append(name)
                 written += len(shard_tracks)
             bar.update(len(part))
@@ -317,19 +280,6 @@ def _read_old_data(out: Path, manifest: dict) -> tuple[list[Track], dict[str, np
         return [], {}
 
 
-def _unchanged(path: Path, stored: StoredTrack | None) -> StoredTrack | None:
-    """``stored`` if ``path`` still holds its content: same size and modification time, or,
-    when only the time changed, the same SHA-256 (the track then takes the new time)."""
-    if stored is None:
-        return None
-    track, st = stored.track, path.stat()
-    if (track.size, track.mtime_ns) == (st.st_size, st.st_mtime_ns):
-        return stored
-    if track.size == st.st_size and file_digest(path, "sha256") == track.sha256:  # touched, not changed
-        return stored._replace(track=Track(**{**asdict(track), "mtime_ns": st.st_mtime_ns}))
-    return None
-
-
 def _start_run(out: Path, music_dir: Path, models: Sequence, settings: dict) -> dict:
     """Check a library's models and settings against this run's, then mark it incomplete."""
     entries = [model_entry(m) for m in models]
@@ -386,35 +336,6 @@ def embed_files(models: Sequence, paths: list[Path], settings: dict, *, batch_si
             arrays[j]["duration_s"] = float(result.duration_s)
             labels[j].append({name: round(p, 4) for name, p in list(result.labels.items())[:TOP_LABELS]})
     return list(zip(arrays, labels, errors))
-
-
-def _write_shard(out: Path, tracks: list[Track], rows: list[dict], name: str) -> None:
-    folder = out / "pending"
-    folder.mkdir(exist_ok=True)
-    save_arrays(folder / f"{name}.safetensors", {k: np.concatenate([r[k] for r in rows]) for k in rows[0]},
-                [t.id for t in tracks])
-    write_json(folder / f"{name}.json", [asdict(t) for t in tracks])  # written last: it marks the shard whole
-
-
-def _read_pending(out: Path, last: Sequence[str] = ()) -> dict[str, StoredTrack]:
-    """Tracks of finished shards, latest shard winning, by id. A damaged shard is left out with
-    a warning (its tracks are embedded again). ``last``: this run's shards by name, read last so
-    that they win over a killed run's whatever the clocks of the machines that wrote them, and
-    read even where a network file system's cached listing of ``pending/`` does not show them yet."""
-    found = {}
-    folder = out / "pending"
-    ours = [folder / f"{name}.json" for name in last]
-    older = sorted(set(folder.glob("shard-*.json")) - set(ours)) if folder.is_dir() else []
-    for meta in older + ours:
-        try:
-            tracks = [Track(**t) for t in json.loads(meta.read_text())]
-            arrays = load_arrays(meta.with_suffix(".safetensors"), [t.id for t in tracks])
-        except (OSError, ValueError, TypeError) as e:  # LibraryError is a ValueError
-            log.warning("ignoring the damaged pending shard %s (%s)", meta, e)
-            continue
-        for row, track in enumerate(tracks):
-            found[track.id] = StoredTrack(track, row, arrays)
-    return found
 
 
 def _finish_run(out: Path, manifest: dict, kept: dict[str, StoredTrack], skipped: list, run: dict) -> LibraryData:
