@@ -491,9 +491,11 @@ TWO_CPU_PROCESSES = ("--accelerator", "cpu", "--devices", "2", "--strategy", "dd
 
 
 def three_genres(music: Path, folder: Path) -> Path:
-    """Ten files: the blues, jazz and rock clips and the corrupt ``rock/broken.wav``."""
+    """Eleven files: the blues, jazz and rock clips and two corrupt ones, ``rock/broken.wav`` and
+    ``rock/broken2.wav`` (the 7th and 8th in id order: one for each of two ranks)."""
     for genre in ("blues", "jazz", "rock"):
         shutil.copytree(music / genre, folder / genre)
+    shutil.copy(folder / "rock" / "broken.wav", folder / "rock" / "broken2.wav")
     return folder
 
 
@@ -505,22 +507,23 @@ def assert_same_library(built: Path, reference: Path) -> None:
     assert set(a.arrays) == set(b.arrays)
     for name in a.arrays:
         np.testing.assert_allclose(a.arrays[name], b.arrays[name], rtol=1e-5, atol=1e-5, err_msg=name)
-    assert a.manifest["skipped"] == b.manifest["skipped"] and [s["id"] for s in a.manifest["skipped"]] == ["rock/broken.wav"]
+    assert a.manifest["skipped"] == b.manifest["skipped"]
+    assert [s["id"] for s in a.manifest["skipped"]] == ["rock/broken.wav", "rock/broken2.wav"]
 
 
 def test_two_processes_index_the_library_one_process_would(models, music, tmp_path):
     """Two real CPU processes started by Lightning (gloo): each embeds half of the files into its
-    own shards, rank 0 merges them, and the library equals a one-process build of the folder;
-    the file that rank 0 could not read (the corrupt one, every other file being rank 0's) is listed."""
+    own shards, rank 0 merges them, and the library equals a one-process build of the folder,
+    with the corrupt file of each rank listed as skipped."""
     folder = three_genres(music, tmp_path / "music")
     reference = Library.build([from_pretrained(models[0])], folder, tmp_path / "one", max_chunks=1, progress=False)
     proc = index_cli(models[0], folder, "--out", tmp_path / "two", "--max-chunks", "1", *TWO_CPU_PROCESSES)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert proc.stdout.count("tracks (") == 1  # one summary line: rank 0's
-    assert "9 tracks (9 embedded, 0 unchanged, 0 dropped, 1 unreadable skipped); embedded by rank: 4, 5" in proc.stdout
+    assert "9 tracks (9 embedded, 0 unchanged, 0 dropped, 2 unreadable skipped); embedded by rank: 5, 4" in proc.stdout
     assert_same_library(tmp_path / "two", reference.root)
     manifest = json.loads((tmp_path / "two" / "library.json").read_text())
-    assert manifest["last_run"] == {"embedded": 9, "unchanged": 0, "skipped": 1, "dropped": 0, "embedded_by_rank": [4, 5]}
+    assert manifest["last_run"] == {"embedded": 9, "unchanged": 0, "skipped": 2, "dropped": 0, "embedded_by_rank": [5, 4]}
     assert not (tmp_path / "two" / "pending").exists()
 
 
@@ -551,7 +554,7 @@ def test_a_killed_two_process_index_resumes_with_only_the_missing_tracks(models,
     with pytest.raises(LibraryError, match="did not finish"):
         Library.open(out)
     resumed = Library.build([from_pretrained(models[0])], folder, out, max_chunks=1, progress=False)
-    assert resumed.manifest["last_run"] == {"embedded": 5, "unchanged": 4, "skipped": 1, "dropped": 0}
+    assert resumed.manifest["last_run"] == {"embedded": 5, "unchanged": 4, "skipped": 2, "dropped": 0}
     reference = Library.build([from_pretrained(models[0])], folder, tmp_path / "one", max_chunks=1, progress=False)
     assert_same_library(out, reference.root)
 
