@@ -1,4 +1,4 @@
-"""The shipped sbatch script and torchrun command: valid bash, and the CLI accepts every flag they pass."""
+"""The shipped sbatch scripts and torchrun command: valid bash, and the CLI accepts every flag they pass."""
 
 import os
 import subprocess
@@ -19,17 +19,24 @@ while [ "$1" != "-m" ]; do shift; done
 shift
 exec "$PYTHON" -m "$@" --print_config
 """
+# ``srun musiczoo index ...``: the arguments as ``musiczoo index`` parses them, as JSON.
+FAKE_SRUN_INDEX = """#!/bin/bash
+[ "$1 $2" = "musiczoo index" ] || { echo "not musiczoo index: $*" >&2; exit 1; }
+shift 2
+exec "$PYTHON" -c 'import json, sys; from zoo.cli.recommend import index_parser
+print(json.dumps(vars(index_parser().parse_args(sys.argv[1:])), default=str))' "$@"
+"""
 
 
-@pytest.mark.parametrize("script", ["fit.sbatch", "torchrun.sh"])
+@pytest.mark.parametrize("script", ["fit.sbatch", "index.sbatch", "torchrun.sh"])
 def test_scripts_are_valid_bash(script):
     assert subprocess.run(["bash", "-n", str(CLUSTER / script)]).returncode == 0
 
 
-def launch(tmp_path, script: str, **variables) -> dict:
+def launch(tmp_path, script: str, srun: str = FAKE_SRUN, **variables) -> dict:
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
-    for name, text in (("srun", FAKE_SRUN), ("torchrun", FAKE_TORCHRUN)):
+    for name, text in (("srun", srun), ("torchrun", FAKE_TORCHRUN)):
         (bin_dir / name).write_text(text)
         (bin_dir / name).chmod(0o755)
     env = {**os.environ, **variables, "PYTHON": sys.executable, "PYTHONPATH": str(ROOT),  # this checkout's code
@@ -62,3 +69,11 @@ def test_torchrun_command_is_accepted_by_the_cli(tmp_path):
     trainer = config["trainer"]
     assert (trainer["num_nodes"], str(trainer["devices"]), trainer["strategy"]) == (2, "8", "ddp")
     assert config["ckpt_path"] == "last" and config["data"]["init_args"]["root"] == "/data/gtzan"
+
+
+def test_index_sbatch_passes_lightning_what_slurm_provides(tmp_path):
+    args = launch(tmp_path, "index.sbatch", srun=FAKE_SRUN_INDEX, SLURM_JOB_NUM_NODES="2", SLURM_NTASKS_PER_NODE="4",
+                  MODELS="runs/models/genre hub:org/tagging", MUSIC="/data/music", LIBRARY="/shared/music.library")
+    assert (args["accelerator"], args["num_nodes"], args["devices"], args["strategy"]) == ("gpu", 2, "4", "ddp")
+    assert args["models_and_music_dir"] == ["runs/models/genre", "hub:org/tagging", "/data/music"]
+    assert args["out"] == "/shared/music.library" and args["device"] is None  # each rank's GPU is Lightning's choice

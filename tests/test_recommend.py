@@ -506,13 +506,14 @@ def test_an_interrupted_index_loses_nothing_and_is_never_taken_as_complete(model
     script = textwrap.dedent(f"""
         import os, signal
         import zoo.recommend.indexing as indexing
+        import zoo.recommend.shards as shards
         from zoo.cli import main
         indexing.SHARD_TRACKS = 8
-        write = indexing._write_shard
+        write = shards.write_shard
         def write_then_die(*args):
             write(*args)
             os.kill(os.getpid(), signal.SIGKILL)
-        indexing._write_shard = write_then_die
+        shards.write_shard = write_then_die
         main(["index", {str(models[0])!r}, {str(music)!r}, "--out", {str(out)!r}, "--max-chunks", "2"])
     """)
     proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300, cwd=REPO)
@@ -538,9 +539,10 @@ def test_two_index_runs_on_one_library_take_turns(models, music, tmp_path):
         import time
         from pathlib import Path
         import zoo.recommend.indexing as indexing
+        import zoo.recommend.shards as shards
         from zoo.cli import main
         indexing.SHARD_TRACKS = 4
-        write = indexing._write_shard
+        write = shards.write_shard
         def write_then_wait(out, *args):
             write(out, *args)
             if not Path({str(started)!r}).exists():
@@ -549,7 +551,7 @@ def test_two_index_runs_on_one_library_take_turns(models, music, tmp_path):
                 while time.monotonic() < deadline and "waiting for another process" not in \
                         Path({str(second_err)!r}).read_text() and len(list((out / "pending").glob("*.json"))) < 2:
                     time.sleep(0.05)
-        indexing._write_shard = write_then_wait
+        shards.write_shard = write_then_wait
         main(["index", {str(models[0])!r}, {str(music)!r}, "--out", {str(out)!r}, "--max-chunks", "1"])
     """)
     second = textwrap.dedent(f"""
@@ -574,6 +576,78 @@ def test_two_index_runs_on_one_library_take_turns(models, music, tmp_path):
     assert "31 tracks (31 embedded, 0 unchanged" in outputs[0]
     assert "31 tracks (0 embedded, 31 unchanged" in outputs[1]
     assert len(Library.open(out).tracks) == 31 and not (out / "pending").exists()
+
+
+TWO_CPU_PROCESSES = ("--accelerator", "cpu", "--devices", "2", "--strategy", "ddp")
+
+
+def three_genres(music: Path, folder: Path) -> Path:
+    """Eleven files: the blues, jazz and rock clips and two corrupt ones, ``rock/broken.wav`` and
+    ``rock/broken2.wav`` (the 7th and 8th in id order: one for each of two ranks)."""
+    for genre in ("blues", "jazz", "rock"):
+        shutil.copytree(music / genre, folder / genre)
+    shutil.copy(folder / "rock" / "broken.wav", folder / "rock" / "broken2.wav")
+    return folder
+
+
+def assert_same_library(built: Path, reference: Path) -> None:
+    a, b = Library.open(built), Library.open(reference)
+    assert [t.id for t in a.tracks] == [t.id for t in b.tracks] and len(a.tracks) == 9
+    assert [(t.sha256, t.size, t.mtime_ns, t.duration_s) for t in a.tracks] == [
+        (t.sha256, t.size, t.mtime_ns, t.duration_s) for t in b.tracks]
+    assert set(a.arrays) == set(b.arrays)
+    for name in a.arrays:
+        np.testing.assert_allclose(a.arrays[name], b.arrays[name], rtol=1e-5, atol=1e-5, err_msg=name)
+    assert a.manifest["skipped"] == b.manifest["skipped"]
+    assert [s["id"] for s in a.manifest["skipped"]] == ["rock/broken.wav", "rock/broken2.wav"]
+
+
+def test_two_processes_index_the_library_one_process_would(models, music, tmp_path):
+    """Two real CPU processes started by Lightning (gloo): each embeds half of the files into its
+    own shards, rank 0 merges them, and the library equals a one-process build of the folder,
+    with the corrupt file of each rank listed as skipped."""
+    folder = three_genres(music, tmp_path / "music")
+    reference = Library.build([from_pretrained(models[0])], folder, tmp_path / "one", max_chunks=1, progress=False)
+    proc = index_cli(models[0], folder, "--out", tmp_path / "two", "--max-chunks", "1", *TWO_CPU_PROCESSES)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert proc.stdout.count("tracks (") == 1  # one summary line: rank 0's
+    assert "9 tracks (9 embedded, 0 unchanged, 0 dropped, 2 unreadable skipped); embedded by rank: 5, 4" in proc.stdout
+    assert_same_library(tmp_path / "two", reference.root)
+    manifest = json.loads((tmp_path / "two" / "library.json").read_text())
+    assert manifest["last_run"] == {"embedded": 9, "unchanged": 0, "skipped": 2, "dropped": 0, "embedded_by_rank": [5, 4]}
+    assert not (tmp_path / "two" / "pending").exists()
+
+
+def test_a_killed_two_process_index_resumes_with_only_the_missing_tracks(models, music, tmp_path):
+    """Both ranks are SIGKILLed right after their first shard of two tracks: the next run (one
+    process here) reuses the four tracks of both ranks' shards and embeds only the other five."""
+    folder, out = three_genres(music, tmp_path / "music"), tmp_path / "lib"
+    script = tmp_path / "index_then_die.py"  # a file, not -c: Lightning starts rank 1 by running it again
+    script.write_text(textwrap.dedent("""
+        import os, signal
+        import zoo.recommend.indexing as indexing
+        import zoo.recommend.shards as shards
+        from zoo.cli import main
+        indexing.SHARD_TRACKS = 2
+        write = shards.write_shard
+        def write_then_die(*args):
+            write(*args)
+            os.kill(os.getpid(), signal.SIGKILL)
+        shards.write_shard = write_then_die
+        main()
+    """))
+    proc = subprocess.run([sys.executable, str(script), "index", str(models[0]), str(folder), "--out", str(out),
+                           "--max-chunks", "1", *TWO_CPU_PROCESSES], capture_output=True, text=True, timeout=300,
+                          cwd=REPO)
+    assert proc.returncode == -9, proc.stderr[-3000:]
+    shards = sorted(p.name for p in (out / "pending").glob("shard-*.json"))
+    assert sorted(name.split("-")[2] for name in shards) == ["00000", "00001"], shards  # one shard of each rank
+    with pytest.raises(LibraryError, match="did not finish"):
+        Library.open(out)
+    resumed = Library.build([from_pretrained(models[0])], folder, out, max_chunks=1, progress=False)
+    assert resumed.manifest["last_run"] == {"embedded": 5, "unchanged": 4, "skipped": 2, "dropped": 0}
+    reference = Library.build([from_pretrained(models[0])], folder, tmp_path / "one", max_chunks=1, progress=False)
+    assert_same_library(out, reference.root)
 
 
 def run_main(capsys, *argv) -> tuple[int, str, str]:
@@ -680,6 +754,10 @@ def test_a_file_deleted_while_its_shard_is_embedded_is_skipped(models, music, tm
     (["--weights", "1,2"], "got 1.0,2.0"),
     (["--max-chunks", "0"], "--max-chunks must be a whole number of at least 1, got 0"),
     (["--batch-size", "0"], "--batch-size must be at least 1"),
+    (["--accelerator", "cpu", "--devices", "two"],
+     "cannot run with --accelerator cpu --devices two: `devices` selected with `CPUAccelerator` should be an int > 0"),
+    (["--strategy", "nonsense"], "cannot run with --strategy nonsense: You selected an invalid strategy name"),
+    (["--devices", "2", "--device", "cpu"], "--device is for one process; with --accelerator, --devices"),
 ])
 def test_bad_index_arguments_are_refused_before_any_work(models, music, tmp_path, args, message, capsys):
     out = tmp_path / "lib"

@@ -9,11 +9,11 @@ from pathlib import Path
 from .common import fail
 from .models import RUNTIME_HELP, load_model
 
-def cmd_index(argv: list[str]) -> None:
-    """``musiczoo index MODEL [MODEL ...] MUSIC_DIR --out LIBRARY``: create or update a library."""
-    from ..recommend.indexing import check_settings
+
+def index_parser() -> argparse.ArgumentParser:
+    """``musiczoo index``'s arguments (the cluster scripts' test parses their command with it)."""
     from ..predict import RUNTIMES
-    from ..recommend.library import DEFAULT_MAX_CHUNKS, Library
+    from ..recommend.library import DEFAULT_MAX_CHUNKS
 
     parser = argparse.ArgumentParser(prog="musiczoo index", description=(
         "Embed every audio file of MUSIC_DIR with one or more models (published folders, Hub ids, arch.tag "
@@ -26,26 +26,90 @@ def cmd_index(argv: list[str]) -> None:
     parser.add_argument("--weights", type=lambda s: [float(w) for w in s.split(",")],
                         help="one weight per model for the combined features, e.g. 1,0.5 (default: equal)")
     parser.add_argument("--batch-size", type=int, default=16, help="chunks per forward pass")
-    parser.add_argument("--device", help="e.g. cpu, cuda (default: cuda if available)")
+    parser.add_argument("--device", help="e.g. cpu, cuda (default: cuda if available); one process only")
     parser.add_argument("--runtime", choices=RUNTIMES, default="torch", help=RUNTIME_HELP)
+    ranks = parser.add_argument_group(
+        "many processes", "as the Trainer's flags of `musiczoo fit`; any of them runs the index through Lightning "
+        "Fabric's launchers (devices > 1 here, SLURM or torchrun detected), each process embedding a share of the "
+        "files on its own device (default: one process, --device)")
+    ranks.add_argument("--accelerator", help="cpu, gpu, cuda, mps or auto (default auto)")
+    ranks.add_argument("--devices", help="processes per machine: a count, a list of GPUs or auto (default auto)")
+    ranks.add_argument("--num-nodes", type=int, help="machines (default 1)")
+    ranks.add_argument("--strategy", help="ddp for more than one process (default auto)")
+    return parser
+
+
+def cmd_index(argv: list[str]) -> None:
+    """``musiczoo index MODEL [MODEL ...] MUSIC_DIR --out LIBRARY``: create or update a library."""
+    from ..recommend.indexing import check_settings
+    from ..recommend.library import Library
+
+    parser = index_parser()
     args = parser.parse_args(argv)
     if len(args.models_and_music_dir) < 2:
         parser.error("give at least one MODEL and the MUSIC_DIR")
     *specs, music_dir = args.models_and_music_dir
+    many = {"accelerator": args.accelerator, "devices": args.devices, "num_nodes": args.num_nodes,
+            "strategy": args.strategy}
     try:
         check_settings(len(specs), args.max_chunks, args.weights)  # before any model is loaded or file embedded
         if args.batch_size < 1:
             raise ValueError(f"--batch-size must be at least 1, got {args.batch_size}")
         if not Path(music_dir).expanduser().is_dir():
             raise ValueError(f"{music_dir}: no such music folder")
+        fabric = None
+        if any(v is not None for v in many.values()):
+            if args.device is not None:
+                raise ValueError("--device is for one process; with --accelerator, --devices, --num-nodes or "
+                                 "--strategy each process runs on the device Lightning gives it")
+            fabric = _fabric(many)
         models = [load_model(spec, args.runtime) for spec in specs]
-        library = Library.build(models, music_dir, args.out, max_chunks=args.max_chunks, weights=args.weights,
-                                batch_size=args.batch_size, device=args.device)
+        options = {"max_chunks": args.max_chunks, "weights": args.weights, "batch_size": args.batch_size}
+        if fabric is None:
+            library = Library.build(models, music_dir, args.out, device=args.device, **options)
+        else:
+            library = _launch(fabric, argv, models, music_dir, args.out, options)
     except (ValueError, OSError, ImportError) as e:  # LibraryError, ModelError, UnknownNameError are ValueErrors;
         fail("index", f"{e}")                          # ImportError names the export extra (--runtime onnx)
+    if library is None:
+        return  # a rank other than 0: rank 0 wrote the library and reports it
     run = library.manifest["last_run"]
     print(f"{args.out}: {len(library.tracks)} tracks ({run['embedded']} embedded, {run['unchanged']} unchanged, "
-          f"{run['dropped']} dropped, {run['skipped']} unreadable skipped)")
+          f"{run['dropped']} dropped, {run['skipped']} unreadable skipped)"
+          + (f"; embedded by rank: {', '.join(map(str, run['embedded_by_rank']))}" if "embedded_by_rank" in run else ""))
+
+
+def _fabric(flags: dict):
+    """A Fabric for the flags given (the rest at the Trainer's defaults); Lightning's refusal of a
+    bad value (a type, value or runtime error: no such GPU, strategy or count) as a ValueError."""
+    from lightning.fabric import Fabric
+    from lightning.fabric.utilities.exceptions import MisconfigurationException
+
+    given = {k: v for k, v in flags.items() if v is not None}
+    try:
+        return Fabric(**given)
+    except (ValueError, TypeError, RuntimeError, MisconfigurationException) as e:
+        named = " ".join(f"--{k.replace('_', '-')} {v}" for k, v in given.items())
+        raise ValueError(f"cannot run with {named}: {' '.join(str(e).split())}") from None
+
+
+def _launch(fabric, argv: list[str], *args):
+    """``fabric.launch`` of :func:`_index_on_rank` with ``args``. Lightning's local launcher starts
+    the other processes by running this process's command line again, and ``main`` keeps only the
+    program there while a verb runs: the index arguments go back for the launch."""
+    program = sys.argv
+    sys.argv = [program[0], "index", *argv]
+    try:
+        return fabric.launch(_index_on_rank, *args)
+    finally:
+        sys.argv = program
+
+
+def _index_on_rank(fabric, models: list, music_dir: str, out: Path, options: dict):
+    """One process's part of the index run (a module-level function: ``--strategy ddp_spawn`` pickles it)."""
+    from ..recommend.library import Library
+
+    return Library.build(models, music_dir, out, fabric=fabric, **options)
 
 
 def cmd_recommend(argv: list[str]) -> None:

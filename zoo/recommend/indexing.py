@@ -19,6 +19,12 @@ finds the first's tracks unchanged). Damaged data (a truncated or foreign
 ``vectors.safetensors``, a damaged ``tracks.json`` or pending shard) is embedded again
 rather than refused, so ``musiczoo index`` is always the repair.
 
+Many processes (``musiczoo index --devices 2 --strategy ddp``, SLURM, torchrun): every process
+of a :class:`lightning.fabric.Fabric` run calls :func:`build`. Global rank 0 alone takes the
+writer lock, marks the library incomplete and decides what to embed; each rank embeds its
+share of that list on its own device into shards named with its rank; rank 0 then merges
+every rank's shards as one process would, and the others write nothing else.
+
 :func:`build` embeds audio; :func:`write_library` writes vectors computed elsewhere (a
 benchmark's synthetic collection, an import) in the same format, through the same run.
 """
@@ -26,7 +32,6 @@ benchmark's synthetic collection, an import) in the same format, through the sam
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
 import math
 import os
@@ -34,7 +39,7 @@ import shutil
 import time
 from dataclasses import asdict
 from pathlib import Path
-from typing import NamedTuple, Sequence
+from typing import Sequence
 
 import numpy as np
 from tqdm.auto import tqdm
@@ -44,10 +49,12 @@ from datamodules.primitives.files import exclusive_lock, file_digest, write_json
 
 from ..predict import predict_chunks
 from . import fingerprint as fp
-from .reading import TrackRead, read_ahead
+from . import shards
 from .index import VectorIndex
+from .reading import TrackRead, read_ahead
+from .shards import Ranks, StoredTrack, read_pending, shard_name, unchanged
 from .store import (FEATURES, FINGERPRINT, FORMAT, FORMAT_VERSION, MANIFEST, MATCHED_ENTRY_FIELDS, TOP_LABELS,
-                    LibraryData, LibraryError, Track, library_vectors, load_arrays, model_entry, read_data,
+                    LibraryData, LibraryError, Track, library_vectors, model_entry, read_data,
                     read_manifest, save_arrays, save_model)
 
 log = logging.getLogger(__name__)
@@ -57,60 +64,113 @@ DEFAULT_MAX_CHUNKS = 16
 SHARD_TRACKS = 32
 
 
-class StoredTrack(NamedTuple):
-    """A track already embedded and where its vectors are: row ``row`` of ``arrays`` (the
-    library's current data, or the pending shard it was written to)."""
-
-    track: Track
-    row: int
-    arrays: dict[str, np.ndarray]
-
-
 def build(models: Sequence, music_dir: str | os.PathLike, out: str | os.PathLike, *, files: Sequence[Path] | None = None,
           max_chunks: int = DEFAULT_MAX_CHUNKS, weights: Sequence[float] | None = None, batch_size: int = 16,
-          device: str | None = None, progress: bool = True) -> LibraryData:
+          device: str | None = None, progress: bool = True, fabric=None) -> LibraryData | None:
     """Create or update the library ``out`` of ``music_dir`` with ``models`` (loaded zoo models).
 
     Only new or changed files are embedded; files gone from the folder are dropped; ``files``
     limits the run to those files (deletions are then not looked for). A library made with
     other models or settings is refused with the differences named.
+
+    ``fabric``: a launched :class:`lightning.fabric.Fabric` whose every process calls this with
+    the same arguments. Each embeds its share of the files on ``fabric.device`` (``device`` is
+    then not used); the library is returned on global rank 0 and ``None`` on the others. Only
+    rank 0 takes the writer lock (a second run waits for it there, and its other ranks at the
+    first barrier, which Lightning's process group gives up after its timeout, 30 minutes by
+    default, before anything is written): were every rank to take it, rank 1 would wait for
+    rank 0's lock while rank 0 waits for rank 1 at a barrier.
     """
     music_dir, out = Path(music_dir).expanduser().resolve(), Path(out)
     if not music_dir.is_dir():
         raise LibraryError(f"{music_dir}: no such music folder")
     settings = check_settings(len(models), max_chunks, weights)
-    with writer_lock(out):
-        return _build(models, music_dir, out, settings, files, batch_size, device, progress)
+    ranks = Ranks(fabric)
+    if fabric is not None:
+        device = str(fabric.device)
+    with writer_lock(out) if ranks.rank == 0 else contextlib.nullcontext():
+        return _build(models, music_dir, out, settings, files, batch_size, device, progress, ranks)
 
 
 def _build(models: Sequence, music_dir: Path, out: Path, settings: dict, files: Sequence[Path] | None,
-           batch_size: int, device: str | None, progress: bool) -> LibraryData:
+           batch_size: int, device: str | None, progress: bool, ranks: Ranks) -> LibraryData | None:
+    # Rank 0 holds the lock once every rank is here: if a peer gave up waiting for it, nothing is written.
+    ranks.barrier()
+    plan = error = None
+    if ranks.rank == 0:
+        try:
+            plan = _plan(models, music_dir, out, settings, files)
+        except Exception as e:  # told to the other ranks first, so that they stop instead of waiting
+            error = e
+    # The barrier after the manifest is marked incomplete: no rank embeds before.
+    todo = ranks.broadcast(None if plan is None else plan[0])
+    if error is not None:
+        raise error
+    if todo is None:
+        return None  # rank 0 stopped on an error and reports it
+
+    share = todo[ranks.rank::ranks.size]  # disjoint, deterministic: the same sorted list on every rank
+    mine = _embed_share(models, out, share, settings, batch_size, device, progress and ranks.rank == 0, ranks.rank)
+    everyone = ranks.gather(mine)  # also the barrier after the last shard of every rank
+    if ranks.rank != 0:
+        return None
+
+    todo, kept, known, skipped, manifest = plan
+    vanished = len(skipped)
+    skipped = skipped + sorted((s for rank_skipped, _, _ in everyone for s in rank_skipped), key=lambda s: s["id"])
+    pending = read_pending(out, last=[name for _, names, _ in everyone for name in names])
+    failed = {s["id"] for s in skipped}
+    embedded = [rel for rel, _, _ in todo if rel in pending and rel not in failed]
+    for rel in embedded:
+        kept[rel] = pending[rel]
+    run = {"embedded": len(embedded), "unchanged": len(kept) - len(embedded), "skipped": len(skipped),
+           "dropped": len(set(known) - set(kept))}
+    if ranks.size > 1:
+        run["embedded_by_rank"] = [count for _, _, count in everyone]
+    data = _finish_run(out, manifest, kept, skipped, run)
+    if skipped:
+        log.warning("skipped %d of %d new or changed files: %s", len(skipped), len(todo) + vanished,
+                    ", ".join(s["id"] for s in skipped[:5]) + (", ..." if len(skipped) > 5 else ""))
+    return data
+
+
+def _plan(models: Sequence, music_dir: Path, out: Path, settings: dict, files: Sequence[Path] | None) -> tuple:
+    """Start the run (the manifest marked incomplete) and decide its work: ``(todo, kept, known,
+    skipped, manifest)``, where ``todo`` holds ``(id, path, stat)`` of every new or changed file in
+    id order, ``kept`` the tracks reused (from the library or a killed run's shards), ``known``
+    the library's tracks and ``skipped`` the files gone since the folder was listed."""
     manifest = _start_run(out, music_dir, models, settings)
     old_tracks, old_arrays = _read_old_data(out, manifest)
 
     # What must be embedded: new files, and files whose size/mtime changed (unless their content did not).
     on_disk = {p.relative_to(music_dir).as_posix(): p for p in (files if files is not None else list_audio_files(music_dir))}
     known = {t.id: StoredTrack(t, i, old_arrays) for i, t in enumerate(old_tracks)}
-    pending = _read_pending(out)
+    pending = read_pending(out)
     todo, kept, skipped = [], {}, []
     for rel, path in sorted(on_disk.items()):
         try:
-            stored = _unchanged(path, known.get(rel)) or _unchanged(path, pending.get(rel))
+            stored = unchanged(path, known.get(rel)) or unchanged(path, pending.get(rel))
             if stored:
                 kept[rel] = stored
             else:
                 todo.append((rel, path, path.stat()))
         except OSError as e:  # deleted (or made unreadable) since the folder was listed
             skipped.append(_gone(rel, path, e))
-    vanished = len(skipped)
     if files is not None:  # an ``add`` keeps every other track
         for rel, stored in known.items():
             kept.setdefault(rel, stored)
+    return todo, kept, known, skipped, manifest
 
-    bar = tqdm(total=len(todo), unit="file", desc="indexing", disable=not progress)
+
+def _embed_share(models: Sequence, out: Path, share: list, settings: dict, batch_size: int, device: str | None,
+                 progress: bool, rank: int) -> tuple[list[dict], list[str], int]:
+    """Embed this rank's ``(id, path, stat)`` entries into pending shards: ``(skipped, shard names,
+    tracks written)``, small enough to send to rank 0."""
+    skipped, names, written = [], [], 0
+    bar = tqdm(total=len(share), unit="file", desc="indexing", disable=not progress)
     try:
-        for start in range(0, len(todo), SHARD_TRACKS):
-            part = todo[start:start + SHARD_TRACKS]
+        for start in range(0, len(share), SHARD_TRACKS):
+            part = share[start:start + SHARD_TRACKS]
             results = embed_files(models, [p for _, p, _ in part], settings, batch_size=batch_size, device=device)
             shard_tracks, shard_rows = [], []
             for (rel, path, st), (arrays, labels, error) in zip(part, results):
@@ -125,22 +185,15 @@ def _build(models: Sequence, music_dir: Path, out: Path, settings: dict, files: 
                     continue
                 shard_tracks.append(Track(rel, st.st_size, st.st_mtime_ns, digest, arrays.pop("duration_s"), labels))
                 shard_rows.append(arrays)
-            _write_shard(out, shard_tracks, shard_rows)
+            if shard_tracks:
+                name = shard_name(rank)
+                shards.write_shard(out, shard_tracks, shard_rows, name)
+                names.append(name)
+                written += len(shard_tracks)
             bar.update(len(part))
     finally:
         bar.close()
-    pending = _read_pending(out)
-    failed = {s["id"] for s in skipped}
-    embedded = [rel for rel, _, _ in todo if rel in pending and rel not in failed]
-    for rel in embedded:
-        kept[rel] = pending[rel]
-    run = {"embedded": len(embedded), "unchanged": len(kept) - len(embedded), "skipped": len(skipped),
-           "dropped": len(set(known) - set(kept))}
-    data = _finish_run(out, manifest, kept, skipped, run)
-    if skipped:
-        log.warning("skipped %d of %d new or changed files: %s", len(skipped), len(todo) + vanished,
-                    ", ".join(s["id"] for s in skipped[:5]) + (", ..." if len(skipped) > 5 else ""))
-    return data
+    return skipped, names, written
 
 
 def write_library(out: str | os.PathLike, models: Sequence, music_dir: str | os.PathLike, tracks: Sequence[Track],
@@ -228,19 +281,6 @@ def _read_old_data(out: Path, manifest: dict) -> tuple[list[Track], dict[str, np
         return [], {}
 
 
-def _unchanged(path: Path, stored: StoredTrack | None) -> StoredTrack | None:
-    """``stored`` if ``path`` still holds its content: same size and modification time, or,
-    when only the time changed, the same SHA-256 (the track then takes the new time)."""
-    if stored is None:
-        return None
-    track, st = stored.track, path.stat()
-    if (track.size, track.mtime_ns) == (st.st_size, st.st_mtime_ns):
-        return stored
-    if track.size == st.st_size and file_digest(path, "sha256") == track.sha256:  # touched, not changed
-        return stored._replace(track=Track(**{**asdict(track), "mtime_ns": st.st_mtime_ns}))
-    return None
-
-
 def _start_run(out: Path, music_dir: Path, models: Sequence, settings: dict) -> dict:
     """Check a library's models and settings against this run's, then mark it incomplete."""
     entries = [model_entry(m) for m in models]
@@ -323,33 +363,6 @@ def embed_files(models: Sequence, paths: list[Path], settings: dict, *, batch_si
     if group:
         embed_group()
     return results
-
-
-def _write_shard(out: Path, tracks: list[Track], rows: list[dict]) -> None:
-    if not tracks:
-        return
-    folder = out / "pending"
-    folder.mkdir(exist_ok=True)
-    name = f"shard-{time.time_ns():020d}-{os.getpid()}"
-    save_arrays(folder / f"{name}.safetensors", {k: np.concatenate([r[k] for r in rows]) for k in rows[0]},
-                [t.id for t in tracks])
-    write_json(folder / f"{name}.json", [asdict(t) for t in tracks])  # written last: it marks the shard whole
-
-
-def _read_pending(out: Path) -> dict[str, StoredTrack]:
-    """Tracks of finished shards, latest shard winning, by id. A damaged shard is left out with
-    a warning (its tracks are embedded again)."""
-    found = {}
-    for meta in sorted((out / "pending").glob("shard-*.json")) if (out / "pending").is_dir() else []:
-        try:
-            tracks = [Track(**t) for t in json.loads(meta.read_text())]
-            arrays = load_arrays(meta.with_suffix(".safetensors"), [t.id for t in tracks])
-        except (OSError, ValueError, TypeError) as e:  # LibraryError is a ValueError
-            log.warning("ignoring the damaged pending shard %s (%s)", meta, e)
-            continue
-        for row, track in enumerate(tracks):
-            found[track.id] = StoredTrack(track, row, arrays)
-    return found
 
 
 def _finish_run(out: Path, manifest: dict, kept: dict[str, StoredTrack], skipped: list, run: dict) -> LibraryData:

@@ -259,10 +259,12 @@ class Library:
 
     # ---- building ------------------------------------------------------------------------
     @classmethod
-    def build(cls, models: Sequence, music_dir: str | os.PathLike, out: str | os.PathLike, **kwargs) -> Library:
+    def build(cls, models: Sequence, music_dir: str | os.PathLike, out: str | os.PathLike, **kwargs) -> Library | None:
         """Create or update the library ``out`` of ``music_dir`` with ``models`` (loaded zoo models);
-        only new or changed files are embedded (see :func:`zoo.recommend.indexing.build`)."""
-        return cls(Path(out), *indexing.build(models, music_dir, out, **kwargs))
+        only new or changed files are embedded (see :func:`zoo.recommend.indexing.build`). With
+        ``fabric=`` (a launched Fabric, every process calling this), ``None`` on ranks other than 0."""
+        data = indexing.build(models, music_dir, out, **kwargs)
+        return None if data is None else cls(Path(out), *data)
 
     @classmethod
     def from_vectors(cls, out: str | os.PathLike, models: Sequence, music_dir: str | os.PathLike,
