@@ -19,7 +19,7 @@ one is 1.27 GB and is deleted afterwards) this measures the peak resident memory
   ``datamodules.cache.AudioCache.build`` with in-process decoding;
 * ``index``: what ``musiczoo index`` does per track, one model, 16 chunks; one-shot = the
   first index (the signal fingerprint of the whole decoded track and its whole STFT, then
-  ``predict_files``), streaming = ``zoo.recommend.indexing.embed_files`` (only the 16 chunks'
+  ``predict_files``), streaming = ``zoo.recommend.embedding.embed_files`` (only the 16 chunks'
   excerpts are decoded, for the model and the fingerprint alike).
 
     python benchmarks/decode_memory.py [--minutes 1 20 120] [--dir /tmp] [--what predict cache index]
@@ -125,7 +125,8 @@ def case(name: str, path: str, workdir: str) -> None:
         (result,) = predict_files(model, [path], embeddings=True, max_chunks=16, device="cpu", progress=False)
         assert result.error is None, result.error
     elif name == "index-streaming":  # musiczoo index: only the chunks' excerpts, for the model and the fingerprint
-        from zoo.recommend.indexing import check_settings, embed_files
+        from zoo.recommend.embedding import embed_files
+        from zoo.recommend.indexing import check_settings
 
         ((_, _, error),) = embed_files([_model()], [Path(path)], check_settings(1, 16, None), device="cpu")
         assert error is None, error

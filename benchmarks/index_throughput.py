@@ -9,7 +9,7 @@ into ``--tracks`` four-minute 44.1 kHz stereo MP3s, written once into ``--dir``.
 * ``old index``: what ``musiczoo index`` did per track before reading excerpts: the
   fingerprint of the whole track decoded at 8 kHz, then ``predict_files`` per model (each
   decoding the whole file again at its rate);
-* ``index``: :func:`zoo.recommend.indexing.embed_files`, today's per-track work: each file
+* ``index``: :func:`zoo.recommend.embedding.embed_files`, today's per-track work: each file
   opened once, only its chunks' excerpts decoded, shared by the models and the fingerprint,
   read ahead in a thread while the models run;
 
@@ -85,7 +85,8 @@ def old_index(loaded: list, paths: list[Path]) -> None:
 
 
 def new_index(loaded: list, paths: list[Path]) -> None:
-    from zoo.recommend.indexing import check_settings, embed_files
+    from zoo.recommend.embedding import embed_files
+    from zoo.recommend.indexing import check_settings
 
     for _, _, error in embed_files(loaded, paths, check_settings(len(loaded), MAX_CHUNKS, None), device="cpu"):
         assert error is None, error

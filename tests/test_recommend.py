@@ -160,7 +160,8 @@ def test_index_decodes_each_file_once_and_only_its_chunks(models, music, tmp_pat
     from datamodules.primitives.chunks import chunk_starts
     from zoo.predict import predict_files
     from zoo.recommend import fingerprint as fp
-    from zoo.recommend.indexing import check_settings, embed_files
+    from zoo.recommend.embedding import embed_files
+    from zoo.recommend.indexing import check_settings
 
     files = [music / "blues" / "blues.00000.wav", music / "copies" / "jazz-copy.ogg", long_song(tmp_path / "long.mp3", 60)]
     loaded = [from_pretrained(models[0]), from_pretrained(tiny_model(tmp_path, 2, sample_rate=16000))]
@@ -197,7 +198,7 @@ def test_a_long_track_and_its_re_encoded_copy_keep_one_fingerprint(models, tmp_p
     """Past its chunks' reach a track is fingerprinted from its excerpts; a copy (OGG at half the
     rate) has the same duration, so the same excerpts, and the fingerprints still agree, while a
     different song of the same kind does not come near (the duplicate threshold is 0.95)."""
-    from zoo.recommend.reading import read_track
+    from zoo.recommend.embedding import read_track
 
     song = long_song(tmp_path / "song.mp3", 75)
     y, _ = sf.read(song, dtype="float32")
@@ -728,19 +729,19 @@ def test_arrays_written_before_the_row_digest_are_still_read(models, music, tmp_
 
 
 def test_a_file_deleted_while_its_shard_is_embedded_is_skipped(models, music, tmp_path, monkeypatch):
-    from zoo.recommend import indexing
+    from zoo.recommend import embedding
 
     folder = tmp_path / "music"
     for genre in ("blues", "jazz"):
         shutil.copytree(music / genre, folder / genre)
-    embed = indexing.embed_files
+    embed = embedding.embed_files
 
     def embed_then_delete(models, paths, *args, **kwargs):
         results = embed(models, paths, *args, **kwargs)
         paths[1].unlink()  # gone after it was embedded, before its digest is taken
         return results
 
-    monkeypatch.setattr(indexing, "embed_files", embed_then_delete)
+    monkeypatch.setattr(embedding, "embed_files", embed_then_delete)
     lib = Library.build([from_pretrained(models[0])], folder, tmp_path / "lib", max_chunks=1, progress=False)
     assert len(lib.tracks) == 5 and "blues/blues.00001.wav" not in lib.row
     assert lib.manifest["last_run"]["skipped"] == 1

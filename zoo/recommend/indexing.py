@@ -47,11 +47,9 @@ from tqdm.auto import tqdm
 from datamodules.primitives.audio import list_audio_files
 from datamodules.primitives.files import exclusive_lock, file_digest, write_json
 
-from ..predict import predict_chunks
 from . import fingerprint as fp
-from . import shards
+from . import embedding, shards
 from .index import VectorIndex
-from .reading import TrackRead, read_ahead
 from .shards import Ranks, StoredTrack, read_pending, shard_name, unchanged
 from .store import (FEATURES, FINGERPRINT, FORMAT, FORMAT_VERSION, MANIFEST, MATCHED_ENTRY_FIELDS, TOP_LABELS,
                     LibraryData, LibraryError, Track, library_vectors, model_entry, read_data,
@@ -171,7 +169,8 @@ def _embed_share(models: Sequence, out: Path, share: list, settings: dict, batch
     try:
         for start in range(0, len(share), SHARD_TRACKS):
             part = share[start:start + SHARD_TRACKS]
-            results = embed_files(models, [p for _, p, _ in part], settings, batch_size=batch_size, device=device)
+            results = embedding.embed_files(models, [p for _, p, _ in part], settings, batch_size=batch_size,
+                                            device=device)
             shard_tracks, shard_rows = [], []
             for (rel, path, st), (arrays, labels, error) in zip(part, results):
                 if error:
@@ -316,53 +315,6 @@ def _start_run(out: Path, music_dir: Path, models: Sequence, settings: dict) -> 
     manifest["complete"] = False
     write_json(out / MANIFEST, manifest)
     return manifest
-
-
-def embed_files(models: Sequence, paths: list[Path], settings: dict, *, batch_size: int = 16,
-                device: str | None = None) -> list[tuple[dict, list[dict], str | None]]:
-    """Per file: (arrays ``model<i>.embedding``/``.probabilities`` of shape (1, D), ``fingerprint``
-    and ``duration_s``, top labels per model, error). A file that cannot be decoded gets its
-    error instead.
-
-    Each file is decoded once, only where its chunks are, for every model and the fingerprint
-    (:mod:`zoo.recommend.reading`), a track or two ahead of the models in a thread. The models
-    then run on groups of consecutive files holding at least ``batch_size`` chunks, so short
-    files still fill batches while memory stays a few tracks' chunks.
-    """
-    specs = [model.spec for model in models]
-    results: list[tuple[dict, list[dict], str | None]] = []
-    group: list[TrackRead] = []
-
-    def embed_group():
-        rows = [({FINGERPRINT: read.fingerprint[None]}, []) for read in group]
-        errors = [None] * len(group)
-        for i, model in enumerate(models):
-            chunked = [read.per_model[i] for read in group]
-            for j, result in enumerate(predict_chunks(model, chunked, top_k=0, embeddings=True, batch_size=batch_size,
-                                                      device=device, progress=False)):
-                if result.error:
-                    errors[j] = errors[j] or result.error
-                    continue
-                arrays, labels = rows[j]
-                arrays[f"model{i}.embedding"] = np.asarray(result.embedding, np.float32)[None]
-                arrays[f"model{i}.probabilities"] = np.asarray([result.labels[n] for n in model.spec.label_names], np.float32)[None]
-                arrays["duration_s"] = float(result.duration_s)
-                labels.append({name: round(p, 4) for name, p in list(result.labels.items())[:TOP_LABELS]})
-        results.extend((arrays, labels, error) for (arrays, labels), error in zip(rows, errors))
-        group.clear()
-
-    for read in read_ahead(paths, specs, settings["max_chunks"]):
-        if read.error:  # named and counted by the caller
-            if group:
-                embed_group()
-            results.append(({}, [], read.error))
-            continue
-        group.append(read)
-        if sum(len(read.per_model[0].starts) for read in group) >= batch_size:
-            embed_group()
-    if group:
-        embed_group()
-    return results
 
 
 def _finish_run(out: Path, manifest: dict, kept: dict[str, StoredTrack], skipped: list, run: dict) -> LibraryData:

@@ -21,7 +21,7 @@ from typing import Iterable, Sequence
 import numpy as np
 
 from ..spec import ModelSpec
-from . import indexing
+from . import embedding, indexing
 from .index import VectorIndex, normalize
 from .indexing import DEFAULT_MAX_CHUNKS
 from .store import (FEATURES, FINGERPRINT, TOP_LABELS, LibraryError, Track, feature_vectors, library_vectors,
@@ -275,7 +275,7 @@ class Library:
         return cls(Path(out), *indexing.write_library(out, models, music_dir, tracks, arrays, **settings))
 
     def _embed_one(self, path: Path):
-        return indexing.embed_files(self.models(), [path], self.manifest["settings"])[0]
+        return embedding.embed_files(self.models(), [path], self.manifest["settings"])[0]
 
     def add(self, paths: Iterable[str | os.PathLike], *, progress: bool = True) -> Library:
         """Embed more files of the music folder (new or changed ones) and return the updated library."""

@@ -1,4 +1,4 @@
-"""Reading a track once for every model of a library and for its fingerprint.
+"""Embedding tracks for a library: each read once for every model of the library and its fingerprint.
 
 Indexing places each track by a few evenly spaced chunks per model (``max_chunks``, 16 by
 default), so most of a long track is never used: of a 4-minute song, 16 chunks of 3 s are a
@@ -10,7 +10,8 @@ excerpts at its own rate (:mod:`zoo.recommend.fingerprint`). Memory is a track's
 its length.
 
 :func:`read_ahead` does that in a background thread one or two tracks ahead of the models, so
-decoding overlaps the forward passes (libsndfile and torch release the GIL).
+decoding overlaps the forward passes (libsndfile and torch release the GIL); :func:`embed_files`
+runs the models on what it read.
 """
 
 from __future__ import annotations
@@ -28,8 +29,9 @@ import torch
 from datamodules.primitives.audio import AudioDecodeError, merged_spans, open_audio, printable_name
 from datamodules.primitives.chunks import chunk_samples
 
-from ..predict import ChunkedFile, chunk_layout
+from ..predict import ChunkedFile, chunk_layout, predict_chunks
 from . import fingerprint as fp
+from .store import FINGERPRINT, TOP_LABELS
 
 #: Tracks decoded ahead of the one the models are on: enough to hide a slow file behind the models,
 #: few enough that memory stays a few tracks' chunks.
@@ -98,3 +100,50 @@ def read_ahead(paths: Iterable[Path], specs: Sequence, max_chunks: int) -> Itera
                 yield waiting.popleft().result()
         while waiting:
             yield waiting.popleft().result()
+
+
+def embed_files(models: Sequence, paths: list[Path], settings: dict, *, batch_size: int = 16,
+                device: str | None = None) -> list[tuple[dict, list[dict], str | None]]:
+    """Per file: (arrays ``model<i>.embedding``/``.probabilities`` of shape (1, D), ``fingerprint``
+    and ``duration_s``, top labels per model, error). A file that cannot be decoded gets its
+    error instead.
+
+    Each file is decoded once, only where its chunks are, for every model and the fingerprint
+    (:func:`read_track`), a track or two ahead of the models in a thread. The models
+    then run on groups of consecutive files holding at least ``batch_size`` chunks, so short
+    files still fill batches while memory stays a few tracks' chunks.
+    """
+    specs = [model.spec for model in models]
+    results: list[tuple[dict, list[dict], str | None]] = []
+    group: list[TrackRead] = []
+
+    def embed_group():
+        rows = [({FINGERPRINT: read.fingerprint[None]}, []) for read in group]
+        errors = [None] * len(group)
+        for i, model in enumerate(models):
+            chunked = [read.per_model[i] for read in group]
+            for j, result in enumerate(predict_chunks(model, chunked, top_k=0, embeddings=True, batch_size=batch_size,
+                                                      device=device, progress=False)):
+                if result.error:
+                    errors[j] = errors[j] or result.error
+                    continue
+                arrays, labels = rows[j]
+                arrays[f"model{i}.embedding"] = np.asarray(result.embedding, np.float32)[None]
+                arrays[f"model{i}.probabilities"] = np.asarray([result.labels[n] for n in model.spec.label_names], np.float32)[None]
+                arrays["duration_s"] = float(result.duration_s)
+                labels.append({name: round(p, 4) for name, p in list(result.labels.items())[:TOP_LABELS]})
+        results.extend((arrays, labels, error) for (arrays, labels), error in zip(rows, errors))
+        group.clear()
+
+    for read in read_ahead(paths, specs, settings["max_chunks"]):
+        if read.error:  # named and counted by the caller
+            if group:
+                embed_group()
+            results.append(({}, [], read.error))
+            continue
+        group.append(read)
+        if sum(len(read.per_model[0].starts) for read in group) >= batch_size:
+            embed_group()
+    if group:
+        embed_group()
+    return results
