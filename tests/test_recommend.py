@@ -210,6 +210,35 @@ def test_a_long_track_and_its_re_encoded_copy_keep_one_fingerprint(models, tmp_p
     assert float(song_fp @ copy_fp) > 0.99 and float(song_fp @ other_fp) < 0.9
 
 
+def test_embedding_an_hour_long_track_takes_the_memory_of_a_minute_long_one(models, tmp_path):
+    """Only the chunks' excerpts are decoded, so peak memory does not grow with the track: a
+    1-hour 16 kHz WAV (115 MB; 230 MB decoded whole as float32) against a 1-minute one, each
+    embedded in a fresh process by the library's model and fingerprint."""
+    block = int(600 * 16000)
+    for name, minutes in (("minute.wav", 1), ("hour.wav", 60)):
+        with sf.SoundFile(tmp_path / name, "w", 16000, 1, subtype="PCM_16") as f:
+            for start in range(0, minutes * 60 * 16000, block):
+                t = np.arange(start, min(start + block, minutes * 60 * 16000)) / 16000
+                f.write((0.3 * np.sin(2 * np.pi * 440 * t) * np.sin(2 * np.pi * 0.1 * t)).astype(np.float32))
+    script = textwrap.dedent(f"""
+        import resource, sys
+        from pathlib import Path
+        from zoo.factory import from_pretrained
+        from zoo.recommend.embedding import embed_files
+        from zoo.recommend.indexing import check_settings
+        model = from_pretrained({str(models[0])!r})
+        embed_files([model], [Path({str(tmp_path / 'minute.wav')!r})], check_settings(1, 16, None))  # warm
+        base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        ((arrays, _, error),) = embed_files([model], [Path(sys.argv[1])], check_settings(1, 16, None))
+        assert error is None and arrays["duration_s"] > 59, error
+        print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - base)
+    """)
+    grown = {name: int(subprocess.run([sys.executable, "-c", script, str(tmp_path / name)], capture_output=True, text=True,
+                                      check=True, cwd=REPO, timeout=300).stdout.split()[-1]) / 1024
+             for name in ("minute.wav", "hour.wav")}
+    assert grown["hour.wav"] < grown["minute.wav"] + 20, grown  # MiB; a whole decode alone would add 230
+
+
 def test_a_library_fingerprinted_from_whole_tracks_is_embedded_again(models, music, tmp_path, caplog):
     """A library indexed before fingerprints came from the chunks (no ``fingerprint`` setting) still
     opens; the next index run embeds every track again, so old and new fingerprints never mix."""
