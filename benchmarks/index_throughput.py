@@ -14,8 +14,8 @@ into ``--tracks`` four-minute 44.1 kHz stereo MP3s, written once into ``--dir``.
   read ahead in a thread while the models run;
 
 each with one model (the genre model: resnet_gru at the quickstart's size, 22.05 kHz, 3 s
-chunks) and two (plus a tagging model: short_chunk_cnn at MTAT's 16 kHz and 3.69 s chunks,
-reduced channels), and ``index`` in one and in two processes (the files split in halves,
+chunks) and two (plus the tagging model: resnet_vit at the same size, at MTAT's 16 kHz and
+3.69 s chunks, 50 tags), and ``index`` in one and in two processes (the files split in halves,
 each process with half the cores, timed from when both have their models loaded). Weights
 are random: the time does not depend on them. Start-up (imports, loading models) is
 excluded everywhere; each figure is the best of ``--repeats`` passes over warm files.
@@ -66,8 +66,8 @@ def models(count: int) -> list:
     torch.manual_seed(0)
     genre = create_model("resnet_gru", num_classes=10, sample_rate=22050, chunk_seconds=3.0,
                          transform_params={"hop_length": 1024}, channels=[16, 32, 64, 64])
-    tagger = create_model("short_chunk_cnn", num_classes=50, sample_rate=16000, chunk_seconds=3.6905625,
-                          task="multilabel", channels=[32, 32, 64, 64, 64, 64, 128], dense=128)
+    tagger = create_model("resnet_vit", num_classes=50, sample_rate=16000, chunk_seconds=3.6905625, task="multilabel",
+                          transform_params={"hop_length": 1024}, channels=[16, 32, 64, 64])
     return [m.eval() for m in (genre, tagger)[:count]]
 
 

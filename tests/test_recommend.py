@@ -239,14 +239,19 @@ def test_embedding_an_hour_long_track_takes_the_memory_of_a_minute_long_one(mode
     assert grown["hour.wav"] < grown["minute.wav"] + 20, grown  # MiB; a whole decode alone would add 230
 
 
-def test_a_library_fingerprinted_from_whole_tracks_is_embedded_again(models, music, tmp_path, caplog):
-    """A library indexed before fingerprints came from the chunks (no ``fingerprint`` setting) still
-    opens; the next index run embeds every track again, so old and new fingerprints never mix."""
+def blues_library(models, music, tmp_path) -> tuple:
+    """(model 0, the music folder, the manifest's path) of a library of the three blues clips, one chunk each."""
     folder = tmp_path / "music"
     shutil.copytree(music / "blues", folder / "blues")
     model = from_pretrained(models[0])
     Library.build([model], folder, tmp_path / "lib", max_chunks=1, progress=False)
-    path = tmp_path / "lib" / "library.json"
+    return model, folder, tmp_path / "lib" / "library.json"
+
+
+def test_a_library_fingerprinted_from_whole_tracks_is_embedded_again(models, music, tmp_path, caplog):
+    """A library indexed before fingerprints came from the chunks (no ``fingerprint`` setting) still
+    opens; the next index run embeds every track again, so old and new fingerprints never mix."""
+    model, folder, path = blues_library(models, music, tmp_path)
     manifest = json.loads(path.read_text())
     del manifest["settings"]["fingerprint"]
     path.write_text(json.dumps(manifest))
@@ -331,11 +336,7 @@ def test_model_digest_is_the_one_libraries_were_indexed_with():
 def test_a_library_of_format_version_1_opens_and_is_reused(models, music, tmp_path):
     """Version 1 called the model digest ``fingerprint``; such a library is read as it is and a
     re-run with the same model embeds nothing again (then writes the manifest in version 2)."""
-    folder = tmp_path / "music"
-    shutil.copytree(music / "blues", folder / "blues")
-    model = from_pretrained(models[0])
-    Library.build([model], folder, tmp_path / "lib", max_chunks=1, progress=False)
-    path = tmp_path / "lib" / "library.json"
+    model, folder, path = blues_library(models, music, tmp_path)
     manifest = json.loads(path.read_text())
     digest = manifest["models"][0].pop("model_digest")
     manifest["models"][0]["fingerprint"] = digest
