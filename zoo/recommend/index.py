@@ -4,7 +4,7 @@ A track is a vector (its embedding); "tracks like this one" are the library vect
 the highest cosine similarity to it. Rows are L2-normalised on the way in, so cosine
 similarity is the inner product and faiss's inner-product indexes rank by it.
 
-Two kinds of index:
+Three kinds of index:
 
 * ``"exact"``: faiss ``IndexFlatIP``, every library vector scored for every query.
   Recall is 1 by construction and there is nothing to train or tune; on an idle 2-core
@@ -16,12 +16,22 @@ Two kinds of index:
   HNSW (M=32, efConstruction=40) links the clusters poorly and reached only 0.83
   recall@10 at efSearch=128, after a build 4x slower than IVF's; IVF-PQ with exact
   re-ranking (IndexRefineFlat) matched IVF's recall but took 2.5x longer to build and,
-  keeping the full vectors for the re-ranking, saved no memory.
+  keeping the full vectors for the re-ranking in memory, saved no memory.
+* ``"ivfpq"``: for libraries whose vectors should not be in memory (``IVF_MAX``). faiss
+  ``IndexIVFPQ`` keeps a 32-byte code per 256-d vector (1/32 of its float32 size) and picks
+  the ``rerank`` best candidates of the probed lists by their codes; those are then ranked
+  by their exact similarity, computed from the library's unit rows in a float32 ``.npy``
+  file beside the index, memory-mapped: only the candidates' rows are read, so the
+  process holds the codes, not the vectors. (Re-ranking from a file rather than in memory
+  is what the IndexRefineFlat tried for ``"ivf"`` lacked.) IVF rather than HNSW over the
+  codes (HNSW+PQ, not measured itself): HNSW's recall on these clustered vectors was poor
+  (above), and its graph alone, 64 links of 4 bytes per vector at M=32, is 8x the codes.
 
-``VectorIndex.build(..., kind="auto")`` picks ``"exact"`` up to ``EXACT_MAX`` tracks and
-``"ivf"`` above. Ids are row positions in the vectors given to ``build``. Indexes are
-saved with faiss's own format plus a JSON sidecar (kind and parameters): no pickle, so
-loading a file runs no code from it.
+``VectorIndex.build(..., kind="auto")`` picks ``"exact"`` up to ``EXACT_MAX`` tracks,
+``"ivf"`` up to ``IVF_MAX`` and ``"ivfpq"`` above. Ids are row positions in the vectors given
+to ``build``. Indexes are saved with faiss's own format plus a JSON sidecar (kind and
+parameters, and for ``"ivfpq"`` the file of its re-rank vectors): no pickle, so loading a
+file runs no code from it. Indexes saved before ``"ivfpq"`` existed load unchanged.
 """
 
 from __future__ import annotations
@@ -65,13 +75,17 @@ figures: benchmarks/PERF.md (g)."""
 
 PQ_LISTS = 1024
 """``nlist`` of ``"ivfpq"`` (fewer for small libraries: 40 training points a list). Fixed,
-not grown with the size like ``"ivf"``'s: assigning each vector to its list costs
-``nlist`` inner products, and on 2 cores faiss's brute-force assignment runs at about
-16 GFLOP/s, so 1,024 lists already take about 5 minutes for 10M x 256 (4,096 would take 20)."""
+not grown with the size like ``"ivf"``'s: adding a vector costs ``nlist`` inner products to
+find its list, and on the shared 2-core machine adding 1M 256-d vectors to 1,024 lists takes
+about 65 s, so 10M take about 11 minutes (4,096 lists would take 40). Fewer lists cost
+recall: on 1M benchmark vectors (2,000 clusters), 512 lists gave recall@10 0.93 at 16
+probed, whatever the re-rank count (so the lists, not the codes, missed the neighbours);
+1,024 gave 0.99."""
 
 PQ_PROBED_LISTS = 16
-"""``nprobe`` of ``"ivfpq"``: on 1M benchmark vectors (1,024 lists) recall@10 is the same
-(0.99) at 8, 16 or 32 lists probed: the codes' coarse ranking, not the lists, limits it."""
+"""``nprobe`` of ``"ivfpq"``: on 1M benchmark vectors (1,024 lists) recall@10 was 0.99 at 8,
+16 and 32 lists probed, with 300 candidates re-ranked; 16 leaves a margin for larger
+libraries, whose lists are longer and whose clusters straddle more of them."""
 
 PQ_SUBVECTOR_DIMS = 8
 """The product quantiser splits a vector into ``m`` sub-vectors of at most 8 dimensions, one
@@ -80,12 +94,11 @@ byte each (``m`` the smallest divisor of the dimension that allows it): 32 bytes
 
 RERANK = 500
 """Candidates an ``"ivfpq"`` search takes from the compressed codes and ranks by their exact
-similarity (from the memory-mapped unit rows): on 1M benchmark vectors 100 give recall@10
-0.83 and 300 give 0.99 (0.4 ms a query); 500 leaves a margin for larger libraries, where
-more tracks crowd each neighbourhood, for about 0.1 ms more."""
+similarity (from the memory-mapped unit rows): on 1M benchmark vectors (1,024 lists, 16
+probed) 100 gave recall@10 0.83, 300 gave 0.98 and 500 0.99 (0.9 ms a query), 1,000 no more."""
 
-RERANK_QUERIES = 256
-"""Queries re-ranked at a time: their candidates' rows (256 x 100 x 256-d: 26 MB) are gathered at once."""
+RERANK_QUERIES = 64
+"""Queries re-ranked at a time: their candidates' rows (64 x 500 x 256-d: 33 MB) are gathered at once."""
 
 PQ_MIN_SIZE = 39 * 256
 """Fewest tracks an ``"ivfpq"`` index is built for: its codebooks of 256 codes need 39
@@ -165,7 +178,7 @@ class VectorIndex:
         float32 ``.npy``) and re-ranks from, memory-mapped. Needed when ``vectors`` is a
         file (the point of which is not holding them in memory); give the name ``save`` will
         use, ``<index file>.vectors.npy``, and saving copies nothing. Without it, the rows
-        stay in memory until ``save`` writes them there.
+        stay in memory until ``save`` writes them there. The other kinds ignore it.
         """
         if isinstance(vectors, (str, os.PathLike)):
             source = Path(vectors)
@@ -177,16 +190,19 @@ class VectorIndex:
             kind = "exact" if size <= exact_max else "ivf" if size <= ivf_max else "ivfpq"
         if kind not in KINDS:
             raise ValueError(f"kind must be 'auto', {', '.join(map(repr, KINDS))}, got {kind!r}")
+        index, params = _empty_index(kind, size, dim)
         unit = None
         if kind == "ivfpq" and vectors_path is not None:
-            _write_npy(Path(vectors_path), (size, dim), _unit_batches(source))
-            unit, source = _npy_rows(Path(vectors_path), "re-rank vectors file"), Path(vectors_path)
+            vectors_path = Path(vectors_path)
+            if isinstance(source, Path) and vectors_path.exists() and vectors_path.samefile(source):
+                raise ValueError(f"{source}: vectors_path must not be the library vectors file itself")
+            _write_npy(vectors_path, (size, dim), _unit_batches(source))
+            unit, source = _npy_rows(vectors_path, "re-rank vectors file"), vectors_path
         elif kind == "ivfpq":
             if isinstance(source, Path):
                 raise ValueError(f"building an 'ivfpq' index from {source} needs vectors_path: the file its "
                                  f"unit rows are written to, for the exact re-ranking")
             unit = source
-        index, params = _empty_index(kind, size, dim)
         if kind != "exact":
             index.cp.seed = seed
             index.cp.max_points_per_centroid = TRAINING_POINTS_PER_LIST
@@ -242,11 +258,18 @@ class VectorIndex:
         """The ``keep`` best of each query's ``candidates`` (ids, -1 for none) by exact inner
         product with their rows of ``self.vectors``, best first; -inf for the -1 ids.
 
-        A few queries at a time, so the gathered rows stay small for a batch of many queries."""
+        A few queries at a time, so the gathered rows stay small for a batch of many queries.
+        A file's rows are read through a map of this call's own: the pages read (and the ones
+        around them the kernel maps in with them) count in the process's RSS only as long as
+        their map lives, so one map kept open grew, over 500 queries of 500 candidates, to
+        the whole file (1 GB at 1M x 256)."""
+        vectors = self.vectors
+        if isinstance(vectors, np.memmap):
+            vectors = np.load(vectors.filename, mmap_mode="r")
         similarities = np.empty(candidates.shape, dtype=np.float32)
         for start in range(0, len(queries), RERANK_QUERIES):
             ids = candidates[start:start + RERANK_QUERIES]
-            rows = self.vectors[np.maximum(ids, 0).ravel()].reshape(*ids.shape, self.dim)
+            rows = vectors[np.maximum(ids, 0).ravel()].reshape(*ids.shape, self.dim)
             similarities[start:start + RERANK_QUERIES] = np.einsum("qcd,qd->qc", rows, queries[start:start + RERANK_QUERIES])
         similarities[candidates < 0] = -np.inf
         order = np.argsort(-similarities, axis=1, kind="stable")[:, :keep]
