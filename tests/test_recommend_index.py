@@ -120,8 +120,8 @@ def test_compressed_search_re_ranks_candidates_exactly(library, queries, indexes
     """The codes only choose ``rerank`` candidates: the similarities returned are the exact
     ones (the codes' own estimates are not), and recall is close to exact search's."""
     index = indexes["ivfpq"]
-    assert index.params == {"nlist": 500, "nprobe": 16, "m": 4, "nbits": 8, "rerank": 500}
-    assert index.index.code_size == 4  # 4 bytes a vector in the index instead of 128
+    assert index.params == {"nlist": 500, "nprobe": 16, "m": 8, "nbits": 8, "rerank": 500}
+    assert index.index.code_size == 8  # 8 bytes a vector in the index instead of 128
     similarities, ids = index.search(queries, 10)
     assert recall(ids, true_top_k(library, queries, 10)) >= 0.95
     exact = np.take_along_axis(normalize(queries) @ normalize(library).T, ids, axis=1)

@@ -18,14 +18,14 @@ Three kinds of index:
   re-ranking (IndexRefineFlat) matched IVF's recall but took 2.5x longer to build and,
   keeping the full vectors for the re-ranking in memory, saved no memory.
 * ``"ivfpq"``: for libraries whose vectors should not be in memory (``IVF_MAX``). faiss
-  ``IndexIVFPQ`` keeps a 32-byte code per 256-d vector (1/32 of its float32 size) and picks
+  ``IndexIVFPQ`` keeps a 64-byte code per 256-d vector (1/16 of its float32 size) and picks
   the ``rerank`` best candidates of the probed lists by their codes; those are then ranked
   by their exact similarity, computed from the library's unit rows in a float32 ``.npy``
   file beside the index, memory-mapped: only the candidates' rows are read, so the
   process holds the codes, not the vectors. (Re-ranking from a file rather than in memory
   is what the IndexRefineFlat tried for ``"ivf"`` lacked.) IVF rather than HNSW over the
   codes (HNSW+PQ, not measured itself): HNSW's recall on these clustered vectors was poor
-  (above), and its graph alone, 64 links of 4 bytes per vector at M=32, is 8x the codes.
+  (above), and its graph alone, 64 links of 4 bytes per vector at M=32, is 4x the codes.
 
 ``VectorIndex.build(..., kind="auto")`` picks ``"exact"`` up to ``EXACT_MAX`` tracks,
 ``"ivf"`` up to ``IVF_MAX`` and ``"ivfpq"`` above. Ids are row positions in the vectors given
@@ -70,32 +70,39 @@ lists whose clusters straddle more of them, so they need a larger share probed."
 IVF_MAX = 1_000_000
 """Largest library given an ``"ivf"`` index by ``kind="auto"``; ``"ivfpq"`` above. IVF-Flat
 holds every vector in RAM: 1 GiB per 256-d feature at 1M tracks (4.3 GiB for the 1152-d
-fingerprint), 10 GiB at 10M, which no longer fits beside the rest on a 16 GB machine. Measured
-figures: benchmarks/PERF.md (g)."""
+fingerprint), 10 GiB at 10M, which no longer fits beside the rest on a 16 GB machine. At 1M IVF-Flat
+is still the better index (idle 2 cores: 1.4 ms a query, recall@10 1.000, 26 s to build;
+``"ivfpq"``: 1.9 ms, 0.995, 55 s) and its 1 GiB fits; above, it grows by 1 GiB per
+million tracks, ``"ivfpq"`` by 70 MB (10M: 6.8 ms, recall 0.987, peak RSS 2 GB while the
+vectors are 10 GB; benchmarks/PERF.md (g))."""
 
 PQ_LISTS = 1024
 """``nlist`` of ``"ivfpq"`` (fewer for small libraries: 40 training points a list). Fixed,
 not grown with the size like ``"ivf"``'s: adding a vector costs ``nlist`` inner products to
-find its list, and on the shared 2-core machine adding 1M 256-d vectors to 1,024 lists takes
-about 65 s, so 10M take about 11 minutes (4,096 lists would take 40). Fewer lists cost
+find its list: building 10M 256-d tracks into 1,024 lists took 5.6 minutes on 2 cores
+(4,096 lists would take 4x as long). Fewer lists cost
 recall: on 1M benchmark vectors (2,000 clusters), 512 lists gave recall@10 0.93 at 16
 probed, whatever the re-rank count (so the lists, not the codes, missed the neighbours);
 1,024 gave 0.99."""
 
 PQ_PROBED_LISTS = 16
 """``nprobe`` of ``"ivfpq"``: on 1M benchmark vectors (1,024 lists) recall@10 was 0.99 at 8,
-16 and 32 lists probed, with 300 candidates re-ranked; 16 leaves a margin for larger
-libraries, whose lists are longer and whose clusters straddle more of them."""
+16 and 32 lists probed, with 300 candidates re-ranked; at 10M (32-byte codes) 32 lists
+found no more than 16 (0.804 against 0.803), only more candidates did."""
 
-PQ_SUBVECTOR_DIMS = 8
-"""The product quantiser splits a vector into ``m`` sub-vectors of at most 8 dimensions, one
-byte each (``m`` the smallest divisor of the dimension that allows it): 32 bytes for 256-d
-(1/32 of its float32 size), 127 for the 508-d combined vector, 144 for the fingerprint."""
+PQ_SUBVECTOR_DIMS = 4
+"""The product quantiser splits a vector into ``m`` sub-vectors of at most 4 dimensions, one
+byte each (``m`` the smallest divisor of the dimension that allows it): 64 bytes for 256-d
+(1/16 of its float32 size), 127 for the 508-d combined vector, 288 for the fingerprint.
+Sub-vectors of 8 dimensions (32 bytes) were too coarse at 10M benchmark tracks: the true
+neighbours fell outside the 500 best by their codes, recall@10 0.80 (2,000 re-ranked: 0.98,
+but 12 ms a query), whatever the lists probed (16 or 32: the same)."""
 
 RERANK = 500
 """Candidates an ``"ivfpq"`` search takes from the compressed codes and ranks by their exact
-similarity (from the memory-mapped unit rows): on 1M benchmark vectors (1,024 lists, 16
-probed) 100 gave recall@10 0.83, 300 gave 0.98 and 500 0.99 (0.9 ms a query), 1,000 no more."""
+similarity (from the memory-mapped unit rows). On 10M benchmark tracks (64-byte codes, 16
+lists probed) 300 give recall@10 0.973 at 5.4 ms a query, 500 give 0.987 at 6.8 ms, 1,000
+0.993 at 7.6 ms (benchmarks/PERF.md (g)); 500 keeps a margin above 0.95 under 10 ms."""
 
 RERANK_QUERIES = 64
 """Queries re-ranked at a time: their candidates' rows (64 x 500 x 256-d: 33 MB) are gathered at once."""
@@ -168,7 +175,7 @@ class VectorIndex:
         ``vectors`` is an array, or the path of a float32 ``.npy`` file of one: a file is read
         and normalised ``BATCH_ROWS`` rows at a time, so building from it never holds more
         than a batch of it in memory besides the index (a 10M x 256 library is 10 GB, its
-        ``"ivfpq"`` index about 0.4 GB); the file is left unchanged.
+        ``"ivfpq"`` index about 0.7 GB); the file is left unchanged.
 
         ``kind``: one of ``KINDS``, or ``"auto"``: ``"exact"`` up to ``exact_max`` tracks,
         ``"ivf"`` up to ``ivf_max``, ``"ivfpq"`` above. ``seed`` fixes the k-means sample and
