@@ -1,9 +1,14 @@
 """Nearest-neighbour index of the recommender: exact and approximate search, exclusions,
-save/load, input checks and the automatic choice of kind."""
+save/load (and indexes saved before "ivfpq"), building from a file, input checks and the
+automatic choice of kind."""
 
+import json
+
+import faiss
 import numpy as np
 import pytest
 
+from zoo.recommend import index as index_module
 from zoo.recommend.index import VectorIndex, normalize
 
 
@@ -40,8 +45,8 @@ def queries(tracks) -> np.ndarray:
 
 @pytest.fixture(scope="module")
 def indexes(library) -> dict[str, VectorIndex]:
-    """One index of each kind over ``library``, built once (the "ivf" build trains k-means)."""
-    return {kind: VectorIndex.build(library, kind) for kind in ("exact", "ivf")}
+    """One index of each kind over ``library``, built once (the approximate kinds train k-means)."""
+    return {kind: VectorIndex.build(library, kind) for kind in ("exact", "ivf", "ivfpq")}
 
 
 def test_normalize_gives_unit_rows_and_keeps_zero_rows_zero():
@@ -67,7 +72,7 @@ def test_approximate_search_finds_most_true_neighbours(library, queries, indexes
     assert recall(ids, true_top_k(library, queries, 10)) >= 0.9
 
 
-@pytest.mark.parametrize("kind", ["exact", "ivf"])
+@pytest.mark.parametrize("kind", ["exact", "ivf", "ivfpq"])
 def test_excluded_ids_are_left_out_and_k_results_remain(queries, indexes, kind):
     index = indexes[kind]
     _, nearest = index.search(queries[:2], 5)
@@ -84,12 +89,18 @@ def test_a_library_smaller_than_k_is_padded():
     assert np.isneginf(similarities[0][2:]).all() and np.isfinite(similarities[0][:2]).all()
 
 
-@pytest.mark.parametrize("kind", ["exact", "ivf"])
+@pytest.mark.parametrize("kind", ["exact", "ivf", "ivfpq"])
 def test_save_and_load_give_identical_results(queries, indexes, kind, tmp_path):
     index = indexes[kind]
     index.save(tmp_path / "library.faiss")
     loaded = VectorIndex.load(tmp_path / "library.faiss")
     assert (loaded.kind, loaded.params, loaded.size, loaded.dim) == (index.kind, index.params, index.size, index.dim)
+    sidecar = json.loads((tmp_path / "library.faiss.json").read_text())
+    if kind == "ivfpq":  # re-ranked from the rows beside the index, memory-mapped
+        assert sidecar["vectors"] == "library.faiss.vectors.npy" and isinstance(loaded.vectors, np.memmap)
+        np.testing.assert_array_equal(np.load(tmp_path / "library.faiss.vectors.npy"), index.vectors)
+    else:
+        assert "vectors" not in sidecar and loaded.vectors is None
     for got, expected in zip(loaded.search(queries, 10), index.search(queries, 10)):
         np.testing.assert_array_equal(got, expected)
 
@@ -97,6 +108,128 @@ def test_save_and_load_give_identical_results(queries, indexes, kind, tmp_path):
 def test_auto_picks_exact_up_to_the_threshold_and_ivf_above(library):
     assert VectorIndex.build(library, exact_max=20_000).kind == "exact"
     assert VectorIndex.build(library, exact_max=19_999).kind == "ivf"
+
+
+def test_auto_picks_the_compressed_index_above_ivf_max(library):
+    assert VectorIndex.build(library, exact_max=100, ivf_max=20_000).kind == "ivf"
+    index = VectorIndex.build(library, exact_max=100, ivf_max=19_999)
+    assert index.kind == "ivfpq" and index.vectors.shape == (20_000, 32)
+
+
+def test_compressed_search_re_ranks_candidates_exactly(library, queries, indexes):
+    """The codes only choose ``rerank`` candidates: the similarities returned are the exact
+    ones (the codes' own estimates are not), and recall is close to exact search's."""
+    index = indexes["ivfpq"]
+    assert index.params == {"nlist": 500, "nprobe": 16, "m": 8, "nbits": 8, "rerank": 500}
+    assert index.index.code_size == 8  # 8 bytes a vector in the index instead of 128
+    similarities, ids = index.search(queries, 10)
+    assert recall(ids, true_top_k(library, queries, 10)) >= 0.95
+    exact = np.take_along_axis(normalize(queries) @ normalize(library).T, ids, axis=1)
+    np.testing.assert_allclose(similarities, exact, atol=1e-5)
+    assert (np.diff(similarities, axis=1) <= 0).all()
+    estimated, _ = index.index.search(normalize(queries), 10)  # the codes alone: approximate scores
+    assert np.abs(estimated - np.sort(exact, axis=1)[:, ::-1]).max() > 1e-3
+
+
+def test_compressed_search_finds_more_than_rerank_when_many_are_excluded(queries, indexes):
+    index = indexes["ivfpq"]
+    banned = index.params["rerank"] + 20
+    _, nearest = index.search(queries[:1], banned + 10)
+    _, ids = index.search(queries[:1], 10, exclude=[set(nearest[0][:banned].tolist())])
+    assert (ids >= 0).all() and not set(ids[0]) & set(nearest[0][:banned])
+    assert list(ids[0]) == list(nearest[0][banned:])
+
+
+@pytest.mark.parametrize("kind", ["exact", "ivfpq"])
+def test_building_from_a_file_in_batches_gives_the_in_memory_index(library, queries, tmp_path, monkeypatch, kind):
+    """A .npy file is read, normalised and added batch by batch (a small batch here, so rows of
+    the training sample come from several batches) and gives the index built from the array."""
+    np.save(tmp_path / "raw.npy", library)  # not normalised: build does that
+    monkeypatch.setattr(index_module, "BATCH_ROWS", 3_000)
+    rows_path = tmp_path / "library.faiss.vectors.npy"
+    from_file = VectorIndex.build(tmp_path / "raw.npy", kind, vectors_path=rows_path)
+    in_memory = VectorIndex.build(library, kind)
+    assert (from_file.kind, from_file.params, from_file.size) == (in_memory.kind, in_memory.params, 20_000)
+    expected = in_memory.search(queries, 10)
+    got = from_file.search(queries, 10)
+    np.testing.assert_array_equal(got[1], expected[1])
+    np.testing.assert_allclose(got[0], expected[0], atol=1e-6)
+    if kind == "ivfpq":  # the unit rows went to vectors_path, and saving there copies nothing
+        assert isinstance(from_file.vectors, np.memmap)
+        np.testing.assert_allclose(np.load(rows_path), normalize(library), atol=1e-6)
+        written = rows_path.stat().st_mtime_ns
+        from_file.save(tmp_path / "library.faiss")
+        assert rows_path.stat().st_mtime_ns == written
+        np.testing.assert_array_equal(VectorIndex.load(tmp_path / "library.faiss").search(queries, 10)[1], expected[1])
+    else:
+        assert from_file.vectors is None and not rows_path.exists()
+    np.testing.assert_array_equal(np.load(tmp_path / "raw.npy"), library)  # the input is left alone
+
+
+@pytest.mark.parametrize("kind", ["exact", "ivf"])
+def test_indexes_saved_before_the_compressed_kind_still_load(library, queries, tmp_path, kind):
+    """A faiss file and sidecar as the version before "ivfpq" wrote them (no "vectors" field)."""
+    library_unit, dim = normalize(library), library.shape[1]
+    if kind == "exact":
+        old, params = faiss.IndexFlatIP(dim), {}
+    else:
+        old, params = faiss.IndexIVFFlat(faiss.IndexFlatIP(dim), dim, 100, faiss.METRIC_INNER_PRODUCT), {"nlist": 100, "nprobe": 100}
+        old.train(library_unit)
+    old.add(library_unit)
+    faiss.write_index(old, str(tmp_path / "embedding.faiss"))
+    (tmp_path / "embedding.faiss.json").write_text(json.dumps({"kind": kind, "params": params, "size": 20_000, "dim": 32}))
+    loaded = VectorIndex.load(tmp_path / "embedding.faiss")
+    assert (loaded.kind, loaded.params, loaded.vectors) == (kind, params, None)
+    _, ids = loaded.search(queries, 10)
+    np.testing.assert_array_equal(ids, true_top_k(library, queries, 10))  # nprobe = nlist: exhaustive
+
+
+@pytest.fixture
+def saved_pq(indexes, tmp_path):
+    indexes["ivfpq"].save(tmp_path / "library.faiss")
+    return tmp_path / "library.faiss"
+
+
+def test_a_missing_or_wrong_re_rank_vectors_file_is_named(saved_pq):
+    rows_path = saved_pq.with_name("library.faiss.vectors.npy")
+    np.save(rows_path, np.zeros((19_999, 32), np.float32))
+    with pytest.raises(ValueError, match=rf"{rows_path}: re-rank vectors of shape \(19999, 32\), but {saved_pq} "
+                                         r"holds 20000 x 32 vectors"):
+        VectorIndex.load(saved_pq)
+    np.save(rows_path, np.zeros((20_000, 32), np.float64))
+    with pytest.raises(ValueError, match=rf"{rows_path}: re-rank vectors file of {saved_pq} must hold a 2-D float32"):
+        VectorIndex.load(saved_pq)
+    rows_path.write_text("not an array")
+    with pytest.raises(ValueError, match=rf"{rows_path}: not a NumPy .npy file"):
+        VectorIndex.load(saved_pq)
+    rows_path.unlink()
+    with pytest.raises(ValueError, match=rf"{rows_path}: missing \(re-rank vectors file of {saved_pq}\)"):
+        VectorIndex.load(saved_pq)
+
+
+def test_a_sidecar_of_an_unknown_kind_or_without_its_vectors_is_refused(saved_pq):
+    sidecar_path = saved_pq.with_name("library.faiss.json")
+    sidecar = json.loads(sidecar_path.read_text())
+    sidecar_path.write_text(json.dumps({**sidecar, "kind": "hnswpq"}))
+    with pytest.raises(ValueError, match=rf"{sidecar_path}: unknown index kind 'hnswpq'; this version reads exact, ivf, ivfpq"):
+        VectorIndex.load(saved_pq)
+    del sidecar["vectors"]
+    sidecar_path.write_text(json.dumps(sidecar))
+    with pytest.raises(ValueError, match=rf"{sidecar_path}: an 'ivfpq' index needs its re-rank vectors file"):
+        VectorIndex.load(saved_pq)
+
+
+def test_bad_library_files_are_refused(library, tmp_path):
+    with pytest.raises(ValueError, match=rf"{tmp_path / 'none.npy'}: missing \(library vectors file\)"):
+        VectorIndex.build(tmp_path / "none.npy")
+    np.save(tmp_path / "flat.npy", np.zeros(32, np.float32))
+    with pytest.raises(ValueError, match=r"flat.npy: library vectors file must hold a 2-D float32 array .* shape \(32,\)"):
+        VectorIndex.build(tmp_path / "flat.npy")
+    np.save(tmp_path / "raw.npy", library)
+    with pytest.raises(ValueError, match=r"building an 'ivfpq' index from .*raw.npy needs vectors_path"):
+        VectorIndex.build(tmp_path / "raw.npy", "ivfpq")
+    with pytest.raises(ValueError, match="an 'ivfpq' index needs at least 9,984 tracks"):
+        VectorIndex.build(library[:5_000], "ivfpq")
 
 
 @pytest.mark.parametrize("vectors, message", [
@@ -120,5 +253,5 @@ def test_bad_searches_are_refused(library):
         index.search(np.full((1, 32), np.nan), 10)
     with pytest.raises(ValueError, match="exclude must hold one set per query: got 2 sets for 1 queries"):
         index.search(library[:1], 10, exclude=[set(), set()])
-    with pytest.raises(ValueError, match="kind must be 'auto', 'exact' or 'ivf', got 'hnsw'"):
+    with pytest.raises(ValueError, match="kind must be 'auto', 'exact', 'ivf', 'ivfpq', got 'hnsw'"):
         VectorIndex.build(library[:100], "hnsw")

@@ -4,7 +4,7 @@ A track is a vector (its embedding); "tracks like this one" are the library vect
 the highest cosine similarity to it. Rows are L2-normalised on the way in, so cosine
 similarity is the inner product and faiss's inner-product indexes rank by it.
 
-Two kinds of index:
+Three kinds of index:
 
 * ``"exact"``: faiss ``IndexFlatIP``, every library vector scored for every query.
   Recall is 1 by construction and there is nothing to train or tune; on an idle 2-core
@@ -16,18 +16,29 @@ Two kinds of index:
   HNSW (M=32, efConstruction=40) links the clusters poorly and reached only 0.83
   recall@10 at efSearch=128, after a build 4x slower than IVF's; IVF-PQ with exact
   re-ranking (IndexRefineFlat) matched IVF's recall but took 2.5x longer to build and,
-  keeping the full vectors for the re-ranking, saved no memory.
+  keeping the full vectors for the re-ranking in memory, saved no memory.
+* ``"ivfpq"``: for libraries whose vectors should not be in memory (``IVF_MAX``). faiss
+  ``IndexIVFPQ`` keeps a 64-byte code per 256-d vector (1/16 of its float32 size) and picks
+  the ``rerank`` best candidates of the probed lists by their codes; those are then ranked
+  by their exact similarity, computed from the library's unit rows in a float32 ``.npy``
+  file beside the index, memory-mapped: only the candidates' rows are read, so the
+  process holds the codes, not the vectors. (Re-ranking from a file rather than in memory
+  is what the IndexRefineFlat tried for ``"ivf"`` lacked.) IVF rather than HNSW over the
+  codes (HNSW+PQ, not measured itself): HNSW's recall on these clustered vectors was poor
+  (above), and its graph alone, 64 links of 4 bytes per vector at M=32, is 4x the codes.
 
-``VectorIndex.build(..., kind="auto")`` picks ``"exact"`` up to ``EXACT_MAX`` tracks and
-``"ivf"`` above. Ids are row positions in the vectors given to ``build``. Indexes are
-saved with faiss's own format plus a JSON sidecar (kind and parameters): no pickle, so
-loading a file runs no code from it.
+``VectorIndex.build(..., kind="auto")`` picks ``"exact"`` up to ``EXACT_MAX`` tracks,
+``"ivf"`` up to ``IVF_MAX`` and ``"ivfpq"`` above. Ids are row positions in the vectors given
+to ``build``. Indexes are saved with faiss's own format plus a JSON sidecar (kind and
+parameters, and for ``"ivfpq"`` the file of its re-rank vectors): no pickle, so loading a
+file runs no code from it. Indexes saved before ``"ivfpq"`` existed load unchanged.
 """
 
 from __future__ import annotations
 
 import json
 import math
+import os
 from pathlib import Path
 
 import faiss
@@ -56,6 +67,58 @@ budget. A fixed count rather than a share of the lists: small libraries have sho
 lists whose clusters straddle more of them, so they need a larger share probed."""
 
 
+IVF_MAX = 1_000_000
+"""Largest library given an ``"ivf"`` index by ``kind="auto"``; ``"ivfpq"`` above. IVF-Flat
+holds every vector in RAM: 1 GiB per 256-d feature at 1M tracks (4.3 GiB for the 1152-d
+fingerprint), 10 GiB at 10M, which no longer fits beside the rest on a 16 GB machine. At 1M IVF-Flat
+is still the better index (idle 2 cores: 1.4 ms a query, recall@10 1.000, 26 s to build;
+``"ivfpq"``: 1.9 ms, 0.995, 55 s) and its 1 GiB fits; above, it grows by 1 GiB per
+million tracks, ``"ivfpq"`` by 70 MB (10M: 6.8 ms, recall 0.987, peak RSS 2 GB while the
+vectors are 10 GB; benchmarks/PERF.md (g))."""
+
+PQ_LISTS = 1024
+"""``nlist`` of ``"ivfpq"`` (fewer for small libraries: 40 training points a list). Fixed,
+not grown with the size like ``"ivf"``'s: adding a vector costs ``nlist`` inner products to
+find its list: building 10M 256-d tracks into 1,024 lists took 5.6 minutes on 2 cores
+(4,096 lists would take 4x as long). Fewer lists cost
+recall: on 1M benchmark vectors (2,000 clusters), 512 lists gave recall@10 0.93 at 16
+probed, whatever the re-rank count (so the lists, not the codes, missed the neighbours);
+1,024 gave 0.99."""
+
+PQ_PROBED_LISTS = 16
+"""``nprobe`` of ``"ivfpq"``: on 1M benchmark vectors (1,024 lists) recall@10 was 0.99 at 8,
+16 and 32 lists probed, with 300 candidates re-ranked; at 10M (32-byte codes) 32 lists
+found no more than 16 (0.804 against 0.803), only more candidates did."""
+
+PQ_SUBVECTOR_DIMS = 4
+"""The product quantiser splits a vector into ``m`` sub-vectors of at most 4 dimensions, one
+byte each (``m`` the smallest divisor of the dimension that allows it): 64 bytes for 256-d
+(1/16 of its float32 size), 127 for the 508-d combined vector, 288 for the fingerprint.
+Sub-vectors of 8 dimensions (32 bytes) were too coarse at 10M benchmark tracks: the true
+neighbours fell outside the 500 best by their codes, recall@10 0.80 (2,000 re-ranked: 0.98,
+but 12 ms a query), whatever the lists probed (16 or 32: the same)."""
+
+RERANK = 500
+"""Candidates an ``"ivfpq"`` search takes from the compressed codes and ranks by their exact
+similarity (from the memory-mapped unit rows). On 10M benchmark tracks (64-byte codes, 16
+lists probed) 300 give recall@10 0.973 at 5.4 ms a query, 500 give 0.987 at 6.8 ms, 1,000
+0.993 at 7.6 ms (benchmarks/PERF.md (g)); 500 keeps a margin above 0.95 under 10 ms."""
+
+RERANK_QUERIES = 64
+"""Queries re-ranked at a time: their candidates' rows (64 x 500 x 256-d: 33 MB) are gathered at once."""
+
+PQ_MIN_SIZE = 39 * 256
+"""Fewest tracks an ``"ivfpq"`` index is built for: its codebooks of 256 codes need 39
+training points a code. (``"auto"`` gives it millions.)"""
+
+BATCH_ROWS = 100_000
+"""Rows read, normalised and added to faiss at a time when building from a file: 100 MB of
+256-d float32, small beside the index, large enough that faiss's per-call cost is nothing."""
+
+KINDS = ("exact", "ivf", "ivfpq")
+"""The index kinds this version builds and reads (``"ivfpq"`` since the index-pq change)."""
+
+
 def normalize(vectors, *, what: str = "vectors") -> np.ndarray:
     """``vectors`` as float32, C-contiguous (faiss's layout), each row scaled to length 1.
 
@@ -81,11 +144,17 @@ def normalize(vectors, *, what: str = "vectors") -> np.ndarray:
 
 
 class VectorIndex:
-    """A library of unit track vectors and a faiss index over them; use ``build`` or ``load``."""
+    """A library of unit track vectors and a faiss index over them; use ``build`` or ``load``.
 
-    def __init__(self, index: faiss.Index, kind: str, params: dict):
-        self.index, self.kind, self.params = index, kind, params
-        if kind == "ivf":  # the search-time setting comes from params, on build and on load alike
+    ``vectors`` holds the library's unit rows for the exact re-ranking of ``"ivfpq"``: the
+    array given to ``build``, or (built from a file or loaded) a read-only memory map of the
+    ``.npy`` file they were written to. It is None for the other kinds, whose faiss index
+    holds the full vectors itself.
+    """
+
+    def __init__(self, index: faiss.Index, kind: str, params: dict, vectors: np.ndarray | None = None):
+        self.index, self.kind, self.params, self.vectors = index, kind, params, vectors
+        if kind in ("ivf", "ivfpq"):  # the search-time setting comes from params, on build and on load alike
             index.nprobe = params["nprobe"]
 
     @property
@@ -99,25 +168,55 @@ class VectorIndex:
         return self.index.d
 
     @classmethod
-    def build(cls, vectors, kind: str = "auto", *, exact_max: int = EXACT_MAX, seed: int = 0) -> VectorIndex:
+    def build(cls, vectors, kind: str = "auto", *, exact_max: int = EXACT_MAX, ivf_max: int = IVF_MAX,
+              seed: int = 0, vectors_path=None) -> VectorIndex:
         """Index ``vectors`` (tracks x dims); a track's id is its row number.
 
-        ``kind``: ``"exact"``, ``"ivf"``, or ``"auto"`` (``"exact"`` up to ``exact_max``
-        tracks, ``"ivf"`` above). ``seed`` fixes the k-means sample and start of ``"ivf"``,
-        so a rebuild from the same vectors gives the same index.
+        ``vectors`` is an array, or the path of a float32 ``.npy`` file of one: a file is read
+        and normalised ``BATCH_ROWS`` rows at a time, so building from it never holds more
+        than a batch of it in memory besides the index (a 10M x 256 library is 10 GB, its
+        ``"ivfpq"`` index about 0.7 GB); the file is left unchanged.
+
+        ``kind``: one of ``KINDS``, or ``"auto"``: ``"exact"`` up to ``exact_max`` tracks,
+        ``"ivf"`` up to ``ivf_max``, ``"ivfpq"`` above. ``seed`` fixes the k-means sample and
+        start of the approximate kinds, so a rebuild from the same vectors gives the same index.
+
+        ``vectors_path``: where an ``"ivfpq"`` index writes the library's unit rows (a
+        float32 ``.npy``) and re-ranks from, memory-mapped. Needed when ``vectors`` is a
+        file (the point of which is not holding them in memory); give the name ``save`` will
+        use, ``<index file>.vectors.npy``, and saving copies nothing. Without it, the rows
+        stay in memory until ``save`` writes them there. The other kinds ignore it.
         """
-        library = normalize(vectors, what="library vectors")
-        size, dim = library.shape
-        if kind == "auto":
-            kind = "exact" if size <= exact_max else "ivf"
-        if kind == "exact":
-            index, params = faiss.IndexFlatIP(dim), {}
-        elif kind == "ivf":
-            index, params = _trained_ivf(library, seed)
+        if isinstance(vectors, (str, os.PathLike)):
+            source = Path(vectors)
+            size, dim = _npy_rows(source, "library vectors file").shape
         else:
-            raise ValueError(f"kind must be 'auto', 'exact' or 'ivf', got {kind!r}")
-        index.add(library)
-        return cls(index, kind, params)
+            source = normalize(vectors, what="library vectors")
+            size, dim = source.shape
+        if kind == "auto":
+            kind = "exact" if size <= exact_max else "ivf" if size <= ivf_max else "ivfpq"
+        if kind not in KINDS:
+            raise ValueError(f"kind must be 'auto', {', '.join(map(repr, KINDS))}, got {kind!r}")
+        index, params = _empty_index(kind, size, dim)
+        unit = None
+        if kind == "ivfpq" and vectors_path is not None:
+            vectors_path = Path(vectors_path)
+            if isinstance(source, Path) and vectors_path.exists() and vectors_path.samefile(source):
+                raise ValueError(f"{source}: vectors_path must not be the library vectors file itself")
+            _write_npy(vectors_path, (size, dim), _unit_batches(source))
+            unit, source = _npy_rows(vectors_path, "re-rank vectors file"), vectors_path
+        elif kind == "ivfpq":
+            if isinstance(source, Path):
+                raise ValueError(f"building an 'ivfpq' index from {source} needs vectors_path: the file its "
+                                 f"unit rows are written to, for the exact re-ranking")
+            unit = source
+        if kind != "exact":
+            index.cp.seed = seed
+            index.cp.max_points_per_centroid = TRAINING_POINTS_PER_LIST
+            index.train(_sample(source, size, params["nlist"] * TRAINING_POINTS_PER_LIST, seed))
+        for batch in _unit_batches(source):
+            index.add(batch)
+        return cls(index, kind, params, unit)
 
     def search(self, queries, k: int, exclude: list[set[int]] | None = None) -> tuple[np.ndarray, np.ndarray]:
         """The ``k`` library tracks most cosine-similar to each query, best first.
@@ -126,7 +225,9 @@ class VectorIndex:
         must not be in that query's results (the query track itself, tracks already played,
         the same artist). Returns (similarities float32 (Q, k), ids int64 (Q, k)). A row is
         padded with id -1 and similarity -inf only when the library holds fewer than ``k``
-        tracks outside the query's excluded set (or, for ``"ivf"``, the probed lists do).
+        tracks outside the query's excluded set (or, for the approximate kinds, the probed
+        lists do). ``"ivfpq"`` takes the ``rerank`` best candidates by their compressed codes
+        (or more, where exclusions need them) and ranks them by their exact similarity.
         """
         if not isinstance(k, (int, np.integer)) or k < 1:
             raise ValueError(f"k must be a positive integer, got {k!r}")
@@ -139,7 +240,11 @@ class VectorIndex:
         # Excluded ids may be among the nearest, so ask for enough extra to still have k.
         most_excluded = max(map(len, exclude), default=0) if exclude is not None else 0
         fetched = min(k + most_excluded, self.size)
-        similarities, ids = self.index.search(queries, fetched)
+        if self.vectors is None:
+            similarities, ids = self.index.search(queries, fetched)
+        else:
+            _, candidates = self.index.search(queries, min(max(fetched, self.params["rerank"]), self.size))
+            similarities, ids = self._rerank(queries, candidates, fetched)
         if fetched < k:
             padding = ((0, 0), (0, k - fetched))
             similarities = np.pad(similarities, padding, constant_values=-np.inf)
@@ -156,42 +261,155 @@ class VectorIndex:
         ids = np.where(kept, np.take_along_axis(ids, order, axis=1), -1).astype(np.int64)
         return similarities, ids
 
+    def _rerank(self, queries: np.ndarray, candidates: np.ndarray, keep: int) -> tuple[np.ndarray, np.ndarray]:
+        """The ``keep`` best of each query's ``candidates`` (ids, -1 for none) by exact inner
+        product with their rows of ``self.vectors``, best first; -inf for the -1 ids.
+
+        A few queries at a time, so the gathered rows stay small for a batch of many queries.
+        A file's rows are read through a map of this call's own: the pages read (and the ones
+        around them the kernel maps in with them) count in the process's RSS only as long as
+        their map lives, so one map kept open would grow, search by search, to the whole file.
+        While a call runs it can still hold about 2 MB of the file per row read (Linux 6.18
+        maps the page cache's large folios whole; ``MADV_RANDOM`` does not change that): up
+        to ``rerank`` x 2 MB, 1 GB for 500. These are the page cache's own clean pages, no
+        memory of the process's, but they count in its RSS; reading the rows with ``pread``
+        instead would not map them, at 3x the re-rank time (1.8 ms for 500 rows against 0.7)."""
+        vectors = self.vectors
+        if isinstance(vectors, np.memmap):
+            vectors = np.load(vectors.filename, mmap_mode="r")
+        similarities = np.empty(candidates.shape, dtype=np.float32)
+        for start in range(0, len(queries), RERANK_QUERIES):
+            ids = candidates[start:start + RERANK_QUERIES]
+            rows = vectors[np.maximum(ids, 0).ravel()].reshape(*ids.shape, self.dim)
+            similarities[start:start + RERANK_QUERIES] = np.einsum("qcd,qd->qc", rows, queries[start:start + RERANK_QUERIES])
+        similarities[candidates < 0] = -np.inf
+        order = np.argsort(-similarities, axis=1, kind="stable")[:, :keep]
+        return np.take_along_axis(similarities, order, axis=1), np.take_along_axis(candidates, order, axis=1)
+
     def save(self, path) -> None:
         """Write the index to ``path`` (faiss format) and its kind, parameters and shape to
-        ``path`` + ``.json``: what ``load`` needs besides the faiss file, readable by people."""
+        ``path`` + ``.json``: what ``load`` needs besides the faiss file, readable by people.
+        An ``"ivfpq"`` index's unit rows go to ``path`` + ``.vectors.npy`` (named in the
+        sidecar), unless they are that file already (``build``'s ``vectors_path``)."""
         path = Path(path)
         faiss.write_index(self.index, str(path))
         sidecar = {"kind": self.kind, "params": self.params, "size": self.size, "dim": self.dim}
+        if self.vectors is not None:
+            rows_path = _vectors_path(path)
+            sidecar["vectors"] = rows_path.name
+            mapped = getattr(self.vectors, "filename", None)
+            if mapped is None:
+                _write_npy(rows_path, self.vectors.shape, _unit_batches(self.vectors))
+            elif not rows_path.exists() or not rows_path.samefile(mapped):
+                _write_npy(rows_path, self.vectors.shape, _unit_batches(Path(mapped)))
         _sidecar_path(path).write_text(json.dumps(sidecar, indent=2) + "\n")
 
     @classmethod
     def load(cls, path) -> VectorIndex:
-        """Read an index written by ``save``; raises ValueError if the sidecar does not match it."""
+        """Read an index written by ``save`` (by this version or an earlier one: sidecars
+        without ``vectors`` are of the kinds that need none); raises ValueError if the sidecar
+        names a kind this version does not read or does not match the index or its vectors."""
         path = Path(path)
         sidecar = json.loads(_sidecar_path(path).read_text())
+        if sidecar.get("kind") not in KINDS:
+            raise ValueError(f"{_sidecar_path(path)}: unknown index kind {sidecar.get('kind')!r}; "
+                             f"this version reads {', '.join(KINDS)}")
         index = faiss.read_index(str(path))
         if (index.ntotal, index.d) != (sidecar["size"], sidecar["dim"]):
             raise ValueError(f"{_sidecar_path(path)} describes {sidecar['size']} x {sidecar['dim']} vectors "
                              f"but {path} holds {index.ntotal} x {index.d}")
-        return cls(index, sidecar["kind"], sidecar["params"])
+        vectors = None
+        if sidecar["kind"] == "ivfpq":
+            if not sidecar.get("vectors"):
+                raise ValueError(f"{_sidecar_path(path)}: an 'ivfpq' index needs its re-rank vectors file (\"vectors\")")
+            rows_path = path.parent / sidecar["vectors"]
+            vectors = _npy_rows(rows_path, f"re-rank vectors file of {path}")
+            if vectors.shape != (index.ntotal, index.d):
+                raise ValueError(f"{rows_path}: re-rank vectors of shape {vectors.shape}, but {path} "
+                                 f"holds {index.ntotal} x {index.d} vectors")
+        return cls(index, sidecar["kind"], sidecar["params"], vectors)
 
 
-def _trained_ivf(library: np.ndarray, seed: int) -> tuple[faiss.IndexIVFFlat, dict]:
-    """An empty IVF index whose lists are k-means clusters of (a sample of) ``library``.
+def _empty_index(kind: str, size: int, dim: int) -> tuple[faiss.Index, dict]:
+    """An untrained index of ``kind`` for ``size`` vectors of ``dim``, and its parameters.
 
-    Spherical k-means (faiss's choice for the inner-product metric) puts the list
-    centres on the unit sphere with the vectors. Fewer than 39 points per list would
-    give faiss too little to train on, which caps ``nlist`` for small libraries.
+    Fewer than 39 training points per list would give faiss too little to train on, which
+    caps ``nlist`` for small libraries. Spherical k-means (faiss's choice for the
+    inner-product metric) puts the list centres on the unit sphere with the vectors.
     """
-    size, dim = library.shape
-    nlist = max(1, min(round(LISTS_PER_SQRT_SIZE * math.sqrt(size)), size // 39))
-    params = {"nlist": nlist, "nprobe": min(nlist, PROBED_LISTS)}
-    index = faiss.IndexIVFFlat(faiss.IndexFlatIP(dim), dim, nlist, faiss.METRIC_INNER_PRODUCT)
-    index.cp.seed = seed
-    index.cp.max_points_per_centroid = TRAINING_POINTS_PER_LIST
-    index.train(library)
-    return index, params
+    if kind == "exact":
+        return faiss.IndexFlatIP(dim), {}
+    quantizer = faiss.IndexFlatIP(dim)
+    if kind == "ivf":
+        nlist = max(1, min(round(LISTS_PER_SQRT_SIZE * math.sqrt(size)), size // 39))
+        params = {"nlist": nlist, "nprobe": min(nlist, PROBED_LISTS)}
+        return faiss.IndexIVFFlat(quantizer, dim, nlist, faiss.METRIC_INNER_PRODUCT), params
+    if size < PQ_MIN_SIZE:
+        raise ValueError(f"an 'ivfpq' index needs at least {PQ_MIN_SIZE:,} tracks (39 per code of its "
+                         f"256-code codebooks, to train them), got {size:,}")
+    nlist = min(PQ_LISTS, size // TRAINING_POINTS_PER_LIST)
+    m = next(m for m in range(1, dim + 1) if dim % m == 0 and dim // m <= PQ_SUBVECTOR_DIMS)
+    params = {"nlist": nlist, "nprobe": min(nlist, PQ_PROBED_LISTS), "m": m, "nbits": 8, "rerank": RERANK}
+    return faiss.IndexIVFPQ(quantizer, dim, nlist, m, 8, faiss.METRIC_INNER_PRODUCT), params
+
+
+def _npy_rows(path: Path, what: str) -> np.ndarray:
+    """``path``, a 2-D float32 ``.npy`` file, memory-mapped read-only; ValueError naming it otherwise."""
+    try:
+        rows = np.load(path, mmap_mode="r")
+    except FileNotFoundError:
+        raise ValueError(f"{path}: missing ({what})") from None
+    except (OSError, ValueError) as e:
+        raise ValueError(f"{path}: not a NumPy .npy file ({what}): {e}") from None
+    if rows.ndim != 2 or rows.dtype != np.float32 or 0 in rows.shape:
+        raise ValueError(f"{path}: {what} must hold a 2-D float32 array of at least one row and "
+                         f"column, not {rows.dtype} of shape {rows.shape}")
+    return rows
+
+
+def _unit_batches(source: np.ndarray | Path):
+    """The unit rows of ``source`` (unit rows in memory, or a ``.npy`` file of any rows,
+    normalised here), ``BATCH_ROWS`` at a time.
+
+    A file is mapped afresh for each batch and unmapped after: the pages of a map that
+    were read count in the process's RSS while it stays mapped, so one map read from end
+    to end would grow RSS by the file's size."""
+    if not isinstance(source, Path):
+        for start in range(0, len(source), BATCH_ROWS):
+            yield np.ascontiguousarray(source[start:start + BATCH_ROWS])
+        return
+    size = len(_npy_rows(source, "library vectors file"))
+    for start in range(0, size, BATCH_ROWS):
+        rows = _npy_rows(source, "library vectors file")
+        batch = normalize(rows[start:start + BATCH_ROWS], what=f"{source} rows {start:,} onwards")
+        del rows
+        yield batch
+
+
+def _sample(source: np.ndarray | Path, size: int, count: int, seed: int) -> np.ndarray:
+    """A seeded sample of ``count`` unit rows of ``source`` (all of them if fewer), gathered
+    batch by batch: the same rows whether ``source`` is in memory or in a file."""
+    chosen = np.sort(np.random.default_rng(seed).choice(size, min(count, size), replace=False))
+    parts, start = [], 0
+    for batch in _unit_batches(source):
+        here = chosen[(chosen >= start) & (chosen < start + len(batch))]
+        parts.append(batch[here - start])
+        start += len(batch)
+    return np.concatenate(parts)
+
+
+def _write_npy(path: Path, shape: tuple[int, int], batches) -> None:
+    """Write ``batches`` of float32 rows, in order, as a ``.npy`` file of ``shape``: plain
+    writes, so (unlike filling a writable memory map) the process's RSS does not grow."""
+    with open(path, "wb") as file:
+        np.lib.format.write_array_header_2_0(file, {"descr": "<f4", "fortran_order": False, "shape": tuple(shape)})
+        for batch in batches:
+            np.ascontiguousarray(batch, dtype="<f4").tofile(file)
 
 
 def _sidecar_path(path: Path) -> Path:
     return path.with_name(path.name + ".json")
+
+
+def _vectors_path(path: Path) -> Path:
+    return path.with_name(path.name + ".vectors.npy")

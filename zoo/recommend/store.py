@@ -10,7 +10,9 @@ A library folder holds (no pickle anywhere; NumPy arrays in safetensors, metadat
                                 model<i>.embedding (N, D_i), model<i>.probabilities (N, C_i) and
                                 fingerprint (N, 1152), float32; its metadata ``track_ids_sha256``
                                 ties the rows to tracks.json's ids in their order
-    data-NNNNNN/index/<feature>.faiss (+ .json)   one search index per feature choice
+    data-NNNNNN/index/<feature>.faiss (+ .json)   one search index per feature choice (an
+                                "ivfpq" one, past IVF_MAX tracks, with its re-rank vectors in
+                                <feature>.faiss.vectors.npy)
     models/<i>/                 each model as a published folder (or, indexed with an exported file,
                                 that file and its config.json), so the library answers audio
                                 queries on its own and a re-run can check it was given the same
