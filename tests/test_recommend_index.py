@@ -8,7 +8,7 @@ import faiss
 import numpy as np
 import pytest
 
-from zoo.recommend import index as index_module
+from zoo.recommend import rows as rows_module
 from zoo.recommend.index import VectorIndex, normalize
 
 
@@ -145,7 +145,7 @@ def test_building_from_a_file_in_batches_gives_the_in_memory_index(library, quer
     """A .npy file is read, normalised and added batch by batch (a small batch here, so rows of
     the training sample come from several batches) and gives the index built from the array."""
     np.save(tmp_path / "raw.npy", library)  # not normalised: build does that
-    monkeypatch.setattr(index_module, "BATCH_ROWS", 3_000)
+    monkeypatch.setattr(rows_module, "BATCH_ROWS", 3_000)
     rows_path = tmp_path / "library.faiss.vectors.npy"
     from_file = VectorIndex.build(tmp_path / "raw.npy", kind, vectors_path=rows_path)
     in_memory = VectorIndex.build(library, kind)

@@ -44,6 +44,8 @@ from pathlib import Path
 import faiss
 import numpy as np
 
+from .rows import normalize, npy_rows, sample_rows, unit_batches, write_npy
+
 EXACT_MAX = 50_000
 """Largest library searched exactly by ``kind="auto"``: exact costs O(size) per query
 and stays around 2 ms up to here on an idle 2-core machine, with recall 1 and no training."""
@@ -111,36 +113,9 @@ PQ_MIN_SIZE = 39 * 256
 """Fewest tracks an ``"ivfpq"`` index is built for: its codebooks of 256 codes need 39
 training points a code. (``"auto"`` gives it millions.)"""
 
-BATCH_ROWS = 100_000
-"""Rows read, normalised and added to faiss at a time when building from a file: 100 MB of
-256-d float32, small beside the index, large enough that faiss's per-call cost is nothing."""
 
 KINDS = ("exact", "ivf", "ivfpq")
 """The index kinds this version builds and reads (``"ivfpq"`` since the index-pq change)."""
-
-
-def normalize(vectors, *, what: str = "vectors") -> np.ndarray:
-    """``vectors`` as float32, C-contiguous (faiss's layout), each row scaled to length 1.
-
-    Unit rows make the inner product the cosine similarity. An all-zero row stays zero
-    rather than becoming NaN: it has no direction, so it is similar to nothing (0 with
-    everything). The input is never modified. ``what`` names the input in error messages.
-
-    Raises ValueError for an input that is not 2-D, has no rows or no columns, or holds
-    NaN or infinite values (also values too large for float32).
-    """
-    rows = np.array(vectors, dtype=np.float32, order="C")
-    if rows.ndim != 2:
-        raise ValueError(f"{what} must be a 2-D array (one row per track), got shape {rows.shape}")
-    if rows.size == 0:
-        raise ValueError(f"{what} is empty (shape {rows.shape}): need at least one row and one column")
-    finite = np.isfinite(rows).all(axis=1)
-    if not finite.all():
-        raise ValueError(f"{what} contain NaN or infinite values (first in row {int(np.argmin(finite))})")
-    lengths = np.linalg.norm(rows, axis=1, keepdims=True)
-    lengths[lengths == 0] = 1
-    rows /= lengths
-    return rows
 
 
 class VectorIndex:
@@ -173,7 +148,7 @@ class VectorIndex:
         """Index ``vectors`` (tracks x dims); a track's id is its row number.
 
         ``vectors`` is an array, or the path of a float32 ``.npy`` file of one: a file is read
-        and normalised ``BATCH_ROWS`` rows at a time, so building from it never holds more
+        and normalised ``rows.BATCH_ROWS`` rows at a time, so building from it never holds more
         than a batch of it in memory besides the index (a 10M x 256 library is 10 GB, its
         ``"ivfpq"`` index about 0.7 GB); the file is left unchanged.
 
@@ -189,7 +164,7 @@ class VectorIndex:
         """
         if isinstance(vectors, (str, os.PathLike)):
             source = Path(vectors)
-            size, dim = _npy_rows(source, "library vectors file").shape
+            size, dim = npy_rows(source, "library vectors file").shape
         else:
             source = normalize(vectors, what="library vectors")
             size, dim = source.shape
@@ -203,8 +178,8 @@ class VectorIndex:
             vectors_path = Path(vectors_path)
             if isinstance(source, Path) and vectors_path.exists() and vectors_path.samefile(source):
                 raise ValueError(f"{source}: vectors_path must not be the library vectors file itself")
-            _write_npy(vectors_path, (size, dim), _unit_batches(source))
-            unit, source = _npy_rows(vectors_path, "re-rank vectors file"), vectors_path
+            write_npy(vectors_path, (size, dim), unit_batches(source))
+            unit, source = npy_rows(vectors_path, "re-rank vectors file"), vectors_path
         elif kind == "ivfpq":
             if isinstance(source, Path):
                 raise ValueError(f"building an 'ivfpq' index from {source} needs vectors_path: the file its "
@@ -213,8 +188,8 @@ class VectorIndex:
         if kind != "exact":
             index.cp.seed = seed
             index.cp.max_points_per_centroid = TRAINING_POINTS_PER_LIST
-            index.train(_sample(source, size, params["nlist"] * TRAINING_POINTS_PER_LIST, seed))
-        for batch in _unit_batches(source):
+            index.train(sample_rows(source, size, params["nlist"] * TRAINING_POINTS_PER_LIST, seed))
+        for batch in unit_batches(source):
             index.add(batch)
         return cls(index, kind, params, unit)
 
@@ -299,9 +274,9 @@ class VectorIndex:
             sidecar["vectors"] = rows_path.name
             mapped = getattr(self.vectors, "filename", None)
             if mapped is None:
-                _write_npy(rows_path, self.vectors.shape, _unit_batches(self.vectors))
+                write_npy(rows_path, self.vectors.shape, unit_batches(self.vectors))
             elif not rows_path.exists() or not rows_path.samefile(mapped):
-                _write_npy(rows_path, self.vectors.shape, _unit_batches(Path(mapped)))
+                write_npy(rows_path, self.vectors.shape, unit_batches(Path(mapped)))
         _sidecar_path(path).write_text(json.dumps(sidecar, indent=2) + "\n")
 
     @classmethod
@@ -323,7 +298,7 @@ class VectorIndex:
             if not sidecar.get("vectors"):
                 raise ValueError(f"{_sidecar_path(path)}: an 'ivfpq' index needs its re-rank vectors file (\"vectors\")")
             rows_path = path.parent / sidecar["vectors"]
-            vectors = _npy_rows(rows_path, f"re-rank vectors file of {path}")
+            vectors = npy_rows(rows_path, f"re-rank vectors file of {path}")
             if vectors.shape != (index.ntotal, index.d):
                 raise ValueError(f"{rows_path}: re-rank vectors of shape {vectors.shape}, but {path} "
                                  f"holds {index.ntotal} x {index.d} vectors")
@@ -351,60 +326,6 @@ def _empty_index(kind: str, size: int, dim: int) -> tuple[faiss.Index, dict]:
     m = next(m for m in range(1, dim + 1) if dim % m == 0 and dim // m <= PQ_SUBVECTOR_DIMS)
     params = {"nlist": nlist, "nprobe": min(nlist, PQ_PROBED_LISTS), "m": m, "nbits": 8, "rerank": RERANK}
     return faiss.IndexIVFPQ(quantizer, dim, nlist, m, 8, faiss.METRIC_INNER_PRODUCT), params
-
-
-def _npy_rows(path: Path, what: str) -> np.ndarray:
-    """``path``, a 2-D float32 ``.npy`` file, memory-mapped read-only; ValueError naming it otherwise."""
-    try:
-        rows = np.load(path, mmap_mode="r")
-    except FileNotFoundError:
-        raise ValueError(f"{path}: missing ({what})") from None
-    except (OSError, ValueError) as e:
-        raise ValueError(f"{path}: not a NumPy .npy file ({what}): {e}") from None
-    if rows.ndim != 2 or rows.dtype != np.float32 or 0 in rows.shape:
-        raise ValueError(f"{path}: {what} must hold a 2-D float32 array of at least one row and "
-                         f"column, not {rows.dtype} of shape {rows.shape}")
-    return rows
-
-
-def _unit_batches(source: np.ndarray | Path):
-    """The unit rows of ``source`` (unit rows in memory, or a ``.npy`` file of any rows,
-    normalised here), ``BATCH_ROWS`` at a time.
-
-    A file is mapped afresh for each batch and unmapped after: the pages of a map that
-    were read count in the process's RSS while it stays mapped, so one map read from end
-    to end would grow RSS by the file's size."""
-    if not isinstance(source, Path):
-        for start in range(0, len(source), BATCH_ROWS):
-            yield np.ascontiguousarray(source[start:start + BATCH_ROWS])
-        return
-    size = len(_npy_rows(source, "library vectors file"))
-    for start in range(0, size, BATCH_ROWS):
-        rows = _npy_rows(source, "library vectors file")
-        batch = normalize(rows[start:start + BATCH_ROWS], what=f"{source} rows {start:,} onwards")
-        del rows
-        yield batch
-
-
-def _sample(source: np.ndarray | Path, size: int, count: int, seed: int) -> np.ndarray:
-    """A seeded sample of ``count`` unit rows of ``source`` (all of them if fewer), gathered
-    batch by batch: the same rows whether ``source`` is in memory or in a file."""
-    chosen = np.sort(np.random.default_rng(seed).choice(size, min(count, size), replace=False))
-    parts, start = [], 0
-    for batch in _unit_batches(source):
-        here = chosen[(chosen >= start) & (chosen < start + len(batch))]
-        parts.append(batch[here - start])
-        start += len(batch)
-    return np.concatenate(parts)
-
-
-def _write_npy(path: Path, shape: tuple[int, int], batches) -> None:
-    """Write ``batches`` of float32 rows, in order, as a ``.npy`` file of ``shape``: plain
-    writes, so (unlike filling a writable memory map) the process's RSS does not grow."""
-    with open(path, "wb") as file:
-        np.lib.format.write_array_header_2_0(file, {"descr": "<f4", "fortran_order": False, "shape": tuple(shape)})
-        for batch in batches:
-            np.ascontiguousarray(batch, dtype="<f4").tofile(file)
 
 
 def _sidecar_path(path: Path) -> Path:
