@@ -51,7 +51,7 @@ from . import fingerprint as fp
 from . import embedding, shards
 from .index import VectorIndex
 from .shards import Ranks, StoredTrack, read_pending, shard_name, unchanged
-from .store import (FEATURES, FINGERPRINT, FORMAT, FORMAT_VERSION, MANIFEST, MATCHED_ENTRY_FIELDS, TOP_LABELS,
+from .store import (FEATURES, FINGERPRINT, FORMAT, FORMAT_VERSION, MANIFEST, MATCHED_ENTRY_FIELDS,
                     LibraryData, LibraryError, Track, library_vectors, model_entry, read_data,
                     read_manifest, save_arrays, save_model)
 
