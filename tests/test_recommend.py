@@ -166,9 +166,9 @@ def test_index_decodes_each_file_once_and_only_its_chunks(models, music, tmp_pat
     files = [music / "blues" / "blues.00000.wav", music / "copies" / "jazz-copy.ogg", long_song(tmp_path / "long.mp3", 60)]
     loaded = [from_pretrained(models[0]), from_pretrained(tiny_model(tmp_path, 2, sample_rate=16000))]
     opened, frames_read = [], []
-    real_open, real_read = audio._open, audio.AudioStream._read
+    real_open, real_read = audio._open, audio.AudioStream._read_mono
     monkeypatch.setattr(audio, "_open", lambda source: opened.append(Path(source)) or real_open(source))
-    monkeypatch.setattr(audio.AudioStream, "_read",
+    monkeypatch.setattr(audio.AudioStream, "_read_mono",
                         lambda self, frames, position: frames_read.append(len(data := real_read(self, frames, position))) or data)
     results = embed_files(loaded, files, check_settings(2, 4, None), batch_size=4)
     assert [p.name for p in opened] == [p.name for p in files]  # once each, for both models and the fingerprint
@@ -531,22 +531,28 @@ def test_bad_libraries_get_one_line(models, music, tmp_path):
     assert "(0 embedded, 31 unchanged, 0 dropped" in proc.stdout
 
 
-def test_an_interrupted_index_loses_nothing_and_is_never_taken_as_complete(models, music, tmp_path):
-    """The indexing process is SIGKILLed right after its first shard is written."""
-    out = tmp_path / "lib"
-    script = textwrap.dedent(f"""
+def index_then_die(shard_tracks: int, arguments: str = "") -> str:
+    """Python source of ``musiczoo`` (``main(arguments)``, or its command line when empty) whose
+    index writes shards of ``shard_tracks`` tracks and SIGKILLs its process right after the first."""
+    return textwrap.dedent(f"""
         import os, signal
         import zoo.recommend.indexing as indexing
         import zoo.recommend.shards as shards
         from zoo.cli import main
-        indexing.SHARD_TRACKS = 8
+        indexing.SHARD_TRACKS = {shard_tracks}
         write = shards.write_shard
         def write_then_die(*args):
             write(*args)
             os.kill(os.getpid(), signal.SIGKILL)
         shards.write_shard = write_then_die
-        main(["index", {str(models[0])!r}, {str(music)!r}, "--out", {str(out)!r}, "--max-chunks", "2"])
+        main({arguments})
     """)
+
+
+def test_an_interrupted_index_loses_nothing_and_is_never_taken_as_complete(models, music, tmp_path):
+    """The indexing process is SIGKILLed right after its first shard is written."""
+    out = tmp_path / "lib"
+    script = index_then_die(8, f'["index", {str(models[0])!r}, {str(music)!r}, "--out", {str(out)!r}, "--max-chunks", "2"]')
     proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300, cwd=REPO)
     assert proc.returncode == -9
     assert len(list((out / "pending").glob("shard-*.json"))) == 1
@@ -654,19 +660,7 @@ def test_a_killed_two_process_index_resumes_with_only_the_missing_tracks(models,
     process here) reuses the four tracks of both ranks' shards and embeds only the other five."""
     folder, out = three_genres(music, tmp_path / "music"), tmp_path / "lib"
     script = tmp_path / "index_then_die.py"  # a file, not -c: Lightning starts rank 1 by running it again
-    script.write_text(textwrap.dedent("""
-        import os, signal
-        import zoo.recommend.indexing as indexing
-        import zoo.recommend.shards as shards
-        from zoo.cli import main
-        indexing.SHARD_TRACKS = 2
-        write = shards.write_shard
-        def write_then_die(*args):
-            write(*args)
-            os.kill(os.getpid(), signal.SIGKILL)
-        shards.write_shard = write_then_die
-        main()
-    """))
+    script.write_text(index_then_die(2))
     proc = subprocess.run([sys.executable, str(script), "index", str(models[0]), str(folder), "--out", str(out),
                            "--max-chunks", "1", *TWO_CPU_PROCESSES], capture_output=True, text=True, timeout=300,
                           cwd=REPO)

@@ -192,8 +192,12 @@ class AudioStream:
             raise
         self.source_rate, self.frames = self._file.samplerate, self._file.frames
         self.sample_rate = int(sample_rate)
-        self.length = math.ceil(self.frames * self.sample_rate / self.source_rate)
+        self.length = self.length_at(self.sample_rate)
         self.block_frames = max(1, int(block_seconds * self.source_rate))
+
+    def length_at(self, rate: int) -> int:
+        """The number of samples the file decodes to at ``rate`` (``length`` at the stream's own rate)."""
+        return math.ceil(self.frames * rate / self.source_rate)
 
     def close(self) -> None:
         self._file.close()
@@ -209,17 +213,11 @@ class AudioStream:
         done = 0
         try:
             while True:
-                try:
-                    data = self._file.read(self.block_frames, dtype="float32", always_2d=True)
-                except Exception as e:
-                    raise AudioDecodeError(f"cannot read audio after {done} frames: truncated or corrupt "
-                                           f"(libsndfile: {getattr(e, 'error_string', e)})") from None
-                last = len(data) == 0 or done + len(data) >= self.frames
-                if len(data) == 0 and done < self.frames:
-                    raise AudioDecodeError(f"truncated: the header states {self.frames} frames, the file holds {done}")
-                done += len(data)
-                _check_range(data)  # before mixing, where +x and -x channels would cancel
-                mono = data[:, 0] if data.shape[1] == 1 else data.mean(axis=1)
+                mono = self._read_mono(self.block_frames, done)
+                last = len(mono) == 0 or done + len(mono) >= self.frames
+                if len(mono) == 0 and done < self.frames:
+                    raise self._truncated(done)
+                done += len(mono)
                 if resampler is not None:
                     mono = resampler.push(mono, last)
                     _check_range(mono)
@@ -229,7 +227,6 @@ class AudioStream:
                     return
         finally:
             self.close()
-
 
     def excerpts(self, spans: dict[int, Sequence[tuple[int, int]]]) -> dict[int, list[np.ndarray]]:
         """The samples ``[start, stop)`` of each span, at the span's rate, read in one pass: instead
@@ -291,26 +288,33 @@ class AudioStream:
                                            f"(libsndfile: {getattr(e, 'error_string', e)})") from None
             else:  # read up to the region, in blocks, and let them go
                 while position < start:
-                    position += len(self._read(min(self.block_frames, start - position), position))
+                    position += len(self._read_to(min(self.block_frames, start - position), position))
             position = start
             parts = []
             while position < stop:
-                data = self._read(min(self.block_frames, stop - position), position)
-                position += len(data)
-                parts.append(data[:, 0] if data.shape[1] == 1 else data.mean(axis=1))
+                parts.append(self._read_to(min(self.block_frames, stop - position), position))
+                position += len(parts[-1])
             yield np.concatenate(parts) if parts else np.zeros(0, np.float32)
 
-    def _read(self, frames: int, position: int) -> np.ndarray:
-        """Up to ``frames`` frames from ``position`` on; a file that ends early is truncated."""
+    def _read_mono(self, frames: int, position: int) -> np.ndarray:
+        """Up to ``frames`` frames from ``position`` on, checked and mixed to mono; empty at the end."""
         try:
             data = self._file.read(frames, dtype="float32", always_2d=True)
         except Exception as e:
             raise AudioDecodeError(f"cannot read audio after {position} frames: truncated or corrupt "
                                    f"(libsndfile: {getattr(e, 'error_string', e)})") from None
-        if len(data) == 0:
-            raise AudioDecodeError(f"truncated: the header states {self.frames} frames, the file holds {position}")
         _check_range(data)  # before mixing, where +x and -x channels would cancel
-        return data
+        return data[:, 0] if data.shape[1] == 1 else data.mean(axis=1)
+
+    def _read_to(self, frames: int, position: int) -> np.ndarray:
+        """:meth:`_read_mono` of frames the header says are there: none is a truncated file."""
+        mono = self._read_mono(frames, position)
+        if len(mono) == 0:
+            raise self._truncated(position)
+        return mono
+
+    def _truncated(self, position: int) -> AudioDecodeError:
+        return AudioDecodeError(f"truncated: the header states {self.frames} frames, the file holds {position}")
 
 
 def merged_spans(spans: Iterable[tuple[int, int]]) -> list[tuple[int, int]]:

@@ -60,12 +60,12 @@ def read_track(path: Path, specs: Sequence, max_chunks: int) -> TrackRead:
     layouts = []  # (rate, chunk size, length, starts) per model
     for spec in specs:
         rate, size = spec.sample_rate, chunk_samples(spec.chunk_seconds, spec.sample_rate)
-        length = math.ceil(stream.frames * rate / stream.source_rate)
+        length = stream.length_at(rate)
         layouts.append((rate, size, length, chunk_layout(path, length, size, rate, max_chunks)))
     spans: dict[int, list[tuple[int, int]]] = {}
     for rate, size, _, starts in layouts:
         spans.setdefault(rate, []).extend((s, s + size) for s in starts)
-    fingerprint_spans = _fingerprint_spans(layouts, math.ceil(stream.frames * fp.SAMPLE_RATE / stream.source_rate))
+    fingerprint_spans = _fingerprint_spans(layouts, stream.length_at(fp.SAMPLE_RATE))
     spans.setdefault(fp.SAMPLE_RATE, []).extend(fingerprint_spans)
     try:
         excerpts = stream.excerpts(spans)
@@ -93,7 +93,6 @@ def read_ahead(paths: Iterable[Path], specs: Sequence, max_chunks: int) -> Itera
     """:func:`read_track` of each path, in order, decoded :data:`READ_AHEAD` tracks ahead in a thread."""
     with ThreadPoolExecutor(1, thread_name_prefix="musiczoo-read") as pool:
         waiting: deque = deque()
-        paths = iter(paths)
         for path in paths:
             waiting.append(pool.submit(read_track, path, specs, max_chunks))
             if len(waiting) > READ_AHEAD:
