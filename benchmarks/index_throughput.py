@@ -35,6 +35,8 @@ import numpy as np
 import soundfile as sf
 import torch
 
+from benchmarks.cell import cpu_name
+
 SHARED_AUDIO = Path(__file__).resolve().parents[2] / "shared" / "data" / "audio"
 TRACK_SECONDS, RATE = 240, 44100
 MAX_CHUNKS = 16
@@ -143,8 +145,6 @@ def main(argv=None) -> None:
     args = parser.parse_args(argv)
     paths = make_tracks(args.dir, args.tracks)
     n = len(paths)
-    from benchmarks.perf import cpu_name  # noqa: E402  the machine line every benchmark prints
-
     print(f"{n} x {TRACK_SECONDS / 60:g}-minute 44.1 kHz stereo MP3 (CC recordings of {SHARED_AUDIO}), "
           f"{MAX_CHUNKS} chunks per track per model; {cpu_name()}, {os.cpu_count()} cores, torch {torch.__version__}")
     decode(paths)  # warm the page cache

@@ -159,7 +159,9 @@ def test_the_gtzan_data_module_reads_marsyas_au_files_sample_for_sample(tmp_path
 # ---- excerpts: only what a track's chunks need, read once ------------------------------------------
 def _excerpt_spans(length: int, rate: int) -> list[tuple[int, int]]:
     """Spans at the start, across a block boundary, in the middle, at the end and past it."""
-    block = int(10.0 * rate)
+    from datamodules.primitives.audio import BLOCK_SECONDS
+
+    block = int(BLOCK_SECONDS * rate)
     return [(0, 700), (block - 333, block + 4000), (length // 2, length // 2 + rate), (length - rate, length),
             (length - 50, length + 900)]
 
