@@ -403,6 +403,66 @@ def test_a_library_from_vectors_you_already_have(models, music, tmp_path):
 
 
 # ---- queries ----------------------------------------------------------------------------------
+def test_a_library_is_written_and_read_a_batch_of_rows_at_a_time(models, music, tmp_path, monkeypatch):
+    """The merge, the means, the feature vectors and the indexes go a batch of rows at a time (7
+    here, so 50 tracks make 8 uneven batches) and give what the whole arrays give in memory;
+    the file is safetensors as its own library reads it; an opened library maps its arrays
+    rather than reading them; and a library written before ``means.safetensors`` opens with
+    the same answers."""
+    from safetensors import safe_open
+
+    from zoo.recommend import indexing, library as library_module, store
+
+    for module in (store, indexing, library_module):
+        monkeypatch.setattr(module, "READ_ROWS", 7)
+    model = from_pretrained(models[0])
+    rng = np.random.default_rng(1)
+    tracks = [Track(f"t/{i:03d}.wav", 1, 1, "0" * 64, 2.0, [{}]) for i in rng.permutation(50)]
+    arrays = {"model0.embedding": rng.standard_normal((50, model.embed_dim)) + 3.0,
+              "model0.probabilities": rng.dirichlet(np.ones(10), 50), "fingerprint": rng.standard_normal((50, 1152))}
+    Library.from_vectors(tmp_path / "lib", [model], music, tracks, arrays)
+    lib = Library.open(tmp_path / "lib")
+    order = np.argsort([t.id for t in tracks])  # the library keeps its tracks in id order
+    data = tmp_path / "lib" / lib.manifest["data"]
+    with safe_open(str(data / "vectors.safetensors"), "np") as f:
+        for name, values in arrays.items():
+            np.testing.assert_array_equal(f.get_tensor(name), values[order].astype(np.float32))
+    assert all(isinstance(values.base, np.memmap) for values in lib.arrays.values())
+
+    def unit(rows):
+        return rows / np.linalg.norm(rows, axis=1, keepdims=True)
+
+    embedding, probabilities = (arrays[f"model0.{kind}"][order] for kind in ("embedding", "probabilities"))
+    expected = {"embedding": unit(embedding - embedding.mean(axis=0)),
+                "probabilities": unit(probabilities - probabilities.mean(axis=0)),
+                "fingerprint": unit(arrays["fingerprint"][order])}
+    expected["combined"] = np.concatenate([expected["embedding"], expected["probabilities"]], axis=1) / np.sqrt(2)
+    for feature, vectors in expected.items():
+        np.testing.assert_allclose(lib.vectors(feature), vectors, atol=1e-5)
+        _, found = lib.search_index(feature).search(vectors[:5].astype(np.float32), 4)
+        np.testing.assert_array_equal(found, np.argsort(-(vectors[:5] @ vectors.T), axis=1)[:, :4])
+    answers = [(m.id, round(m.similarity, 5)) for m in lib.similar("t/007.wav", k=5)]
+
+    (data / "means.safetensors").unlink()  # as written before the means were stored
+    older = Library.open(tmp_path / "lib")
+    assert [(m.id, round(m.similarity, 5)) for m in older.similar("t/007.wav", k=5)] == answers
+
+
+def test_a_vectors_file_is_written_whole_or_not_at_all(tmp_path):
+    """``write_arrays`` refuses batches of the wrong shape, or too few or too many rows, naming
+    the file, and leaves nothing behind."""
+    from zoo.recommend.store import write_arrays
+
+    path, ids = tmp_path / "vectors.safetensors", ["a", "b", "c"]
+    with pytest.raises(ValueError, match=r"vectors.safetensors: given 2 rows for 3 ids"):
+        write_arrays(path, {"x": 4}, ids, [{"x": np.zeros((2, 4))}])
+    with pytest.raises(ValueError, match=r"x rows 0 onwards have shape \(3, 5\), not \(3, 4\) within 3 rows"):
+        write_arrays(path, {"x": 4}, ids, [{"x": np.zeros((3, 5))}])
+    with pytest.raises(ValueError, match=r"x rows 2 onwards have shape \(2, 4\), not \(2, 4\) within 3 rows"):
+        write_arrays(path, {"x": 4}, ids, [{"x": np.zeros((2, 4))}, {"x": np.zeros((2, 4))}])
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_re_encoded_copy_ranks_first_and_is_a_duplicate(library):
     proc = recommend_cli(library, "--track", "jazz/jazz.00001.wav", "-k", "3", "--format", "json")
     assert proc.returncode == 0, proc.stderr

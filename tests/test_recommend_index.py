@@ -145,7 +145,7 @@ def test_building_from_a_file_in_batches_gives_the_in_memory_index(library, quer
     """A .npy file is read, normalised and added batch by batch (a small batch here, so rows of
     the training sample come from several batches) and gives the index built from the array."""
     np.save(tmp_path / "raw.npy", library)  # not normalised: build does that
-    monkeypatch.setattr(rows_module, "BATCH_ROWS", 3_000)
+    monkeypatch.setattr(rows_module, "BATCH_BYTES", 3_000 * 4 * library.shape[1])  # 3,000 rows
     rows_path = tmp_path / "library.faiss.vectors.npy"
     from_file = VectorIndex.build(tmp_path / "raw.npy", kind, vectors_path=rows_path)
     in_memory = VectorIndex.build(library, kind)
@@ -188,6 +188,21 @@ def test_indexes_saved_before_the_compressed_kind_still_load(library, queries, t
 def saved_pq(indexes, tmp_path):
     indexes["ivfpq"].save(tmp_path / "library.faiss")
     return tmp_path / "library.faiss"
+
+
+def test_an_ivfpq_index_re_ranks_from_the_unit_rows_file_it_was_built_from(library, queries, tmp_path):
+    """A library writes its unit feature vectors once, where the index re-ranks from: built
+    with that file as its vectors and its vectors_path, the index copies nothing and answers
+    as one built from the array."""
+    rows_path = tmp_path / "library.faiss.vectors.npy"
+    np.save(rows_path, normalize(library))
+    written = rows_path.stat().st_mtime_ns
+    from_rows = VectorIndex.build(rows_path, "ivfpq", vectors_path=rows_path)
+    from_rows.save(tmp_path / "library.faiss")
+    assert rows_path.stat().st_mtime_ns == written and sorted(p.name for p in tmp_path.iterdir()) == [
+        "library.faiss", "library.faiss.json", "library.faiss.vectors.npy"]
+    np.testing.assert_array_equal(VectorIndex.load(tmp_path / "library.faiss").search(queries, 10)[1],
+                                  VectorIndex.build(library, "ivfpq").search(queries, 10)[1])
 
 
 def test_a_missing_or_wrong_re_rank_vectors_file_is_named(saved_pq):

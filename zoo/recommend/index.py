@@ -148,7 +148,7 @@ class VectorIndex:
         """Index ``vectors`` (tracks x dims); a track's id is its row number.
 
         ``vectors`` is an array, or the path of a float32 ``.npy`` file of one: a file is read
-        and normalised ``rows.BATCH_ROWS`` rows at a time, so building from it never holds more
+        and normalised ``rows.BATCH_BYTES`` at a time, so building from it never holds more
         than a batch of it in memory besides the index (a 10M x 256 library is 10 GB, its
         ``"ivfpq"`` index about 0.7 GB); the file is left unchanged.
 
@@ -159,8 +159,11 @@ class VectorIndex:
         ``vectors_path``: where an ``"ivfpq"`` index writes the library's unit rows (a
         float32 ``.npy``) and re-ranks from, memory-mapped. Needed when ``vectors`` is a
         file (the point of which is not holding them in memory); give the name ``save`` will
-        use, ``<index file>.vectors.npy``, and saving copies nothing. Without it, the rows
-        stay in memory until ``save`` writes them there. The other kinds ignore it.
+        use, ``<index file>.vectors.npy`` (:func:`rerank_vectors_path`), and saving copies
+        nothing. ``vectors_path`` may be the file ``vectors`` itself when that holds unit rows
+        already (a library's feature vectors are written so): it is then used as it is.
+        Without it, the rows stay in memory until ``save`` writes them there. The other kinds
+        ignore it.
         """
         if isinstance(vectors, (str, os.PathLike)):
             source = Path(vectors)
@@ -169,16 +172,15 @@ class VectorIndex:
             source = normalize(vectors, what="library vectors")
             size, dim = source.shape
         if kind == "auto":
-            kind = "exact" if size <= exact_max else "ivf" if size <= ivf_max else "ivfpq"
+            kind = auto_kind(size, exact_max, ivf_max)
         if kind not in KINDS:
             raise ValueError(f"kind must be 'auto', {', '.join(map(repr, KINDS))}, got {kind!r}")
         index, params = _empty_index(kind, size, dim)
         unit = None
         if kind == "ivfpq" and vectors_path is not None:
             vectors_path = Path(vectors_path)
-            if isinstance(source, Path) and vectors_path.exists() and vectors_path.samefile(source):
-                raise ValueError(f"{source}: vectors_path must not be the library vectors file itself")
-            write_npy(vectors_path, (size, dim), unit_batches(source))
+            if not (isinstance(source, Path) and vectors_path.exists() and vectors_path.samefile(source)):
+                write_npy(vectors_path, (size, dim), unit_batches(source))
             unit, source = npy_rows(vectors_path, "re-rank vectors file"), vectors_path
         elif kind == "ivfpq":
             if isinstance(source, Path):
@@ -270,7 +272,7 @@ class VectorIndex:
         faiss.write_index(self.index, str(path))
         sidecar = {"kind": self.kind, "params": self.params, "size": self.size, "dim": self.dim}
         if self.vectors is not None:
-            rows_path = _vectors_path(path)
+            rows_path = rerank_vectors_path(path)
             sidecar["vectors"] = rows_path.name
             mapped = getattr(self.vectors, "filename", None)
             if mapped is None:
@@ -305,6 +307,11 @@ class VectorIndex:
         return cls(index, sidecar["kind"], sidecar["params"], vectors)
 
 
+def auto_kind(size: int, exact_max: int = EXACT_MAX, ivf_max: int = IVF_MAX) -> str:
+    """The kind ``build(kind="auto")`` gives ``size`` vectors."""
+    return "exact" if size <= exact_max else "ivf" if size <= ivf_max else "ivfpq"
+
+
 def _empty_index(kind: str, size: int, dim: int) -> tuple[faiss.Index, dict]:
     """An untrained index of ``kind`` for ``size`` vectors of ``dim``, and its parameters.
 
@@ -332,5 +339,6 @@ def _sidecar_path(path: Path) -> Path:
     return path.with_name(path.name + ".json")
 
 
-def _vectors_path(path: Path) -> Path:
+def rerank_vectors_path(path: Path) -> Path:
+    """Where ``save`` keeps the re-rank vectors of an ``"ivfpq"`` index saved at ``path``."""
     return path.with_name(path.name + ".vectors.npy")

@@ -13,6 +13,13 @@ points the manifest at it. A killed run therefore loses at most one shard of wor
 next run reuses every shard, and ``Library.open`` refuses a library whose last run did
 not finish instead of answering from a partial one.
 
+Memory does not grow with the library's vectors: a finished run's tracks are merged into the
+new data folder a batch of rows at a time, read from where they were kept (the old vectors
+file and the pending shards, through memory maps made per batch) and written to their place
+in the new file; the means, each feature's unit vectors and its index are then made from that
+file a batch at a time too. A run holds one batch of rows, the one search index it is
+building, and the track records (``tracks.json``, about 1.2 KB a track in memory).
+
 Two runs on one library take turns: each holds an exclusive lock on ``.<library name>.lock``
 beside the folder from its first read of the manifest to its last write (the second then
 finds the first's tracks unchanged). Damaged data (a truncated or foreign
@@ -45,15 +52,16 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from datamodules.primitives.audio import list_audio_files
-from datamodules.primitives.files import exclusive_lock, file_digest, write_json
+from datamodules.primitives.files import exclusive_lock, file_digest, write_json, write_json_list
 
 from . import fingerprint as fp
 from . import embedding, shards
-from .index import VectorIndex
+from .index import VectorIndex, auto_kind, rerank_vectors_path
+from .rows import write_npy
 from .shards import Ranks, StoredTrack, read_pending, shard_name, unchanged
-from .store import (FEATURES, FINGERPRINT, FORMAT, FORMAT_VERSION, MANIFEST, MATCHED_ENTRY_FIELDS,
-                    LibraryData, LibraryError, Track, library_vectors, model_entry, read_data,
-                    read_manifest, save_arrays, save_model)
+from .store import (FEATURES, FINGERPRINT, FORMAT, FORMAT_VERSION, MANIFEST, MATCHED_ENTRY_FIELDS, MEANS, READ_ROWS,
+                    VECTORS, ArrayFile, LibraryData, LibraryError, Track, column_means, feature_vectors, model_entry,
+                    read_data, read_manifest, save_model, write_arrays)
 
 log = logging.getLogger(__name__)
 
@@ -138,11 +146,11 @@ def _plan(models: Sequence, music_dir: Path, out: Path, settings: dict, files: S
     id order, ``kept`` the tracks reused (from the library or a killed run's shards), ``known``
     the library's tracks and ``skipped`` the files gone since the folder was listed."""
     manifest = _start_run(out, music_dir, models, settings)
-    old_tracks, old_arrays = _read_old_data(out, manifest)
+    old_tracks, old_vectors = _read_old_data(out, manifest)
 
     # What must be embedded: new files, and files whose size/mtime changed (unless their content did not).
     on_disk = {p.relative_to(music_dir).as_posix(): p for p in (files if files is not None else list_audio_files(music_dir))}
-    known = {t.id: StoredTrack(t, i, old_arrays) for i, t in enumerate(old_tracks)}
+    known = {t.id: StoredTrack(t, i, old_vectors) for i, t in enumerate(old_tracks)}
     pending = read_pending(out)
     todo, kept, skipped = [], {}, []
     for rel, path in sorted(on_disk.items()):
@@ -270,14 +278,16 @@ def _gone(rel: str, path: Path, error: OSError) -> dict:
     return {"id": rel, "reason": reason}
 
 
-def _read_old_data(out: Path, manifest: dict) -> tuple[list[Track], dict[str, np.ndarray]]:
-    """The library's current tracks and arrays; damaged ones are dropped with a warning, so this
-    run embeds their tracks again (the repair that ``Library.open``'s error advises)."""
+def _read_old_data(out: Path, manifest: dict) -> tuple[list[Track], ArrayFile | None]:
+    """The library's current tracks and their vectors file (opened, not read); damaged ones are
+    dropped with a warning, so this run embeds their tracks again (the repair that
+    ``Library.open``'s error advises)."""
     try:
-        return read_data(out, manifest)
+        tracks, vectors, _ = read_data(out, manifest)
+        return tracks, vectors
     except LibraryError as e:
         log.warning("%s: embedding its tracks again", e)
-        return [], {}
+        return [], None
 
 
 def _start_run(out: Path, music_dir: Path, models: Sequence, settings: dict) -> dict:
@@ -318,26 +328,31 @@ def _start_run(out: Path, music_dir: Path, models: Sequence, settings: dict) -> 
 
 
 def _finish_run(out: Path, manifest: dict, kept: dict[str, StoredTrack], skipped: list, run: dict) -> LibraryData:
-    """Write the tracks in id order to a new data folder with its indexes, then switch the manifest to it."""
+    """Write the tracks in id order to a new data folder with its indexes, then switch the manifest to it.
+
+    A batch of tracks at a time: their rows are gathered from where they are kept (the old
+    data, the pending shards) and written to their place in the new vectors file; then each
+    feature's unit vectors are written, a batch at a time, to the file its index is built
+    from. So the run holds one batch of rows and one index under construction, never the
+    library's vectors, however many tracks it has."""
     ids = sorted(kept)
-    tracks, columns = [], {}
-    for rel in ids:
-        stored = kept[rel]
-        tracks.append(stored.track)
-        for name, values in stored.arrays.items():
-            columns.setdefault(name, []).append(values[stored.row])
+    stored = [kept[rel] for rel in ids]
+    tracks = [item.track for item in stored]
     generation = int((manifest.get("data") or "data-000000").split("-")[1]) + 1
     data = out / f"data-{generation:06d}"
     if data.exists():
         shutil.rmtree(data)
     (data / "index").mkdir(parents=True)
-    arrays = {k: np.stack(v) for k, v in columns.items()}
-    save_arrays(data / "vectors.safetensors", arrays, ids)
-    write_json(data / "tracks.json", [asdict(t) for t in tracks])
+    widths = shards.source_widths(stored[0].source) if stored else {}
+    write_arrays(data / VECTORS, widths, ids,
+                 (shards.gather_rows(stored[start:start + READ_ROWS]) for start in range(0, len(stored), READ_ROWS)))
+    write_json_list(data / "tracks.json", (asdict(t) for t in tracks))
+    vectors, means = ArrayFile(data / VECTORS, ids), {}
     if tracks:
+        means = column_means(vectors.batches(READ_ROWS))
+        write_arrays(data / MEANS, {name: mean.shape[1] for name, mean in means.items()}, ["mean"], [means])
         for feature in (*FEATURES, FINGERPRINT):
-            vectors = library_vectors(arrays, manifest["settings"]["weights"], feature)
-            VectorIndex.build(vectors).save(data / "index" / f"{feature}.faiss")
+            _write_index(data / "index" / f"{feature}.faiss", vectors, means, manifest["settings"]["weights"], feature)
     previous = manifest.get("data")
     manifest.update(data=data.name, complete=True, skipped=skipped, tracks=len(tracks), last_run=run,
                     updated=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()))
@@ -349,4 +364,18 @@ def _finish_run(out: Path, manifest: dict, kept: dict[str, StoredTrack], skipped
     if not tracks:
         raise LibraryError(f"{out}: none of the files of {manifest['music_dir']} could be indexed"
                            + (f" ({len(skipped)} unreadable)" if skipped else " (no audio files found)"))
-    return LibraryData(manifest, tracks, arrays)
+    return LibraryData(manifest, tracks, vectors.maps(), means)
+
+
+def _write_index(path: Path, vectors: ArrayFile, means: dict, weights: Sequence[float], feature: str) -> None:
+    """Build and save the search index of ``feature`` from the unit vectors of every track,
+    written a batch at a time to a ``.npy`` file: the index's own re-rank vectors for an
+    ``"ivfpq"`` index, a temporary file for the kinds whose index holds the vectors itself."""
+    dim = feature_vectors({name: values[:1] for name, values in vectors.maps().items()}, means, weights, feature).shape[1]
+    compressed = auto_kind(vectors.rows) == "ivfpq"
+    rows = rerank_vectors_path(path) if compressed else path.with_name(f".{path.name}.rows.npy")
+    write_npy(rows, (vectors.rows, dim), (feature_vectors(batch, means, weights, feature)
+                                          for batch in vectors.batches(READ_ROWS)))
+    VectorIndex.build(rows, vectors_path=rows if compressed else None).save(path)
+    if not compressed:
+        rows.unlink()

@@ -24,8 +24,8 @@ from ..spec import ModelSpec
 from . import embedding, indexing
 from .index import VectorIndex, normalize
 from .indexing import DEFAULT_MAX_CHUNKS
-from .store import (FEATURES, FINGERPRINT, TOP_LABELS, LibraryError, Track, feature_vectors, library_vectors,
-                    load_model, read_data, read_manifest, read_model_spec)
+from .store import (FEATURES, FINGERPRINT, READ_ROWS, TOP_LABELS, LibraryError, Track, feature_vectors, load_model,
+                    read_data, read_manifest, read_model_spec)
 
 __all__ = ["DEFAULT_MAX_CHUNKS", "DUPLICATE_THRESHOLD", "FEATURES", "FINGERPRINT", "Library", "LibraryError", "Match",
            "Track", "mmr", "salient_labels"]
@@ -89,11 +89,13 @@ class Library:
     :meth:`duplicates`. :meth:`add` embeds more files of the music folder.
     """
 
-    def __init__(self, root: Path, manifest: dict, tracks: list[Track], arrays: dict[str, np.ndarray]):
+    def __init__(self, root: Path, manifest: dict, tracks: list[Track], arrays: dict[str, np.ndarray],
+                 means: dict[str, np.ndarray]):
         self.root = Path(root)
         self.manifest = manifest
         self.tracks = tracks
-        self.arrays = arrays
+        self.arrays = arrays  # read-only memory maps: a query reads only its rows
+        self.means = means
         self.row = {t.id: i for i, t in enumerate(tracks)}
         self._vectors: dict[str, np.ndarray] = {}
         self._indexes: dict[str, VectorIndex] = {}
@@ -118,11 +120,11 @@ class Library:
                 f"{root}: its music folder {manifest['music_dir']} is gone (moved or deleted); run `musiczoo index` "
                 f"with the same models, the folder's new place and --out {root} (unchanged files are not embedded again)")
         try:
-            tracks, arrays = read_data(root, manifest)
+            tracks, vectors, means = read_data(root, manifest)
         except LibraryError as e:
             raise LibraryError(f"{e}; `musiczoo index` with the library's models, its music folder and --out {root} "
                                "rebuilds it") from None
-        library = cls(root, manifest, tracks, arrays)
+        library = cls(root, manifest, tracks, vectors.maps() if vectors else {}, means)
         if not tracks:
             raise LibraryError(f"{root}: the library is empty (no track of {manifest['music_dir']} could be indexed)")
         return library
@@ -154,10 +156,19 @@ class Library:
     # ---- vectors -----------------------------------------------------------------------
     def vectors(self, feature: str = "combined") -> np.ndarray:
         """(N, D) unit vectors of every track for ``feature`` (one of :data:`FEATURES`, or
-        :data:`FINGERPRINT`); row i is ``self.tracks[i]``."""
+        :data:`FINGERPRINT`), in memory (kept); row i is ``self.tracks[i]``. For evaluations
+        over the whole library: queries read only their own rows (:meth:`feature_rows`)."""
         if feature not in self._vectors:
-            self._vectors[feature] = library_vectors(self.arrays, self.manifest["settings"]["weights"], feature)
+            self._vectors[feature] = self.feature_rows(feature, slice(None))
         return self._vectors[feature]
+
+    def feature_rows(self, feature: str, rows) -> np.ndarray:
+        """Unit vectors of ``feature`` for the tracks ``rows`` (row numbers, or a slice), read
+        from the library's files alone."""
+        if feature in self._vectors:
+            return self._vectors[feature][rows]
+        picked = {name: values[rows] for name, values in self.arrays.items()}
+        return feature_vectors(picked, self.means, self.manifest["settings"]["weights"], feature)
 
     def search_index(self, feature: str) -> VectorIndex:
         """The saved search index of ``feature`` (exact or approximate, chosen by size when built)."""
@@ -189,7 +200,7 @@ class Library:
                 diversify: float | None = None) -> list[Match]:
         """The ``k`` tracks most similar to a track of the library (never the track itself)."""
         row = self.row[self.track(track).id]
-        return self._search(self.vectors(feature)[row], k, feature, {row}, diversify, self._salient_of_row(row))
+        return self._search(self.feature_rows(feature, [row])[0], k, feature, {row}, diversify, self._salient_of_row(row))
 
     def like(self, tracks: Sequence[str | int], k: int = 10, *, feature: str = "combined",
              diversify: float | None = None) -> list[Match]:
@@ -198,7 +209,7 @@ class Library:
         if not tracks:
             raise LibraryError("--like needs at least one track")
         rows = sorted({self.row[self.track(t).id] for t in tracks})
-        profile = normalize(self.vectors(feature)[rows].mean(axis=0, keepdims=True), what="liked profile")[0]
+        profile = normalize(self.feature_rows(feature, rows).mean(axis=0, keepdims=True), what="liked profile")[0]
         shared_by_all = set.intersection(*(self._salient_of_row(r) for r in rows))
         return self._search(profile, k, feature, set(rows), diversify, shared_by_all)
 
@@ -209,7 +220,7 @@ class Library:
         arrays, track_labels, error = self._embed_one(Path(path))
         if error:
             raise LibraryError(error)
-        vector = feature_vectors(self.arrays, self.manifest["settings"]["weights"], feature, arrays)[0]
+        vector = feature_vectors(arrays, self.means, self.manifest["settings"]["weights"], feature)[0]
         salient = set().union(*(salient_labels(arrays[f"model{i}.probabilities"][0], spec.label_names, spec.task)
                                 for i, spec in enumerate(self.specs())))
         labels = {name: p for per_model in track_labels for name, p in per_model.items()}
@@ -220,17 +231,18 @@ class Library:
         signal fingerprint (:mod:`zoo.recommend.fingerprint`), so a pair needs fingerprint
         similarity >= ``threshold`` and durations within ``max_duration_diff`` seconds.
         Sorted by similarity, most similar first."""
-        vectors, index = self.vectors(FINGERPRINT), self.search_index(FINGERPRINT)
-        k = min(len(self.tracks), 11)
-        sims, ids = index.search(vectors, k)
+        index, k = self.search_index(FINGERPRINT), min(len(self.tracks), 11)
         pairs = {}
-        for a in range(len(self.tracks)):
-            for sim, b in zip(sims[a], ids[a]):
-                if b < 0 or b == a or sim < threshold:
-                    continue
-                if abs(self.tracks[a].duration_s - self.tracks[b].duration_s) <= max_duration_diff:
-                    key = (min(a, b), max(a, b))
-                    pairs[key] = max(pairs.get(key, -1.0), float(sim))
+        for start in range(0, len(self.tracks), READ_ROWS):  # a batch of queries at a time: bounded memory
+            rows = np.arange(start, min(start + READ_ROWS, len(self.tracks)))
+            sims, ids = index.search(self.feature_rows(FINGERPRINT, rows), k)
+            for a, row_sims, row_ids in zip(rows.tolist(), sims, ids):
+                for sim, b in zip(row_sims, row_ids.tolist()):
+                    if b < 0 or b == a or sim < threshold:
+                        continue
+                    if abs(self.tracks[a].duration_s - self.tracks[b].duration_s) <= max_duration_diff:
+                        key = (min(a, b), max(a, b))
+                        pairs[key] = max(pairs.get(key, -1.0), float(sim))
         return sorted(((self.tracks[a].id, self.tracks[b].id, s) for (a, b), s in pairs.items()), key=lambda p: -p[2])
 
     def _salient_of_row(self, row: int) -> set[str]:
@@ -247,7 +259,7 @@ class Library:
         keep = ids[0] >= 0
         sims, ids = sims[0][keep], ids[0][keep]
         if diversify is not None:
-            order = mmr(query, self.vectors(feature)[ids], sims, k, diversify)
+            order = mmr(query, self.feature_rows(feature, ids), sims, k, diversify)
             sims, ids = sims[order], ids[order]
         matches = []
         for rank, (sim, row) in enumerate(zip(sims[:k], ids[:k]), 1):

@@ -8,9 +8,15 @@ from pathlib import Path
 
 import numpy as np
 
-BATCH_ROWS = 100_000
-"""Rows read, normalised and added to faiss at a time when building from a file: 100 MB of
-256-d float32, small beside the index, large enough that faiss's per-call cost is nothing."""
+BATCH_BYTES = 100 * 2**20
+"""Bytes of rows read, normalised and added to faiss at a time when building from a file
+(100,000 rows of 256-d float32, 22,000 of the 1152-d fingerprint): small beside the index, and
+the same whatever the width, large enough that faiss's per-call cost is nothing."""
+
+
+def batch_rows(dim: int) -> int:
+    """Rows of ``dim`` float32 columns in :data:`BATCH_BYTES`."""
+    return max(1, BATCH_BYTES // (4 * dim))
 
 
 def normalize(vectors, *, what: str = "vectors") -> np.ndarray:
@@ -53,19 +59,21 @@ def npy_rows(path: Path, what: str) -> np.ndarray:
 
 def unit_batches(source: np.ndarray | Path):
     """The unit rows of ``source`` (unit rows in memory, or a ``.npy`` file of any rows,
-    normalised here), ``BATCH_ROWS`` at a time.
+    normalised here), :data:`BATCH_BYTES` at a time.
 
     A file is mapped afresh for each batch and unmapped after: the pages of a map that
     were read count in the process's RSS while it stays mapped, so one map read from end
     to end would grow RSS by the file's size."""
     if not isinstance(source, Path):
-        for start in range(0, len(source), BATCH_ROWS):
-            yield np.ascontiguousarray(source[start:start + BATCH_ROWS])
+        step = batch_rows(source.shape[1])
+        for start in range(0, len(source), step):
+            yield np.ascontiguousarray(source[start:start + step])
         return
-    size = len(npy_rows(source, "library vectors file"))
-    for start in range(0, size, BATCH_ROWS):
+    size, dim = npy_rows(source, "library vectors file").shape
+    step = batch_rows(dim)
+    for start in range(0, size, step):
         rows = npy_rows(source, "library vectors file")
-        batch = normalize(rows[start:start + BATCH_ROWS], what=f"{source} rows {start:,} onwards")
+        batch = normalize(rows[start:start + step], what=f"{source} rows {start:,} onwards")
         del rows
         yield batch
 

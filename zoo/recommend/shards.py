@@ -19,18 +19,43 @@ import numpy as np
 
 from datamodules.primitives.files import file_digest, write_json
 
-from .store import Track, load_arrays, save_arrays
+from .store import ArrayFile, Track, write_arrays
 
 log = logging.getLogger(__name__)
 
 
 class StoredTrack(NamedTuple):
-    """A track already embedded and where its vectors are: row ``row`` of ``arrays`` (the
-    library's current data, or the pending shard it was written to)."""
+    """A track already embedded and where its vectors are: row ``row`` of ``source`` (the
+    library's current vectors file or the pending shard it was written to, opened but not
+    read; or arrays in memory)."""
 
     track: Track
     row: int
-    arrays: dict[str, np.ndarray]
+    source: ArrayFile | dict[str, np.ndarray]
+
+
+def source_widths(source: ArrayFile | dict[str, np.ndarray]) -> dict[str, int]:
+    """The width of each array of a :class:`StoredTrack`'s source."""
+    return source.widths if isinstance(source, ArrayFile) else {name: v.shape[1] for name, v in source.items()}
+
+
+def gather_rows(stored: Sequence[StoredTrack]) -> dict[str, np.ndarray]:
+    """The arrays of ``stored`` (one row each, in their order), read from their sources: each
+    file through maps of this call's own, so a merge of millions of tracks a batch at a time
+    holds one batch's rows, whatever the size of the files they come from."""
+    by_source: dict[int, tuple] = {}  # id(source) -> (source, positions in stored, its rows)
+    for position, item in enumerate(stored):
+        _, positions, rows = by_source.setdefault(id(item.source), (item.source, [], []))
+        positions.append(position)
+        rows.append(item.row)
+    gathered = {}
+    for source, positions, rows in by_source.values():
+        arrays = source.maps() if isinstance(source, ArrayFile) else source
+        for name, values in arrays.items():
+            if name not in gathered:
+                gathered[name] = np.empty((len(stored), values.shape[1]), np.float32)
+            gathered[name][positions] = values[rows]
+    return gathered
 
 
 class Ranks:
@@ -83,8 +108,9 @@ def shard_name(rank: int) -> str:
 def write_shard(out: Path, tracks: list[Track], rows: list[dict], name: str) -> None:
     folder = out / "pending"
     folder.mkdir(exist_ok=True)
-    save_arrays(folder / f"{name}.safetensors", {k: np.concatenate([r[k] for r in rows]) for k in rows[0]},
-                [t.id for t in tracks])
+    arrays = {k: np.concatenate([r[k] for r in rows]) for k in rows[0]}
+    write_arrays(folder / f"{name}.safetensors", {k: v.shape[1] for k, v in arrays.items()}, [t.id for t in tracks],
+                 [arrays])
     write_json(folder / f"{name}.json", [asdict(t) for t in tracks])  # written last: it marks the shard whole
 
 
@@ -100,7 +126,7 @@ def read_pending(out: Path, last: Sequence[str] = ()) -> dict[str, StoredTrack]:
     for meta in older + ours:
         try:
             tracks = [Track(**t) for t in json.loads(meta.read_text())]
-            arrays = load_arrays(meta.with_suffix(".safetensors"), [t.id for t in tracks])
+            arrays = ArrayFile(meta.with_suffix(".safetensors"), [t.id for t in tracks])
         except (OSError, ValueError, TypeError) as e:  # LibraryError is a ValueError
             log.warning("ignoring the damaged pending shard %s (%s)", meta, e)
             continue

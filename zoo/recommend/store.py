@@ -10,6 +10,9 @@ A library folder holds (no pickle anywhere; NumPy arrays in safetensors, metadat
                                 model<i>.embedding (N, D_i), model<i>.probabilities (N, C_i) and
                                 fingerprint (N, 1152), float32; its metadata ``track_ids_sha256``
                                 ties the rows to tracks.json's ids in their order
+    data-NNNNNN/means.safetensors
+                                the mean row (1, D_i) of each model array, which the feature
+                                vectors are centred on (a library without it has them computed)
     data-NNNNNN/index/<feature>.faiss (+ .json)   one search index per feature choice (an
                                 "ivfpq" one, past IVF_MAX tracks, with its re-rank vectors in
                                 <feature>.faiss.vectors.npy)
@@ -27,13 +30,13 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
+import struct
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import NamedTuple, Sequence
+from typing import Iterable, Iterator, NamedTuple, Sequence
 
 import numpy as np
-from safetensors import SafetensorError, safe_open
-from safetensors.numpy import save_file
 
 from datamodules.primitives.files import read_json, write_atomically
 
@@ -54,6 +57,10 @@ FEATURES = ("embedding", "probabilities", "combined")
 FINGERPRINT = "fingerprint"
 #: Labels kept per model in tracks.json (the "top genres/tags" of a track).
 TOP_LABELS = 5
+#: Every track's arrays, and the mean of each model array (what feature vectors are centred on).
+VECTORS, MEANS = "vectors.safetensors", "means.safetensors"
+#: Rows read at a time by a pass over a library's arrays: about 60 MB of a one-model library's rows.
+READ_ROWS = 8192
 #: The safetensors metadata key holding :func:`rows_digest` of the tracks the rows belong to.
 ROWS_KEY = "track_ids_sha256"
 
@@ -76,11 +83,13 @@ class Track:
 
 
 class LibraryData(NamedTuple):
-    """What a library folder holds: its manifest, its tracks in row order and their arrays."""
+    """What a library folder holds: its manifest, its tracks in row order, their arrays
+    (read-only memory maps of ``vectors.safetensors``) and the means of the model arrays."""
 
     manifest: dict
     tracks: list[Track]
     arrays: dict[str, np.ndarray]
+    means: dict[str, np.ndarray]
 
 
 # ---- models ----------------------------------------------------------------------------------
@@ -157,29 +166,36 @@ def read_manifest(root: Path) -> dict:
     return manifest
 
 
-def read_data(root: Path, manifest: dict) -> tuple[list[Track], dict[str, np.ndarray]]:
-    """The tracks and arrays of the manifest's current data folder (none before the first finished run).
+def read_data(root: Path, manifest: dict) -> tuple[list[Track], ArrayFile | None, dict[str, np.ndarray]]:
+    """The tracks of the manifest's current data folder, its vectors file (opened, not read) and
+    the means its feature vectors are centred on (none of them before the first finished run).
 
     Damage is one line naming the file: an unreadable ``tracks.json``, a ``vectors.safetensors``
     that is truncated, not safetensors, missing a model's arrays or holding its rows for other
     tracks or in another order than ``tracks.json`` (a row read for the wrong track would give
-    confident recommendations of another track's neighbours)."""
+    confident recommendations of another track's neighbours). A library written before
+    ``means.safetensors`` existed has its means computed here, a batch of rows at a time."""
     data = manifest.get("data")
     if not data:
-        return [], {}
+        return [], None, {}
     folder = root / data
     try:
         tracks = [Track(**t) for t in read_json(folder / "tracks.json", LibraryError)]
     except TypeError as e:
         raise LibraryError(f"{folder / 'tracks.json'}: not a list of tracks ({e})") from None
-    path = folder / "vectors.safetensors"
-    arrays = load_arrays(path, [t.id for t in tracks])
+    vectors = ArrayFile(folder / VECTORS, [t.id for t in tracks])
     names = {FINGERPRINT} | {f"model{i}.{kind}" for i in range(len(manifest["models"]))
                              for kind in ("embedding", "probabilities")}
-    if set(arrays) != names:
-        raise LibraryError(f"{path}: holds {', '.join(sorted(arrays)) or 'nothing'}, "
+    if set(vectors.layout) != names:
+        raise LibraryError(f"{vectors.path}: holds {', '.join(sorted(vectors.layout)) or 'nothing'}, "
                            f"not the library's {', '.join(sorted(names))}")
-    return tracks, arrays
+    if not (folder / MEANS).is_file():
+        return tracks, vectors, column_means(vectors.batches(READ_ROWS))
+    means = ArrayFile(folder / MEANS, ["mean"])
+    widths = {name: width for name, width in vectors.widths.items() if name != FINGERPRINT}
+    if means.widths != widths:
+        raise LibraryError(f"{means.path}: holds means of {means.widths}, not of the library's arrays {widths}")
+    return tracks, vectors, means.maps()
 
 
 def rows_digest(ids: Sequence[str]) -> str:
@@ -187,47 +203,135 @@ def rows_digest(ids: Sequence[str]) -> str:
     return hashlib.sha256(json.dumps(list(ids)).encode()).hexdigest()
 
 
-def save_arrays(path: Path, arrays: dict[str, np.ndarray], ids: Sequence[str]) -> None:
-    """``arrays`` (one row per id of ``ids``) as float32 safetensors at ``path``, by an atomic
-    rename, with the ids' :func:`rows_digest` in its metadata."""
-    contiguous = {k: np.ascontiguousarray(v, dtype=np.float32) for k, v in arrays.items()}
-    metadata = {ROWS_KEY: rows_digest(ids)}
-    write_atomically(path.parent, {path.name: lambda p: save_file(contiguous, str(p), metadata=metadata)})
+def write_arrays(path: Path, widths: dict[str, int], ids: Sequence[str],
+                 batches: Iterable[dict[str, np.ndarray]]) -> None:
+    """A float32 safetensors file at ``path`` of one (len(ids), width) array per name of
+    ``widths``, filled from ``batches`` (consecutive rows of every array, in order), by an
+    atomic rename, with the ids' :func:`rows_digest` in its metadata.
+
+    Written here, not by ``safetensors.numpy.save_file``, because that needs every array in
+    memory at once, and a library of millions of tracks does not fit: each batch goes
+    straight to its place in the file. The layout is safetensors' own (a little-endian
+    header length, the JSON header padded to 8 bytes, the arrays in name order), so
+    ``safe_open`` reads the file and this version reads ``save_file``'s."""
+    names, count = sorted(widths), len(ids)
+    header, offset = {"__metadata__": {ROWS_KEY: rows_digest(ids)}}, 0
+    for name in names:
+        size = count * widths[name] * 4
+        header[name] = {"dtype": "F32", "shape": [count, widths[name]], "data_offsets": [offset, offset + size]}
+        offset += size
+    text = json.dumps(header, separators=(",", ":")).encode()
+    text += b" " * (-len(text) % 8)
+    start = 8 + len(text)
+
+    def write(temp: Path) -> None:
+        with open(temp, "wb") as f:
+            f.write(struct.pack("<Q", len(text)) + text)
+            f.truncate(start + offset)
+            done = 0
+            for batch in batches:
+                rows = len(batch[names[0]]) if names else 0
+                for name in names:
+                    values = np.ascontiguousarray(batch[name], dtype="<f4")
+                    if values.shape != (rows, widths[name]) or done + rows > count:
+                        raise ValueError(f"{path}: {name} rows {done:,} onwards have shape {values.shape}, "
+                                         f"not ({rows}, {widths[name]}) within {count:,} rows")
+                    f.seek(start + header[name]["data_offsets"][0] + done * widths[name] * 4)
+                    f.write(values)
+                done += rows
+            if done != count:
+                raise ValueError(f"{path}: given {done:,} rows for {count:,} ids")
+
+    write_atomically(path.parent, {path.name: write})
 
 
-def load_arrays(path: Path, ids: Sequence[str]) -> dict[str, np.ndarray]:
-    """The arrays of ``path``, whose rows must be the tracks ``ids`` in that order; anything else
-    is one line naming the file. Arrays written before the digest was stored (no metadata) are
-    read unchecked; the next index run writes it."""
-    try:
-        with safe_open(str(path), "np") as f:
-            stored = (f.metadata() or {}).get(ROWS_KEY)
-            names = f.keys()
-            arrays = {name: f.get_tensor(name) for name in names}
-    except (OSError, SafetensorError) as e:
-        raise LibraryError(f"{path}: not a readable safetensors file ({e})") from None
-    if stored is not None and stored != rows_digest(ids):
-        raise LibraryError(f"{path}: its rows are not those of the {len(ids)} tracks listed beside it "
-                           f"(other tracks, or another order)")
-    wrong = [f"{name} {a.shape}" for name, a in sorted(arrays.items()) if a.ndim != 2 or len(a) != len(ids)]
-    if wrong:
-        raise LibraryError(f"{path}: not one row per track ({len(ids)} tracks): {', '.join(wrong)}")
-    return arrays
+class ArrayFile:
+    """A safetensors file of float32 arrays, one row per track, checked once when opened and
+    read through fresh read-only memory maps (:meth:`maps`), so that only the rows used are
+    read from disk: a library of any size opens in constant memory.
+
+    Opening reads the header alone; anything wrong is one line naming the file. Its rows must
+    be the tracks ``ids`` in that order (files written before the digest was stored, with no
+    metadata, are read unchecked; the next index run writes it)."""
+
+    def __init__(self, path: Path, ids: Sequence[str]):
+        self.path, self.rows = Path(path), len(ids)
+        try:
+            with open(path, "rb") as f:
+                size = os.fstat(f.fileno()).st_size
+                (length,) = struct.unpack("<Q", f.read(8))
+                if length > size - 8:
+                    raise ValueError(f"its header of {length:,} bytes is past the end of the file ({size:,} bytes)")
+                header = json.loads(f.read(length))
+            if not isinstance(header, dict):
+                raise ValueError("its header is not a JSON object")
+        except (OSError, ValueError, struct.error) as e:  # UnicodeDecodeError and JSONDecodeError are ValueErrors
+            raise LibraryError(f"{path}: not a readable safetensors file ({e})") from None
+        stored = (header.pop("__metadata__", None) or {}).get(ROWS_KEY)
+        if stored is not None and stored != rows_digest(ids):
+            raise LibraryError(f"{path}: its rows are not those of the {len(ids)} tracks listed beside it "
+                               f"(other tracks, or another order)")
+        #: name -> (byte offset of the array in the file, its width)
+        self.layout: dict[str, tuple[int, int]] = {}
+        for name, entry in sorted(header.items()):
+            try:
+                dtype, shape, (begin, end) = entry["dtype"], tuple(entry["shape"]), entry["data_offsets"]
+                rows, width = shape
+            except (TypeError, KeyError, ValueError):
+                raise LibraryError(f"{path}: not a readable safetensors file (damaged entry {name!r})") from None
+            if dtype != "F32" or rows != len(ids):
+                raise LibraryError(f"{path}: not one float32 row per track ({len(ids)} tracks): {name} is "
+                                   f"{dtype} of shape {shape}")
+            if end - begin != rows * width * 4 or begin < 0 or 8 + length + end > size:
+                raise LibraryError(f"{path}: not a readable safetensors file (truncated or damaged: {name} needs "
+                                   f"bytes {begin:,}-{end:,} of its {size - 8 - length:,} bytes of data)")
+            self.layout[name] = (8 + length + begin, width)
+
+    @property
+    def widths(self) -> dict[str, int]:
+        return {name: width for name, (_, width) in self.layout.items()}
+
+    def maps(self) -> dict[str, np.ndarray]:
+        """Every array as a read-only memory map of its own. The pages a map has read count in
+        the process's RSS until the map is dropped, so a pass over many rows takes new maps for
+        each batch rather than reading one set end to end."""
+        return {name: np.asarray(np.memmap(self.path, dtype="<f4", mode="r", offset=offset, shape=(self.rows, width)))
+                if self.rows and width else np.zeros((self.rows, width), np.float32)
+                for name, (offset, width) in self.layout.items()}
+
+    def batches(self, rows: int) -> Iterator[dict[str, np.ndarray]]:
+        """The arrays ``rows`` rows at a time, each batch through maps of its own."""
+        for start in range(0, self.rows, rows):
+            yield {name: values[start:start + rows] for name, values in self.maps().items()}
 
 
 # ---- feature vectors ---------------------------------------------------------------------------
-def feature_vectors(library_arrays: dict[str, np.ndarray], weights: Sequence[float], feature: str,
-                    rows: dict[str, np.ndarray] | None = None) -> np.ndarray:
-    """Unit vectors of ``feature`` (one of :data:`FEATURES`) for ``rows`` (arrays named as in a
-    library; default: the library's own).
+def column_means(batches: Iterable[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
+    """The mean row (1, D) of each model array (not the fingerprint, which is not centred) over
+    ``batches`` of a library's rows, summed in float64 a batch at a time: what
+    :func:`feature_vectors` centres on, without the library in memory."""
+    sums, count = {}, 0
+    for batch in batches:
+        for name, values in batch.items():
+            if name != FINGERPRINT:
+                sums[name] = sums.get(name, 0) + np.asarray(values, np.float64).sum(axis=0, keepdims=True)
+        count += len(next(iter(batch.values()), ()))
+    return {name: (total / max(count, 1)).astype(np.float32) for name, total in sums.items()}
 
-    Each model's part is centred on the library's mean and L2-normalised, then weighted:
-    centring makes the direction in which a track differs from the collection count, not
-    what every track shares (raw pooled embeddings of one model are all within a few
-    degrees of each other); normalising and weighting keep any model or vector kind from
-    dominating by scale, and make the concatenation a unit vector.
+
+def feature_vectors(rows: dict[str, np.ndarray], means: dict[str, np.ndarray], weights: Sequence[float],
+                    feature: str) -> np.ndarray:
+    """Unit vectors of ``feature`` for ``rows`` (arrays named as in a library): one of
+    :data:`FEATURES`, or :data:`FINGERPRINT` (the normalised signal fingerprints).
+
+    Each model's part is centred on the library's mean (``means``, :func:`column_means`) and
+    L2-normalised, then weighted: centring makes the direction in which a track differs from
+    the collection count, not what every track shares (raw pooled embeddings of one model are
+    all within a few degrees of each other); normalising and weighting keep any model or
+    vector kind from dominating by scale, and make the concatenation a unit vector.
     """
-    rows = library_arrays if rows is None else rows
+    if feature == FINGERPRINT:
+        return normalize(rows[FINGERPRINT], what="fingerprints")
     if feature not in FEATURES:
         raise LibraryError(f"unknown feature choice {feature!r}; valid: {', '.join(FEATURES)}")
     kinds = {"embedding": ["embedding"], "probabilities": ["probabilities"],
@@ -238,14 +342,5 @@ def feature_vectors(library_arrays: dict[str, np.ndarray], weights: Sequence[flo
         for kind in kinds:
             scale = np.sqrt(w / (weights.sum() * len(kinds)))
             name = f"model{i}.{kind}"
-            centred = rows[name] - library_arrays[name].mean(axis=0, keepdims=True)
-            parts.append(normalize(centred, what=f"model {i} {kind}") * np.float32(scale))
+            parts.append(normalize(rows[name] - means[name], what=f"model {i} {kind}") * np.float32(scale))
     return np.ascontiguousarray(np.concatenate(parts, axis=1), dtype=np.float32)
-
-
-def library_vectors(arrays: dict[str, np.ndarray], weights: Sequence[float], feature: str) -> np.ndarray:
-    """(N, D) unit vectors of every track of a library for ``feature``: one of :data:`FEATURES`
-    (:func:`feature_vectors`) or :data:`FINGERPRINT` (the normalised signal fingerprints)."""
-    if feature == FINGERPRINT:
-        return normalize(arrays[FINGERPRINT], what="fingerprints")
-    return feature_vectors(arrays, weights, feature)
