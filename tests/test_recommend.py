@@ -424,7 +424,8 @@ def test_a_library_is_written_and_read_a_batch_of_rows_at_a_time(models, music, 
     lib = Library.open(tmp_path / "lib")
     order = np.argsort([t.id for t in tracks])  # the library keeps its tracks in id order
     data = tmp_path / "lib" / lib.manifest["data"]
-    with safe_open(str(data / "vectors.safetensors"), "np") as f:
+    with safe_open(str(data / "vectors.safetensors"), "np") as f:  # the rows' digest as libraries have held it
+        assert f.metadata()["track_ids_sha256"] == hashlib.sha256(json.dumps([t.id for t in lib.tracks]).encode()).hexdigest()
         for name, values in arrays.items():
             np.testing.assert_array_equal(f.get_tensor(name), values[order].astype(np.float32))
     assert all(isinstance(values.base, np.memmap) for values in lib.arrays.values())

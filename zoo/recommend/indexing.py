@@ -61,7 +61,7 @@ from .rows import write_npy
 from .shards import Ranks, StoredTrack, read_pending, shard_name, unchanged
 from .store import (FEATURES, FINGERPRINT, FORMAT, FORMAT_VERSION, MANIFEST, MATCHED_ENTRY_FIELDS, MEANS, READ_ROWS,
                     VECTORS, ArrayFile, LibraryData, LibraryError, Track, column_means, feature_vectors, model_entry,
-                    read_data, read_manifest, save_model, write_arrays)
+                    array_names, read_data, read_manifest, save_model, write_arrays)
 
 log = logging.getLogger(__name__)
 
@@ -217,7 +217,7 @@ def write_library(out: str | os.PathLike, models: Sequence, music_dir: str | os.
     new or empty folder, or a library of the same models and settings, whose tracks these replace.
     """
     arrays = {name: np.asarray(values, np.float32) for name, values in arrays.items()}
-    names = {FINGERPRINT} | {f"model{i}.{kind}" for i in range(len(models)) for kind in ("embedding", "probabilities")}
+    names = array_names(len(models))
     if set(arrays) != names:
         raise LibraryError(f"need exactly the arrays {', '.join(sorted(names))}; got {', '.join(sorted(arrays))}")
     wrong = [f"{name} has shape {value.shape}" for name, value in sorted(arrays.items())

@@ -234,9 +234,9 @@ class Library:
         index, k = self.search_index(FINGERPRINT), min(len(self.tracks), 11)
         pairs = {}
         for start in range(0, len(self.tracks), READ_ROWS):  # a batch of queries at a time: bounded memory
-            rows = np.arange(start, min(start + READ_ROWS, len(self.tracks)))
-            sims, ids = index.search(self.feature_rows(FINGERPRINT, rows), k)
-            for a, row_sims, row_ids in zip(rows.tolist(), sims, ids):
+            # A slice, not row numbers: the other arrays' maps are sliced without being read.
+            sims, ids = index.search(self.feature_rows(FINGERPRINT, slice(start, start + READ_ROWS)), k)
+            for a, row_sims, row_ids in zip(range(start, start + len(sims)), sims, ids):
                 for sim, b in zip(row_sims, row_ids.tolist()):
                     if b < 0 or b == a or sim < threshold:
                         continue

@@ -126,10 +126,10 @@ def read_pending(out: Path, last: Sequence[str] = ()) -> dict[str, StoredTrack]:
     for meta in older + ours:
         try:
             tracks = [Track(**t) for t in json.loads(meta.read_text())]
-            arrays = ArrayFile(meta.with_suffix(".safetensors"), [t.id for t in tracks])
+            source = ArrayFile(meta.with_suffix(".safetensors"), [t.id for t in tracks])
         except (OSError, ValueError, TypeError) as e:  # LibraryError is a ValueError
             log.warning("ignoring the damaged pending shard %s (%s)", meta, e)
             continue
         for row, track in enumerate(tracks):
-            found[track.id] = StoredTrack(track, row, arrays)
+            found[track.id] = StoredTrack(track, row, source)
     return found

@@ -184,8 +184,7 @@ def read_data(root: Path, manifest: dict) -> tuple[list[Track], ArrayFile | None
     except TypeError as e:
         raise LibraryError(f"{folder / 'tracks.json'}: not a list of tracks ({e})") from None
     vectors = ArrayFile(folder / VECTORS, [t.id for t in tracks])
-    names = {FINGERPRINT} | {f"model{i}.{kind}" for i in range(len(manifest["models"]))
-                             for kind in ("embedding", "probabilities")}
+    names = array_names(len(manifest["models"]))
     if set(vectors.layout) != names:
         raise LibraryError(f"{vectors.path}: holds {', '.join(sorted(vectors.layout)) or 'nothing'}, "
                            f"not the library's {', '.join(sorted(names))}")
@@ -198,9 +197,21 @@ def read_data(root: Path, manifest: dict) -> tuple[list[Track], ArrayFile | None
     return tracks, vectors, means.maps()
 
 
+def array_names(models: int) -> set[str]:
+    """The arrays of a library of ``models`` models: each model's embedding and probabilities, and the fingerprint."""
+    return {FINGERPRINT} | {f"model{i}.{kind}" for i in range(models) for kind in ("embedding", "probabilities")}
+
+
 def rows_digest(ids: Sequence[str]) -> str:
-    """SHA-256 of the track ids in row order: stored with the arrays, it ties each row to its track."""
-    return hashlib.sha256(json.dumps(list(ids)).encode()).hexdigest()
+    """SHA-256 of the track ids in row order: stored with the arrays, it ties each row to its track.
+
+    The bytes hashed are ``json.dumps(list(ids))``'s (what libraries hold), fed an id at a time,
+    so that millions of ids are never one string."""
+    digest = hashlib.sha256(b"[")
+    for n, track_id in enumerate(ids):
+        digest.update(((", " if n else "") + json.dumps(track_id)).encode())
+    digest.update(b"]")
+    return digest.hexdigest()
 
 
 def write_arrays(path: Path, widths: dict[str, int], ids: Sequence[str],
