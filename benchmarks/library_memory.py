@@ -11,7 +11,10 @@ growing size, in a fresh interpreter per size, beside what the library holds:
   hold every vector of their feature, IVF-PQ past a million tracks its codes), and the peak
   RSS of building it alone from its unit rows, with the same imports and model loaded
   (indexes are built one at a time);
-* ``rest``: peak RSS less that, what the run needs besides building its largest index.
+* ``rest``: peak RSS less that, what the run needs besides building its largest index;
+* ``open + query``: the peak RSS of ``Library.open`` of the updated library and one
+  ``similar`` query, in a fresh interpreter with the same imports (what the listening room
+  and ``musiczoo recommend`` need to answer).
 
 The library is synthetic: one genre model of the study's architecture (ResNet+GRU, 256-d
 embedding, 10 genres, untrained) and, per track, random clustered vectors in its widths and
@@ -114,6 +117,19 @@ def index_alone(work: Path) -> dict:
     return {"peak_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
 
 
+def open_and_query(work: Path) -> dict:
+    """Peak RSS of opening the library and answering one query, with the same imports."""
+    from zoo.factory import from_pretrained
+    from zoo.recommend.library import Library
+
+    from_pretrained(work / "model")
+    start = time.perf_counter()
+    library = Library.open(work / "library")
+    library.similar("new.wav", k=10)
+    return {"seconds": time.perf_counter() - start,
+            "peak_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+
+
 def in_child(step: str, work: Path) -> dict:
     out = subprocess.run([sys.executable, __file__, "--step", step, "--dir", str(work)], check=True,
                          capture_output=True, text=True, cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)})
@@ -124,20 +140,20 @@ def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--tracks", type=int, nargs="+", default=[25_000, 100_000, 200_000])
     parser.add_argument("--dir", default=None, help="where the libraries are written (default: a temporary folder)")
-    parser.add_argument("--step", choices=("setup", "add", "index"), help=argparse.SUPPRESS)
+    parser.add_argument("--step", choices=("setup", "add", "index", "open"), help=argparse.SUPPRESS)
     parser.add_argument("--size", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.step == "setup":
         setup(Path(args.dir), args.size)
         print(json.dumps({}))
         return
-    if args.step in ("add", "index"):
-        print(json.dumps((add_one if args.step == "add" else index_alone)(Path(args.dir))))
+    if args.step in ("add", "index", "open"):
+        print(json.dumps({"add": add_one, "index": index_alone, "open": open_and_query}[args.step](Path(args.dir))))
         return
 
     print("| library tracks | raw vectors MiB | largest index file MiB | peak RSS MiB | peak / raw vectors "
-          "| largest index built alone: peak MiB | rest (peak - that) MiB | seconds |")
-    print("|---:|---:|---:|---:|---:|---:|---:|---:|")
+          "| largest index built alone: peak MiB | rest (peak - that) MiB | seconds | open + query: peak MiB | s |")
+    print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     for tracks in args.tracks:
         with tempfile.TemporaryDirectory(dir=args.dir) as tmp:
             work = Path(tmp)
@@ -146,11 +162,13 @@ def main(argv=None) -> None:
             run = in_child("add", work)
             fingerprint_rows(work)
             alone = in_child("index", work)["peak_mib"]
+            opened = in_child("open", work)
             data = work / "library" / json.loads((work / "library" / "library.json").read_text())["data"]
             raw = (data / "vectors.safetensors").stat().st_size / 2**20
             largest = max(p.stat().st_size for p in (data / "index").glob("*.faiss")) / 2**20
             print(f"| {tracks + 1:,} | {raw:.0f} | {largest:.0f} | {run['peak_mib']:.0f} | {run['peak_mib'] / raw:.2f}x "
-                  f"| {alone:.0f} | {run['peak_mib'] - alone:.0f} | {run['seconds']:.1f} |", flush=True)
+                  f"| {alone:.0f} | {run['peak_mib'] - alone:.0f} | {run['seconds']:.1f} "
+                  f"| {opened['peak_mib']:.0f} | {opened['seconds']:.2f} |", flush=True)
 
 
 if __name__ == "__main__":

@@ -13,10 +13,12 @@ import hashlib
 import io
 import json
 import math
+import os
 import shutil
 import subprocess
 import sys
 import textwrap
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
@@ -33,6 +35,7 @@ from zoo.hub import save_pretrained
 from zoo.recommend.index import normalize
 from zoo.recommend.library import Library, LibraryError, Track, mmr, salient_labels
 from zoo.recommend.store import model_digest
+from zoo.recommend.tracks import TrackTable
 
 SR = 8000
 GENRES = ["blues", "classical", "country", "disco", "hiphop", "jazz", "metal", "pop", "reggae", "rock"]
@@ -109,10 +112,14 @@ def test_index_writes_a_documented_library(library, music, models):
     assert manifest["models"][0]["model_digest"] == model_digest(from_pretrained(models[0]))
     assert [s["id"] for s in manifest["skipped"]] == ["rock/broken.wav"]  # reported, not fatal
     data = library / manifest["data"]
-    tracks = json.loads((data / "tracks.json").read_text())
+    assert manifest["format_version"] == 3
+    assert sorted(p.name for p in (data / "tracks").iterdir()) == ["ids.bin", "labels.bin", "records.bin", "table.json"]
+    assert (data / "tracks" / "records.bin").stat().st_size == 31 * 72  # one fixed-width record a track
+    tracks = [asdict(t) for t in TrackTable.open(data / "tracks")]
     assert [t["id"] for t in tracks] == sorted(t["id"] for t in tracks) and len(tracks) == 31
     first = tracks[0]
     assert set(first) == {"id", "size", "mtime_ns", "sha256", "duration_s", "labels"} and len(first["sha256"]) == 64
+    assert (first["size"], first["mtime_ns"]) == ((music / first["id"]).stat().st_size, (music / first["id"]).stat().st_mtime_ns)
     assert first["sha256"] == hashlib.sha256((music / first["id"]).read_bytes()).hexdigest()
     assert first["duration_s"] == pytest.approx(2.0) and len(first["labels"]) == 2
     from safetensors.numpy import load_file
@@ -248,6 +255,34 @@ def blues_library(models, music, tmp_path) -> tuple:
     return model, folder, tmp_path / "lib" / "library.json"
 
 
+def test_a_re_run_walks_the_folder_and_the_library_in_the_same_order(models, music, tmp_path):
+    """The run merges the folder's walk with the library's tracks in id order, so names that sort
+    differently as strings and as path components (``a-c/`` and ``a b.wav`` before ``a/``)
+    must keep their tracks: nothing is embedded again, dropped or duplicated; a removal, a
+    change and an addition among them are each seen once."""
+    clips = sorted((music / "blues").glob("*.wav")) + sorted((music / "jazz").glob("*.wav"))
+    folder = tmp_path / "music"
+    names = ["a b.wav", "a-c/x.wav", "a/b.wav", "a/b/c.wav"]
+    for name, clip in zip(names, clips):
+        (folder / name).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(clip, folder / name)
+    model = from_pretrained(models[0])
+    first = Library.build([model], folder, tmp_path / "lib", max_chunks=1, progress=False)
+    assert [t.id for t in first.tracks] == sorted(names)
+    kept = {name: np.array(first.arrays["model0.embedding"][first.row[name]]) for name in ("a b.wav", "a/b/c.wav")}
+    again = Library.build([model], folder, tmp_path / "lib", max_chunks=1, progress=False)
+    assert again.manifest["last_run"] == {"embedded": 0, "unchanged": 4, "skipped": 0, "dropped": 0}
+    (folder / "a-c" / "x.wav").unlink()
+    shutil.copy(clips[5], folder / "a" / "b.wav")
+    shutil.copy(clips[4], folder / "a" / "a.wav")
+    changed = Library.build([model], folder, tmp_path / "lib", max_chunks=1, progress=False)
+    assert changed.manifest["last_run"] == {"embedded": 2, "unchanged": 2, "skipped": 0, "dropped": 1}
+    assert [t.id for t in changed.tracks] == ["a b.wav", "a/a.wav", "a/b.wav", "a/b/c.wav"]
+    for name, row in kept.items():
+        np.testing.assert_array_equal(changed.arrays["model0.embedding"][changed.row[name]], row)
+    assert changed.tracks[changed.row["a/b.wav"]].sha256 == hashlib.sha256(clips[5].read_bytes()).hexdigest()
+
+
 def test_a_library_fingerprinted_from_whole_tracks_is_embedded_again(models, music, tmp_path, caplog):
     """A library indexed before fingerprints came from the chunks (no ``fingerprint`` setting) still
     opens; the next index run embeds every track again, so old and new fingerprints never mix."""
@@ -334,23 +369,36 @@ def test_model_digest_is_the_one_libraries_were_indexed_with():
 
 
 def test_a_library_of_format_version_1_opens_and_is_reused(models, music, tmp_path):
-    """Version 1 called the model digest ``fingerprint``; such a library is read as it is and a
-    re-run with the same model embeds nothing again (then writes the manifest in version 2)."""
+    """Version 1 called the model digest ``fingerprint`` and, like version 2, kept the tracks in a
+    ``tracks.json`` list (with no means file): such a library gives the same answers, and a
+    re-run with the same model embeds nothing again, then writes this version's manifest and
+    track table."""
     model, folder, path = blues_library(models, music, tmp_path)
+    before = Library.open(tmp_path / "lib")
+    answers = [(m.id, round(m.similarity, 5)) for m in before.similar("blues/blues.00001.wav", k=2)]
+    records = [asdict(t) for t in before.tracks]
     manifest = json.loads(path.read_text())
+    data = tmp_path / "lib" / manifest["data"]
+    (data / "tracks.json").write_text(json.dumps(records))
+    shutil.rmtree(data / "tracks")
+    (data / "means.safetensors").unlink()
     digest = manifest["models"][0].pop("model_digest")
     manifest["models"][0]["fingerprint"] = digest
     path.write_text(json.dumps({**manifest, "format_version": 1}))
     old = Library.open(tmp_path / "lib")
-    assert [t.id for t in old.tracks] == ["blues/blues.00000.wav", "blues/blues.00001.wav", "blues/blues.00002.wav"]
-    assert old.model_entries[0]["model_digest"] == digest and old.manifest["format_version"] == 2
+    assert [asdict(t) for t in old.tracks] == records
+    assert [(m.id, round(m.similarity, 5)) for m in old.similar("blues/blues.00001.wav", k=2)] == answers
+    assert old.model_entries[0]["model_digest"] == digest and old.manifest["format_version"] == 3
     again = Library.build([model], folder, tmp_path / "lib", max_chunks=1, progress=False)
     assert again.manifest["last_run"] == {"embedded": 0, "unchanged": 3, "skipped": 0, "dropped": 0}
     written = json.loads(path.read_text())
-    assert written["format_version"] == 2 and written["models"][0]["model_digest"] == digest
+    assert written["format_version"] == 3 and written["models"][0]["model_digest"] == digest
     assert "fingerprint" not in written["models"][0]
-    path.write_text(json.dumps({**written, "format_version": 3}))
-    with pytest.raises(LibraryError, match="not a musiczoo library of format version <= 2"):
+    assert (tmp_path / "lib" / written["data"] / "tracks" / "table.json").is_file()
+    assert not (tmp_path / "lib" / written["data"] / "tracks.json").exists()
+    assert [asdict(t) for t in again.tracks] == records
+    path.write_text(json.dumps({**written, "format_version": 4}))
+    with pytest.raises(LibraryError, match="not a musiczoo library of format version <= 3"):
         Library.open(tmp_path / "lib")
 
 
@@ -411,9 +459,9 @@ def test_a_library_is_written_and_read_a_batch_of_rows_at_a_time(models, music, 
     the same answers."""
     from safetensors import safe_open
 
-    from zoo.recommend import indexing, library as library_module, store
+    from zoo.recommend import indexing, library as library_module, store, tracks as tracks_module
 
-    for module in (store, indexing, library_module):
+    for module in (store, indexing, library_module, tracks_module):
         monkeypatch.setattr(module, "READ_ROWS", 7)
     model = from_pretrained(models[0])
     rng = np.random.default_rng(1)
@@ -454,13 +502,13 @@ def test_a_vectors_file_is_written_whole_or_not_at_all(tmp_path):
     the file, and leaves nothing behind."""
     from zoo.recommend.store import write_arrays
 
-    path, ids = tmp_path / "vectors.safetensors", ["a", "b", "c"]
-    with pytest.raises(ValueError, match=r"vectors.safetensors: given 2 rows for 3 ids"):
-        write_arrays(path, {"x": 4}, ids, [{"x": np.zeros((2, 4))}])
+    path = tmp_path / "vectors.safetensors"
+    with pytest.raises(ValueError, match=r"vectors.safetensors: given 2 rows of 3"):
+        write_arrays(path, {"x": 4}, 3, [(["a", "b"], {"x": np.zeros((2, 4))})])
     with pytest.raises(ValueError, match=r"x rows 0 onwards have shape \(3, 5\), not \(3, 4\) within 3 rows"):
-        write_arrays(path, {"x": 4}, ids, [{"x": np.zeros((3, 5))}])
+        write_arrays(path, {"x": 4}, 3, [(["a", "b", "c"], {"x": np.zeros((3, 5))})])
     with pytest.raises(ValueError, match=r"x rows 2 onwards have shape \(2, 4\), not \(2, 4\) within 3 rows"):
-        write_arrays(path, {"x": 4}, ids, [{"x": np.zeros((2, 4))}, {"x": np.zeros((2, 4))}])
+        write_arrays(path, {"x": 4}, 3, [(["a", "b"], {"x": np.zeros((2, 4))}), (["c", "d"], {"x": np.zeros((2, 4))})])
     assert list(tmp_path.iterdir()) == []
 
 
@@ -757,15 +805,23 @@ def small_library(models, music, out: Path, capsys) -> Path:
 
 
 def swap_two_tracks(data: Path) -> None:
-    tracks = json.loads((data / "tracks.json").read_text())
-    tracks[0], tracks[1] = tracks[1], tracks[0]
-    (data / "tracks.json").write_text(json.dumps(tracks))
+    """Put the vectors of the first two tracks in each other's rows, as a vectors file of the same
+    tracks in another order would have them (its digest is that order's)."""
+    from safetensors.numpy import load_file
+
+    from zoo.recommend.store import write_arrays
+
+    arrays = {name: values[[1, 0, *range(2, len(values))]] for name, values in load_file(str(data / "vectors.safetensors")).items()}
+    ids = [t.id for t in TrackTable.open(data / "tracks")]
+    ids[0], ids[1] = ids[1], ids[0]
+    write_arrays(data / "vectors.safetensors", {k: v.shape[1] for k, v in arrays.items()}, len(ids), [(ids, arrays)])
 
 
 @pytest.mark.parametrize("damage,named", [
     ("swapped rows", "vectors.safetensors: its rows are not those of the 3 tracks listed beside it"),
     ("truncated vectors", "vectors.safetensors: not a readable safetensors file"),
     ("a pickle as vectors", "vectors.safetensors: not a readable safetensors file"),
+    ("truncated track ids", "tracks/ids.bin: 30 bytes, not the"),
     ("no music_dir", "library.json: damaged (no music folder, music_dir)"),
 ])
 def test_a_damaged_library_is_one_line_and_index_rebuilds_it(models, music, tmp_path, damage, named, capsys):
@@ -783,6 +839,8 @@ def test_a_damaged_library_is_one_line_and_index_rebuilds_it(models, music, tmp_
         import pickle
 
         vectors.write_bytes(pickle.dumps({"model0.embedding": [[0.0]]}))
+    elif damage == "truncated track ids":
+        os.truncate(data / "tracks" / "ids.bin", 30)
     else:
         manifest = json.loads((out / "library.json").read_text())
         del manifest["music_dir"]

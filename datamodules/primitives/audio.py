@@ -358,6 +358,36 @@ def list_audio_files(folder: str | os.PathLike) -> list[Path]:
     return sorted(p for p in Path(folder).rglob("*") if is_audio_file(p))
 
 
+def walk_audio_files(folder: str | os.PathLike) -> Iterator[tuple[str, Path]]:
+    """``(id, path)`` of the audio files below ``folder``, the id being the path relative to it
+    (``/``-separated), in the order of the ids as strings, one directory listing in memory at a
+    time: a collection of millions of files is walked without a list of them.
+
+    The same files as :func:`list_audio_files` (symbolic links to directories are not
+    followed; an unreadable folder below ``folder`` is logged and passed over), whose order (of path components) differs where a name sorts before ``/``.
+    Sorting each directory's entries with ``/`` after a directory's name gives the order of
+    the whole ids, since an id is its directory's id, ``/``, then the rest."""
+    root = Path(folder)
+
+    def walk(directory: Path, prefix: str) -> Iterator[tuple[str, Path]]:
+        try:
+            with os.scandir(directory) as listing:
+                entries = sorted(((entry.name + "/" if entry.is_dir(follow_symlinks=False) else entry.name), entry.name)
+                                 for entry in listing)
+        except OSError as e:  # as rglob does, an unreadable folder below ``folder`` is passed over, but named
+            if not prefix:
+                raise
+            log.warning("skipping the unreadable folder %s (%s)", directory, e.strerror or e)
+            return
+        for key, name in entries:
+            if key.endswith("/"):
+                yield from walk(directory / name, prefix + key)
+            elif is_audio_file(directory / name):
+                yield prefix + name, directory / name
+
+    return walk(root, "")
+
+
 def expand_audio_paths(paths: Iterable[str | os.PathLike]) -> list[Path]:
     """Files as given, folders expanded to their audio files (:func:`list_audio_files`).
 

@@ -79,21 +79,6 @@ def write_json(path: str | os.PathLike, data, *, indent: int = 1) -> None:
     write_atomically(path.parent, {path.name: lambda p: p.write_text(text)})
 
 
-def write_json_list(path: str | os.PathLike, items: Iterable) -> None:
-    """The JSON list of ``items`` at ``path``, atomically, one item per line, each encoded as it
-    is written: a list of millions of records never becomes one string in memory."""
-    path = Path(path)
-
-    def write(temp: Path) -> None:
-        with open(temp, "w") as f:
-            f.write("[")
-            for n, item in enumerate(items):
-                f.write(("\n" if n == 0 else ",\n") + json.dumps(item, allow_nan=False))
-            f.write("\n]\n")
-
-    write_atomically(path.parent, {path.name: write})
-
-
 def read_text(path: str | os.PathLike, kind: str, error: type[Exception] = ValueError, missing: str | None = None) -> str:
     """The text of ``path``, a ``kind`` file (JSON, YAML); a missing file, a folder or bytes that are
     not UTF-8 are ``error`` with one line naming the file (``missing`` words the missing-file case)."""

@@ -13,17 +13,21 @@ points the manifest at it. A killed run therefore loses at most one shard of wor
 next run reuses every shard, and ``Library.open`` refuses a library whose last run did
 not finish instead of answering from a partial one.
 
-Memory does not grow with the library's vectors: a finished run's tracks are merged into the
-new data folder a batch of rows at a time, read from where they were kept (the old vectors
-file and the pending shards, through memory maps made per batch) and written to their place
-in the new file; the means, each feature's unit vectors and its index are then made from that
-file a batch at a time too. A run holds one batch of rows, the one search index it is
-building, and the track records (``tracks.json``, about 1.2 KB a track in memory).
+Memory does not grow with the library: rank 0 walks the folder and the library's track table
+side by side in id order and writes the ids to embed to a work list on disk, which each rank
+reads its share of; a finished run merges, in id order, the tracks it keeps (read from the old
+table a batch at a time), a killed run's tracks it reuses and the shards every rank wrote (a
+shard at a time), and writes each batch's records to the new track table and its rows to
+their place in the new vectors file; the means, each feature's unit vectors and its index are
+then made from that file a batch at a time too. A run holds one batch of tracks and rows,
+one directory listing, the one search index it is building, one byte per track (which of the
+library's tracks it keeps), the names of the shards and the records of a killed run's
+tracks it reuses.
 
 Two runs on one library take turns: each holds an exclusive lock on ``.<library name>.lock``
 beside the folder from its first read of the manifest to its last write (the second then
 finds the first's tracks unchanged). Damaged data (a truncated or foreign
-``vectors.safetensors``, a damaged ``tracks.json`` or pending shard) is embedded again
+``vectors.safetensors``, a damaged track table or pending shard) is embedded again
 rather than refused, so ``musiczoo index`` is always the repair.
 
 Many processes (``musiczoo index --devices 2 --strategy ddp``, SLURM, torchrun): every process
@@ -39,29 +43,30 @@ benchmark's synthetic collection, an import) in the same format, through the sam
 from __future__ import annotations
 
 import contextlib
+import heapq
+import itertools
 import logging
 import math
 import os
 import shutil
 import time
-from dataclasses import asdict
 from pathlib import Path
-from typing import Sequence
+from typing import Iterator, Sequence
 
 import numpy as np
 from tqdm.auto import tqdm
 
-from datamodules.primitives.audio import list_audio_files
-from datamodules.primitives.files import exclusive_lock, file_digest, write_json, write_json_list
+from datamodules.primitives.files import exclusive_lock, file_digest, write_json
 
 from . import fingerprint as fp
 from . import embedding, shards
 from .index import VectorIndex, auto_kind, rerank_vectors_path
 from .rows import write_npy
-from .shards import Ranks, StoredTrack, read_pending, shard_name, unchanged
+from .shards import Ranks, StoredTrack, by_id, gone, kept_tracks, plan_run, shard_name
 from .store import (FEATURES, FINGERPRINT, FORMAT, FORMAT_VERSION, MANIFEST, MATCHED_ENTRY_FIELDS, MEANS, READ_ROWS,
-                    VECTORS, ArrayFile, LibraryData, LibraryError, Track, column_means, feature_vectors, model_entry,
+                    VECTORS, ArrayFile, LibraryData, LibraryError, column_means, feature_vectors, model_entry,
                     array_names, read_data, read_manifest, save_model, write_arrays)
+from .tracks import TableWriter, Track, TrackTable
 
 log = logging.getLogger(__name__)
 
@@ -105,82 +110,63 @@ def _build(models: Sequence, music_dir: Path, out: Path, settings: dict, files: 
     plan = error = None
     if ranks.rank == 0:
         try:
-            plan = _plan(models, music_dir, out, settings, files)
+            manifest = _start_run(out, music_dir, models, settings)
+            plan = plan_run(manifest, *_read_old_data(out, manifest), music_dir, out, files)
         except Exception as e:  # told to the other ranks first, so that they stop instead of waiting
             error = e
     # The barrier after the manifest is marked incomplete: no rank embeds before.
-    todo = ranks.broadcast(None if plan is None else plan[0])
+    work = ranks.broadcast(None if plan is None else (plan.todo, plan.todo_count))
     if error is not None:
         raise error
-    if todo is None:
+    if work is None:
         return None  # rank 0 stopped on an error and reports it
 
-    share = todo[ranks.rank::ranks.size]  # disjoint, deterministic: the same sorted list on every rank
-    mine = _embed_share(models, out, share, settings, batch_size, device, progress and ranks.rank == 0, ranks.rank)
+    todo, total = work
+    share = shards.read_share(out, todo, ranks.rank, ranks.size)  # disjoint, deterministic, in id order
+    mine = _embed_share(models, out, music_dir, share, len(range(ranks.rank, total, ranks.size)), settings,
+                        batch_size, device, progress and ranks.rank == 0, ranks.rank)
     everyone = ranks.gather(mine)  # also the barrier after the last shard of every rank
     if ranks.rank != 0:
         return None
 
-    todo, kept, known, skipped, manifest = plan
-    vanished = len(skipped)
-    skipped = skipped + sorted((s for rank_skipped, _, _ in everyone for s in rank_skipped), key=lambda s: s["id"])
-    pending = read_pending(out, last=[name for _, names, _ in everyone for name in names])
-    failed = {s["id"] for s in skipped}
-    embedded = [rel for rel, _, _ in todo if rel in pending and rel not in failed]
-    for rel in embedded:
-        kept[rel] = pending[rel]
-    run = {"embedded": len(embedded), "unchanged": len(kept) - len(embedded), "skipped": len(skipped),
-           "dropped": len(set(known) - set(kept))}
+    failed = sorted((s for rank_skipped, _, _ in everyone for s in rank_skipped), key=lambda s: s["id"])
+    embedded = sum(count for _, _, count in everyone)
+    run = {"embedded": embedded, "unchanged": int(plan.keep.sum()) + len(plan.reused),
+           "skipped": len(plan.skipped) + len(failed),
+           # the library's tracks gone from the folder, and those changed whose new content failed
+           "dropped": plan.dropped + sum(plan.old.row_of(s["id"]) is not None for s in failed)}
     if ranks.size > 1:
         run["embedded_by_rank"] = [count for _, _, count in everyone]
-    data = _finish_run(out, manifest, kept, skipped, run)
+    new = heapq.merge(*(shards.shard_tracks(out, names) for _, names, _ in everyone), key=by_id)
+    tracks = heapq.merge(kept_tracks(plan), plan.reused, new, key=by_id)  # disjoint, each in id order
+    skipped = plan.skipped + failed
+    data = _finish_run(out, plan.manifest, tracks, run["unchanged"] + embedded, skipped, run)
     if skipped:
-        log.warning("skipped %d of %d new or changed files: %s", len(skipped), len(todo) + vanished,
+        log.warning("skipped %d of %d new or changed files: %s", len(skipped), total + len(plan.skipped),
                     ", ".join(s["id"] for s in skipped[:5]) + (", ..." if len(skipped) > 5 else ""))
     return data
 
 
-def _plan(models: Sequence, music_dir: Path, out: Path, settings: dict, files: Sequence[Path] | None) -> tuple:
-    """Start the run (the manifest marked incomplete) and decide its work: ``(todo, kept, known,
-    skipped, manifest)``, where ``todo`` holds ``(id, path, stat)`` of every new or changed file in
-    id order, ``kept`` the tracks reused (from the library or a killed run's shards), ``known``
-    the library's tracks and ``skipped`` the files gone since the folder was listed."""
-    manifest = _start_run(out, music_dir, models, settings)
-    old_tracks, old_vectors = _read_old_data(out, manifest)
-
-    # What must be embedded: new files, and files whose size/mtime changed (unless their content did not).
-    on_disk = {p.relative_to(music_dir).as_posix(): p for p in (files if files is not None else list_audio_files(music_dir))}
-    known = {t.id: StoredTrack(t, i, old_vectors) for i, t in enumerate(old_tracks)}
-    pending = read_pending(out)
-    todo, kept, skipped = [], {}, []
-    for rel, path in sorted(on_disk.items()):
-        try:
-            stored = unchanged(path, known.get(rel)) or unchanged(path, pending.get(rel))
-            if stored:
-                kept[rel] = stored
-            else:
-                todo.append((rel, path, path.stat()))
-        except OSError as e:  # deleted (or made unreadable) since the folder was listed
-            skipped.append(_gone(rel, path, e))
-    if files is not None:  # an ``add`` keeps every other track
-        for rel, stored in known.items():
-            kept.setdefault(rel, stored)
-    return todo, kept, known, skipped, manifest
-
-
-def _embed_share(models: Sequence, out: Path, share: list, settings: dict, batch_size: int, device: str | None,
-                 progress: bool, rank: int) -> tuple[list[dict], list[str], int]:
-    """Embed this rank's ``(id, path, stat)`` entries into pending shards: ``(skipped, shard names,
-    tracks written)``, small enough to send to rank 0."""
+def _embed_share(models: Sequence, out: Path, music_dir: Path, share: Iterator[str], count: int, settings: dict,
+                 batch_size: int, device: str | None, progress: bool, rank: int) -> tuple[list[dict], list[str], int]:
+    """Embed this rank's ``count`` ids ``share`` into pending shards: ``(skipped, shard names,
+    tracks written)``, small enough to send to rank 0. A file's size and time are taken just
+    before it is read: changed later, the next run sees it changed."""
     skipped, names, written = [], [], 0
-    bar = tqdm(total=len(share), unit="file", desc="indexing", disable=not progress)
+    bar = tqdm(total=count, unit="file", desc="indexing", disable=not progress)
     try:
-        for start in range(0, len(share), SHARD_TRACKS):
-            part = share[start:start + SHARD_TRACKS]
-            results = embedding.embed_files(models, [p for _, p, _ in part], settings, batch_size=batch_size,
-                                            device=device)
+        while part := list(itertools.islice(share, SHARD_TRACKS)):
+            entries = []
+            for rel in part:
+                path = music_dir / rel
+                try:
+                    entries.append((rel, path, path.stat()))
+                except OSError as e:
+                    skipped.append(gone(rel, path, e))
+            results = embedding.embed_files(models, [p for _, p, _ in entries], settings, batch_size=batch_size,
+                                            device=device) if entries else []
             shard_tracks, shard_rows = [], []
-            for (rel, path, st), (arrays, labels, error) in zip(part, results):
+            for (rel, path, st), (arrays, labels, error) in zip(entries, results):
                 if error:
                     log.warning("skipping %s", error)
                     skipped.append({"id": rel, "reason": error})
@@ -188,7 +174,7 @@ def _embed_share(models: Sequence, out: Path, share: list, settings: dict, batch
                 try:
                     digest = file_digest(path, "sha256")
                 except OSError as e:  # deleted (or made unreadable) while its shard was embedded
-                    skipped.append(_gone(rel, path, e))
+                    skipped.append(gone(rel, path, e))
                     continue
                 shard_tracks.append(Track(rel, st.st_size, st.st_mtime_ns, digest, arrays.pop("duration_s"), labels))
                 shard_rows.append(arrays)
@@ -236,10 +222,17 @@ def write_library(out: str | os.PathLike, models: Sequence, music_dir: str | os.
     settings = check_settings(len(models), max_chunks, weights)
     with writer_lock(out):
         manifest = _start_run(out, music_dir, models, settings)
-        kept = {t.id: StoredTrack(t, i, arrays) for i, t in enumerate(tracks)}
-        old_ids = {t.id for t in _read_old_data(out, manifest)[0]}
-        run = {"embedded": 0, "unchanged": len(kept), "skipped": 0, "dropped": len(old_ids - set(kept))}
-        return _finish_run(out, manifest, kept, [], run)
+        order = sorted(range(len(tracks)), key=lambda i: tracks[i].id)
+        old, _ = _read_old_data(out, manifest)
+        given = iter(tracks[i].id for i in order)
+        remaining = next(given, None)
+        kept_of_old = 0
+        for track in old:  # both in id order: count the old tracks these replace
+            while remaining is not None and remaining < track.id:
+                remaining = next(given, None)
+            kept_of_old += remaining == track.id
+        run = {"embedded": 0, "unchanged": len(tracks), "skipped": 0, "dropped": len(old) - kept_of_old}
+        return _finish_run(out, manifest, (StoredTrack(tracks[i], i, arrays) for i in order), len(tracks), [], run)
 
 
 def check_settings(models: int, max_chunks: int, weights: Sequence[float] | None) -> dict:
@@ -271,14 +264,7 @@ def writer_lock(out: Path):
         yield
 
 
-def _gone(rel: str, path: Path, error: OSError) -> dict:
-    """The skipped-file record of a file that vanished (or became unreadable) during the run."""
-    reason = f"{path}: gone or unreadable during indexing ({error.strerror or error})"
-    log.warning("skipping %s", reason)
-    return {"id": rel, "reason": reason}
-
-
-def _read_old_data(out: Path, manifest: dict) -> tuple[list[Track], ArrayFile | None]:
+def _read_old_data(out: Path, manifest: dict) -> tuple[TrackTable, ArrayFile | None]:
     """The library's current tracks and their vectors file (opened, not read); damaged ones are
     dropped with a warning, so this run embeds their tracks again (the repair that
     ``Library.open``'s error advises)."""
@@ -287,7 +273,7 @@ def _read_old_data(out: Path, manifest: dict) -> tuple[list[Track], ArrayFile | 
         return tracks, vectors
     except LibraryError as e:
         log.warning("%s: embedding its tracks again", e)
-        return [], None
+        return TrackTable.of([]), None
 
 
 def _start_run(out: Path, music_dir: Path, models: Sequence, settings: dict) -> dict:
@@ -322,49 +308,56 @@ def _start_run(out: Path, music_dir: Path, models: Sequence, settings: dict) -> 
                     "models": entries, "settings": settings, "data": None, "skipped": []}
         for i, model in enumerate(models):
             save_model(model, out / "models" / str(i))
-    manifest["complete"] = False
+    manifest.update(complete=False, format_version=FORMAT_VERSION)  # the run writes this version's data
     write_json(out / MANIFEST, manifest)
     return manifest
 
 
-def _finish_run(out: Path, manifest: dict, kept: dict[str, StoredTrack], skipped: list, run: dict) -> LibraryData:
-    """Write the tracks in id order to a new data folder with its indexes, then switch the manifest to it.
+def _finish_run(out: Path, manifest: dict, stored: Iterator[StoredTrack], rows: int, skipped: list,
+                run: dict) -> LibraryData:
+    """Write the ``rows`` tracks ``stored`` (in id order) to a new data folder with its indexes,
+    then switch the manifest to it.
 
-    A batch of tracks at a time: their rows are gathered from where they are kept (the old
-    data, the pending shards) and written to their place in the new vectors file; then each
-    feature's unit vectors are written, a batch at a time, to the file its index is built
-    from. So the run holds one batch of rows and one index under construction, never the
-    library's vectors, however many tracks it has."""
-    ids = sorted(kept)
-    stored = [kept[rel] for rel in ids]
-    tracks = [item.track for item in stored]
+    A batch of tracks at a time: their records are added to the track table, and their rows
+    gathered from where they are kept (the old data, the pending shards) and written to their
+    place in the new vectors file; then each feature's unit vectors are written, a batch at a
+    time, to the file its index is built from. So the run holds one batch of tracks and rows
+    and one index under construction, never the library's tracks or vectors."""
     generation = int((manifest.get("data") or "data-000000").split("-")[1]) + 1
     data = out / f"data-{generation:06d}"
     if data.exists():
         shutil.rmtree(data)
     (data / "index").mkdir(parents=True)
-    widths = shards.source_widths(stored[0].source) if stored else {}
-    write_arrays(data / VECTORS, widths, ids,
-                 (shards.gather_rows(stored[start:start + READ_ROWS]) for start in range(0, len(stored), READ_ROWS)))
-    write_json_list(data / "tracks.json", (asdict(t) for t in tracks))
-    vectors, means = ArrayFile(data / VECTORS, ids), {}
-    if tracks:
+    first = next(stored, None)
+    widths = shards.source_widths(first.source) if first else {}
+    table = TableWriter(data / "tracks")
+
+    def batches():
+        items = itertools.chain([first], stored) if first else iter(())
+        while batch := list(itertools.islice(items, READ_ROWS)):
+            table.add([item.track for item in batch])
+            yield [item.track.id for item in batch], shards.gather_rows(batch)
+
+    digest = write_arrays(data / VECTORS, widths, rows, batches())
+    table.close()
+    vectors, means = ArrayFile(data / VECTORS, rows, digest), {}
+    if rows:
         means = column_means(vectors.batches(READ_ROWS))
-        write_arrays(data / MEANS, {name: mean.shape[1] for name, mean in means.items()}, ["mean"], [means])
+        write_arrays(data / MEANS, {name: mean.shape[1] for name, mean in means.items()}, 1, [(["mean"], means)])
         for feature in (*FEATURES, FINGERPRINT):
             _write_index(data / "index" / f"{feature}.faiss", vectors, means, manifest["settings"]["weights"], feature)
     previous = manifest.get("data")
-    manifest.update(data=data.name, complete=True, skipped=skipped, tracks=len(tracks), last_run=run,
+    manifest.update(data=data.name, complete=True, skipped=skipped, tracks=rows, last_run=run,
                     updated=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()))
     write_json(out / MANIFEST, manifest)
-    # Only now is the old data (and every pending shard, all merged) no longer needed.
+    # Only now is the old data (and every pending shard and work list, all merged) no longer needed.
     if previous and previous != data.name:
         shutil.rmtree(out / previous, ignore_errors=True)
     shutil.rmtree(out / "pending", ignore_errors=True)
-    if not tracks:
+    if not rows:
         raise LibraryError(f"{out}: none of the files of {manifest['music_dir']} could be indexed"
                            + (f" ({len(skipped)} unreadable)" if skipped else " (no audio files found)"))
-    return LibraryData(manifest, tracks, vectors.maps(), means)
+    return LibraryData(manifest, TrackTable.open(data / "tracks"), vectors.maps(), means)
 
 
 def _write_index(path: Path, vectors: ArrayFile, means: dict, weights: Sequence[float], feature: str) -> None:

@@ -24,8 +24,9 @@ from ..spec import ModelSpec
 from . import embedding, indexing
 from .index import VectorIndex, normalize
 from .indexing import DEFAULT_MAX_CHUNKS
-from .store import (FEATURES, FINGERPRINT, READ_ROWS, TOP_LABELS, LibraryError, Track, feature_vectors, load_model,
+from .store import (FEATURES, FINGERPRINT, READ_ROWS, TOP_LABELS, LibraryError, feature_vectors, load_model,
                     read_data, read_manifest, read_model_spec)
+from .tracks import Track, TrackTable
 
 __all__ = ["DEFAULT_MAX_CHUNKS", "DUPLICATE_THRESHOLD", "FEATURES", "FINGERPRINT", "Library", "LibraryError", "Match",
            "Track", "mmr", "salient_labels"]
@@ -89,14 +90,14 @@ class Library:
     :meth:`duplicates`. :meth:`add` embeds more files of the music folder.
     """
 
-    def __init__(self, root: Path, manifest: dict, tracks: list[Track], arrays: dict[str, np.ndarray],
+    def __init__(self, root: Path, manifest: dict, tracks: TrackTable, arrays: dict[str, np.ndarray],
                  means: dict[str, np.ndarray]):
         self.root = Path(root)
         self.manifest = manifest
-        self.tracks = tracks
-        self.arrays = arrays  # read-only memory maps: a query reads only its rows
+        self.tracks = tracks  # like the arrays, read through memory maps: a query reads only its rows
+        self.arrays = arrays
         self.means = means
-        self.row = {t.id: i for i, t in enumerate(tracks)}
+        self.row = tracks.row  # id -> row, by binary search
         self._vectors: dict[str, np.ndarray] = {}
         self._indexes: dict[str, VectorIndex] = {}
         self._models: list | None = None

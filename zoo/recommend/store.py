@@ -4,12 +4,14 @@ A library folder holds (no pickle anywhere; NumPy arrays in safetensors, metadat
 
     library.json                manifest: format, complete flag, music folder, models and their
                                 digests, settings, the current data folder, skipped files
-    data-NNNNNN/tracks.json     one object per track, in row order: id (path relative to the
-                                music folder), size, mtime_ns, sha256, duration_s, top labels
+    data-NNNNNN/tracks/         the tracks in row order, sorted by id (path relative to the music
+                                folder), with their size, mtime_ns, sha256, duration_s and top
+                                labels: columns read through memory maps (:mod:`.tracks`); a
+                                library of format version 2 has a ``tracks.json`` list instead
     data-NNNNNN/vectors.safetensors
                                 model<i>.embedding (N, D_i), model<i>.probabilities (N, C_i) and
                                 fingerprint (N, 1152), float32; its metadata ``track_ids_sha256``
-                                ties the rows to tracks.json's ids in their order
+                                ties the rows to the tracks' ids in their order
     data-NNNNNN/means.safetensors
                                 the mean row (1, D_i) of each model array, which the feature
                                 vectors are centred on (a library without it has them computed)
@@ -21,7 +23,7 @@ A library folder holds (no pickle anywhere; NumPy arrays in safetensors, metadat
                                 queries on its own and a re-run can check it was given the same
     pending/shard-NNNNNN.*      tracks embedded by a run that has not finished yet
 
-This module is the bottom of the recommender: :mod:`zoo.recommend.indexing` writes this
+Below this module is only :mod:`.tracks` (the track records): :mod:`zoo.recommend.indexing` writes this
 format and :mod:`zoo.recommend.library` reads and queries it, and both take the format's
 names, the manifest's model entries and the feature vectors from here.
 """
@@ -32,7 +34,6 @@ import hashlib
 import json
 import os
 import struct
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable, Iterator, NamedTuple, Sequence
 
@@ -46,40 +47,22 @@ from ..hub import read_spec, save_pretrained
 from ..predict import runtime_of
 from ..spec import ModelSpec
 from .index import normalize
+from .tracks import READ_ROWS, ROWS_KEY, LibraryError, RowsDigest, TrackTable, read_track_list
 
 FORMAT = "musiczoo-library"
 #: 2: a model entry's hash of the model is ``model_digest`` (version 1 called it ``fingerprint``).
-FORMAT_VERSION = 2
+#: 3: the tracks are a memory-mapped table, ``data-NNNNNN/tracks/`` (version 2 has ``tracks.json``),
+#: and an index may be ``"ivfpq"`` (:mod:`.index`), which earlier versions cannot search.
+FORMAT_VERSION = 3
 MANIFEST = "library.json"
 #: The feature choices: each model's embedding, its genre/tag probabilities (interpretable), or both.
 FEATURES = ("embedding", "probabilities", "combined")
 #: The signal-level fingerprint that finds the same recording twice (``zoo.recommend.fingerprint``).
 FINGERPRINT = "fingerprint"
-#: Labels kept per model in tracks.json (the "top genres/tags" of a track).
+#: Labels kept per model in a track's record (the "top genres/tags" of a track).
 TOP_LABELS = 5
 #: Every track's arrays, and the mean of each model array (what feature vectors are centred on).
 VECTORS, MEANS = "vectors.safetensors", "means.safetensors"
-#: Rows read at a time by a pass over a library's arrays: about 60 MB of a one-model library's rows.
-READ_ROWS = 8192
-#: The safetensors metadata key holding :func:`rows_digest` of the tracks the rows belong to.
-ROWS_KEY = "track_ids_sha256"
-
-
-class LibraryError(ValueError):
-    """A library, query or model that cannot be used; the message names it and says why."""
-
-
-@dataclass
-class Track:
-    """One indexed file. ``id`` is its path relative to the music folder (stable when the
-    folder moves); ``labels`` holds each model's top labels with their probabilities."""
-
-    id: str
-    size: int
-    mtime_ns: int
-    sha256: str
-    duration_s: float
-    labels: list[dict[str, float]] = field(default_factory=list)
 
 
 class LibraryData(NamedTuple):
@@ -87,7 +70,7 @@ class LibraryData(NamedTuple):
     (read-only memory maps of ``vectors.safetensors``) and the means of the model arrays."""
 
     manifest: dict
-    tracks: list[Track]
+    tracks: TrackTable
     arrays: dict[str, np.ndarray]
     means: dict[str, np.ndarray]
 
@@ -166,31 +149,31 @@ def read_manifest(root: Path) -> dict:
     return manifest
 
 
-def read_data(root: Path, manifest: dict) -> tuple[list[Track], ArrayFile | None, dict[str, np.ndarray]]:
-    """The tracks of the manifest's current data folder, its vectors file (opened, not read) and
-    the means its feature vectors are centred on (none of them before the first finished run).
+def read_data(root: Path, manifest: dict) -> tuple[TrackTable, ArrayFile | None, dict[str, np.ndarray]]:
+    """The tracks of the manifest's current data folder (opened, not read), its vectors file
+    (opened, not read) and the means its feature vectors are centred on (none of them before
+    the first finished run).
 
-    Damage is one line naming the file: an unreadable ``tracks.json``, a ``vectors.safetensors``
-    that is truncated, not safetensors, missing a model's arrays or holding its rows for other
-    tracks or in another order than ``tracks.json`` (a row read for the wrong track would give
-    confident recommendations of another track's neighbours). A library written before
-    ``means.safetensors`` existed has its means computed here, a batch of rows at a time."""
+    Damage is one line naming the file: an unreadable track table (or ``tracks.json``), a
+    ``vectors.safetensors`` that is truncated, not safetensors, missing a model's arrays or
+    holding its rows for other tracks or in another order than the tracks (a row read for
+    the wrong track would give confident recommendations of another track's neighbours). A
+    library written before ``means.safetensors`` existed has its means computed here, a
+    batch of rows at a time."""
     data = manifest.get("data")
     if not data:
-        return [], None, {}
+        return TrackTable.of([]), None, {}
     folder = root / data
-    try:
-        tracks = [Track(**t) for t in read_json(folder / "tracks.json", LibraryError)]
-    except TypeError as e:
-        raise LibraryError(f"{folder / 'tracks.json'}: not a list of tracks ({e})") from None
-    vectors = ArrayFile(folder / VECTORS, [t.id for t in tracks])
+    tracks = read_track_list(folder / "tracks.json") if (folder / "tracks.json").is_file() \
+        else TrackTable.open(folder / "tracks")
+    vectors = ArrayFile(folder / VECTORS, len(tracks), tracks.digest)
     names = array_names(len(manifest["models"]))
     if set(vectors.layout) != names:
         raise LibraryError(f"{vectors.path}: holds {', '.join(sorted(vectors.layout)) or 'nothing'}, "
                            f"not the library's {', '.join(sorted(names))}")
     if not (folder / MEANS).is_file():
         return tracks, vectors, column_means(vectors.batches(READ_ROWS))
-    means = ArrayFile(folder / MEANS, ["mean"])
+    means = ArrayFile(folder / MEANS, 1)
     widths = {name: width for name, width in vectors.widths.items() if name != FINGERPRINT}
     if means.widths != widths:
         raise LibraryError(f"{means.path}: holds means of {means.widths}, not of the library's arrays {widths}")
@@ -202,58 +185,51 @@ def array_names(models: int) -> set[str]:
     return {FINGERPRINT} | {f"model{i}.{kind}" for i in range(models) for kind in ("embedding", "probabilities")}
 
 
-def rows_digest(ids: Sequence[str]) -> str:
-    """SHA-256 of the track ids in row order: stored with the arrays, it ties each row to its track.
-
-    The bytes hashed are ``json.dumps(list(ids))``'s (what libraries hold), fed an id at a time,
-    so that millions of ids are never one string."""
-    digest = hashlib.sha256(b"[")
-    for n, track_id in enumerate(ids):
-        digest.update(((", " if n else "") + json.dumps(track_id)).encode())
-    digest.update(b"]")
-    return digest.hexdigest()
-
-
-def write_arrays(path: Path, widths: dict[str, int], ids: Sequence[str],
-                 batches: Iterable[dict[str, np.ndarray]]) -> None:
-    """A float32 safetensors file at ``path`` of one (len(ids), width) array per name of
-    ``widths``, filled from ``batches`` (consecutive rows of every array, in order), by an
-    atomic rename, with the ids' :func:`rows_digest` in its metadata.
+def write_arrays(path: Path, widths: dict[str, int], rows: int,
+                 batches: Iterable[tuple[Sequence[str], dict[str, np.ndarray]]]) -> str:
+    """A float32 safetensors file at ``path`` of one (rows, width) array per name of ``widths``,
+    filled from ``batches`` (the ids of consecutive rows and every array's values for them,
+    in order), by an atomic rename, with the ids' digest (:class:`~.tracks.RowsDigest`) in its
+    metadata; returns that digest.
 
     Written here, not by ``safetensors.numpy.save_file``, because that needs every array in
     memory at once, and a library of millions of tracks does not fit: each batch goes
-    straight to its place in the file. The layout is safetensors' own (a little-endian
-    header length, the JSON header padded to 8 bytes, the arrays in name order), so
-    ``safe_open`` reads the file and this version reads ``save_file``'s."""
-    names, count = sorted(widths), len(ids)
-    header, offset = {"__metadata__": {ROWS_KEY: rows_digest(ids)}}, 0
+    straight to its place in the file, and the digest, known at the end, is written over
+    its placeholder (a digest has a fixed length). The layout is safetensors' own (a
+    little-endian header length, the JSON header padded to 8 bytes, the arrays in name
+    order), so ``safe_open`` reads the file and this version reads ``save_file``'s."""
+    names, placeholder = sorted(widths), "0" * 64
+    header, offset = {"__metadata__": {ROWS_KEY: placeholder}}, 0
     for name in names:
-        size = count * widths[name] * 4
-        header[name] = {"dtype": "F32", "shape": [count, widths[name]], "data_offsets": [offset, offset + size]}
+        size = rows * widths[name] * 4
+        header[name] = {"dtype": "F32", "shape": [rows, widths[name]], "data_offsets": [offset, offset + size]}
         offset += size
     text = json.dumps(header, separators=(",", ":")).encode()
     text += b" " * (-len(text) % 8)
-    start = 8 + len(text)
+    start, digest = 8 + len(text), RowsDigest()
 
     def write(temp: Path) -> None:
         with open(temp, "wb") as f:
             f.write(struct.pack("<Q", len(text)) + text)
             f.truncate(start + offset)
             done = 0
-            for batch in batches:
-                rows = len(batch[names[0]]) if names else 0
+            for ids, batch in batches:
                 for name in names:
                     values = np.ascontiguousarray(batch[name], dtype="<f4")
-                    if values.shape != (rows, widths[name]) or done + rows > count:
+                    if values.shape != (len(ids), widths[name]) or done + len(ids) > rows:
                         raise ValueError(f"{path}: {name} rows {done:,} onwards have shape {values.shape}, "
-                                         f"not ({rows}, {widths[name]}) within {count:,} rows")
+                                         f"not ({len(ids)}, {widths[name]}) within {rows:,} rows")
                     f.seek(start + header[name]["data_offsets"][0] + done * widths[name] * 4)
                     f.write(values)
-                done += rows
-            if done != count:
-                raise ValueError(f"{path}: given {done:,} rows for {count:,} ids")
+                digest.update(ids)
+                done += len(ids)
+            if done != rows:
+                raise ValueError(f"{path}: given {done:,} rows of {rows:,}")
+            f.seek(8 + text.index(placeholder.encode()))
+            f.write(digest.hexdigest().encode())
 
     write_atomically(path.parent, {path.name: write})
+    return digest.hexdigest()
 
 
 class ArrayFile:
@@ -261,12 +237,13 @@ class ArrayFile:
     read through fresh read-only memory maps (:meth:`maps`), so that only the rows used are
     read from disk: a library of any size opens in constant memory.
 
-    Opening reads the header alone; anything wrong is one line naming the file. Its rows must
-    be the tracks ``ids`` in that order (files written before the digest was stored, with no
-    metadata, are read unchecked; the next index run writes it)."""
+    Opening reads the header alone; anything wrong is one line naming the file. It must have
+    ``rows`` rows and, given ``digest`` (:class:`~.tracks.RowsDigest` of the tracks' ids), be
+    theirs in their order (files written before the digest was stored, with no metadata, are
+    read unchecked; the next index run writes it)."""
 
-    def __init__(self, path: Path, ids: Sequence[str]):
-        self.path, self.rows = Path(path), len(ids)
+    def __init__(self, path: Path, rows: int, digest: str | None = None):
+        self.path, self.rows = Path(path), rows
         try:
             with open(path, "rb") as f:
                 size = os.fstat(f.fileno()).st_size
@@ -279,19 +256,19 @@ class ArrayFile:
         except (OSError, ValueError, struct.error) as e:  # UnicodeDecodeError and JSONDecodeError are ValueErrors
             raise LibraryError(f"{path}: not a readable safetensors file ({e})") from None
         stored = (header.pop("__metadata__", None) or {}).get(ROWS_KEY)
-        if stored is not None and stored != rows_digest(ids):
-            raise LibraryError(f"{path}: its rows are not those of the {len(ids)} tracks listed beside it "
+        if stored is not None and digest is not None and stored != digest:
+            raise LibraryError(f"{path}: its rows are not those of the {rows} tracks listed beside it "
                                f"(other tracks, or another order)")
         #: name -> (byte offset of the array in the file, its width)
         self.layout: dict[str, tuple[int, int]] = {}
         for name, entry in sorted(header.items()):
             try:
                 dtype, shape, (begin, end) = entry["dtype"], tuple(entry["shape"]), entry["data_offsets"]
-                rows, width = shape
+                count, width = shape
             except (TypeError, KeyError, ValueError):
                 raise LibraryError(f"{path}: not a readable safetensors file (damaged entry {name!r})") from None
-            if dtype != "F32" or rows != len(ids):
-                raise LibraryError(f"{path}: not one float32 row per track ({len(ids)} tracks): {name} is "
+            if dtype != "F32" or count != rows:
+                raise LibraryError(f"{path}: not one float32 row per track ({rows} tracks): {name} is "
                                    f"{dtype} of shape {shape}")
             if end - begin != rows * width * 4 or begin < 0 or 8 + length + end > size:
                 raise LibraryError(f"{path}: not a readable safetensors file (truncated or damaged: {name} needs "
