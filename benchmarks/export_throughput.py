@@ -114,7 +114,7 @@ def main(argv: list[str] | None = None) -> None:
     runtimes = ["torch", "onnx"] + (["int8"] if args.int8 else [])
     runs, agreement = [], {}  # runs: (arch, batch, runtime, model)
     if args.int8:
-        from datamodules.primitives.audio import list_audio_files
+        from datamodules.primitives.audio_files import list_audio_files
 
         everything = list_audio_files(args.excerpts)
         excerpts = everything[::max(1, len(everything) // args.agreement_files)][:args.agreement_files]

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
-from datamodules.primitives.audio import AUDIO_EXTENSIONS, list_audio_files
+from datamodules.primitives.audio_files import AUDIO_EXTENSIONS, list_audio_files
 
 from .base import AudioDataModule
 from .items import Item

@@ -23,7 +23,7 @@ from pathlib import Path
 import datasets
 import numpy as np
 
-from datamodules.primitives.audio import list_audio_files
+from datamodules.primitives.audio_files import list_audio_files
 
 from .base import AudioDataModule
 from .folder import stratified_split

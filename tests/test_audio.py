@@ -12,8 +12,8 @@ import soundfile as sf
 import torch
 
 from datamodules.gtzan import GENRES, GTZANDataModule
-from datamodules.primitives.audio import (AudioDecodeError, decode_audio, expand_audio_paths, list_audio_files,
-                                          load_audio)
+from datamodules.primitives.audio import AudioDecodeError, decode_audio, load_audio
+from datamodules.primitives.audio_files import expand_audio_paths, list_audio_files
 from datamodules.primitives.chunks import chunk_samples, chunk_starts, clip_mean, default_label_names, probabilities
 
 

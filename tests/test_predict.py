@@ -17,7 +17,7 @@ import soundfile as sf
 import torch
 import torchaudio.functional as AF
 
-from datamodules.primitives.audio import expand_audio_paths
+from datamodules.primitives.audio_files import expand_audio_paths
 from zoo.cli.models import cmd_predict
 from zoo.factory import create_model, from_pretrained
 from zoo.hub import save_pretrained

@@ -11,7 +11,7 @@ from dataclasses import asdict
 import numpy as np
 import pytest
 
-from datamodules.primitives.audio import list_audio_files, walk_audio_files
+from datamodules.primitives.audio_files import list_audio_files, walk_audio_files
 from zoo.recommend import tracks as tracks_module
 from zoo.recommend.tracks import LibraryError, TableWriter, Track, TrackTable, rows_digest
 

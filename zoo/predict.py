@@ -39,8 +39,8 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
-from datamodules.primitives.audio import (AudioDecodeError, decode_blocks, expand_audio_paths, open_audio,
-                                          printable_name)
+from datamodules.primitives.audio import AudioDecodeError, decode_blocks, open_audio, printable_name
+from datamodules.primitives.audio_files import expand_audio_paths
 from datamodules.primitives.chunks import chunk_samples, chunk_starts, clip_mean, probabilities
 
 log = logging.getLogger(__name__)

@@ -6,7 +6,7 @@
   source: the caller knows what it called it);
 * :func:`open_audio` / :func:`load_audio`: the same for a file path, with the file named in
   every error raised while opening it;
-* :func:`list_audio_files` / :func:`expand_audio_paths`: which files count as audio.
+* which files count as audio is :mod:`datamodules.primitives.audio_files`'s.
 
 So a clip gives the same samples whether it is cached for training, predicted from the
 command line or indexed for recommendation. Imports torch (torchaudio's resampler), numpy and
@@ -34,8 +34,6 @@ log = logging.getLogger(__name__)
 #: What can be decoded: a file path or the encoded bytes of a file.
 AudioSource = Union[str, os.PathLike, bytes]
 
-#: File name endings taken as audio; anything else in a music folder (notes, cover art) is ignored.
-AUDIO_EXTENSIONS = (".wav", ".au", ".snd", ".aif", ".aiff", ".flac", ".ogg", ".oga", ".opus", ".mp3")
 
 
 class AudioDecodeError(ValueError):
@@ -346,64 +344,6 @@ def decode_audio(source: AudioSource, sample_rate: int) -> np.ndarray:
     recommender all decode with :func:`decode_blocks`, so a clip gives the same samples in each.
     """
     return np.concatenate(list(decode_blocks(source, sample_rate)))
-
-
-def is_audio_file(path: Path) -> bool:
-    """An audio file by its ending; hidden files are not (macOS archives carry ``._name.wav`` twins)."""
-    return path.suffix.lower() in AUDIO_EXTENSIONS and not path.name.startswith(".") and path.is_file()
-
-
-def list_audio_files(folder: str | os.PathLike) -> list[Path]:
-    """The audio files below ``folder``, recursively, sorted."""
-    return sorted(p for p in Path(folder).rglob("*") if is_audio_file(p))
-
-
-def walk_audio_files(folder: str | os.PathLike) -> Iterator[tuple[str, Path]]:
-    """``(id, path)`` of the audio files below ``folder``, the id being the path relative to it
-    (``/``-separated), in the order of the ids as strings, one directory listing in memory at a
-    time: a collection of millions of files is walked without a list of them.
-
-    The same files as :func:`list_audio_files` (symbolic links to directories are not
-    followed; an unreadable folder below ``folder`` is logged and passed over), whose order (of path components) differs where a name sorts before ``/``.
-    Sorting each directory's entries with ``/`` after a directory's name gives the order of
-    the whole ids, since an id is its directory's id, ``/``, then the rest."""
-    root = Path(folder)
-
-    def walk(directory: Path, prefix: str) -> Iterator[tuple[str, Path]]:
-        try:
-            with os.scandir(directory) as listing:
-                entries = sorted(((entry.name + "/" if entry.is_dir(follow_symlinks=False) else entry.name), entry.name)
-                                 for entry in listing)
-        except OSError as e:  # as rglob does, an unreadable folder below ``folder`` is passed over, but named
-            if not prefix:
-                raise
-            log.warning("skipping the unreadable folder %s (%s)", directory, e.strerror or e)
-            return
-        for key, name in entries:
-            if key.endswith("/"):
-                yield from walk(directory / name, prefix + key)
-            elif is_audio_file(directory / name):
-                yield prefix + name, directory / name
-
-    return walk(root, "")
-
-
-def expand_audio_paths(paths: Iterable[str | os.PathLike]) -> list[Path]:
-    """Files as given, folders expanded to their audio files (:func:`list_audio_files`).
-
-    A path that does not exist is kept, so a caller reports it with the other unreadable
-    files instead of stopping the run.
-    """
-    files = []
-    for p in map(Path, paths):
-        if p.is_dir():
-            found = list_audio_files(p)
-            if not found:
-                log.warning("no audio files (%s) under %s", ", ".join(AUDIO_EXTENSIONS), p)
-            files += found
-        else:
-            files.append(p)
-    return files
 
 
 def open_audio(path: str | os.PathLike, sample_rate: int) -> AudioStream:

@@ -18,7 +18,7 @@ import json
 import os
 import secrets
 from pathlib import Path
-from typing import Callable, Iterable, Iterator, Mapping
+from typing import Callable, Iterator, Mapping
 
 import yaml
 

@@ -118,7 +118,7 @@ def load_model(argument: str, runtime: str = "torch"):
 
 def cmd_predict(argv: list[str]) -> None:
     """``musiczoo predict MODEL AUDIO_OR_DIR ...``; exits with status 1 if any file could not be read."""
-    from datamodules.primitives.audio import expand_audio_paths
+    from datamodules.primitives.audio_files import expand_audio_paths
     from ..predict import PREDICTION_WRITERS, RUNTIMES, predict_files, refuse_urls
 
     parser = argparse.ArgumentParser(prog="musiczoo predict", description=(

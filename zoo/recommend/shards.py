@@ -20,7 +20,7 @@ from typing import Iterable, Iterator, NamedTuple, Sequence
 
 import numpy as np
 
-from datamodules.primitives.audio import walk_audio_files
+from datamodules.primitives.audio_files import walk_audio_files
 from datamodules.primitives.files import file_digest, write_json
 
 from .store import ArrayFile, LibraryError, write_arrays
