@@ -2,8 +2,10 @@
 
 Splits: ``fault_filtered`` (default, the artist-filtered 443/197/290 split of Kereliuk, Sturm &
 Larsen 2015 without Sturm's faulty files), ``stratified`` (the 500/250/250 random lists from the
-same source) and ``kfold`` (seeded stratified folds over the files on disk). Random and k-fold
-results are inflated by artist overlap and repeated clips; report them labelled as such.
+same source), ``artist`` (artist-disjoint parts near 60/20/20 computed from Sturm's artist index
+over the files on disk, for any subset of GTZAN: :func:`artist_split`) and ``kfold`` (seeded
+stratified folds over the files on disk). Random and k-fold results are inflated by artist
+overlap and repeated clips; report them labelled as such.
 """
 
 from __future__ import annotations
@@ -66,6 +68,59 @@ def artists(roots: Iterable[str | Path]) -> dict[str, str]:
     return index
 
 
+#: The shares of train, validation and test that :func:`artist_split` aims at.
+ARTIST_SPLIT_SHARES = {"train": 0.6, "val": 0.2, "test": 0.2}
+
+
+def artist_split(entries: Iterable[str], artist_of: dict[str, str]) -> dict[str, list[str]]:
+    """Train/val/test parts of ``entries`` (``<genre>/<genre>.000NN.wav``) in which no artist is
+    in two parts, every genre is in every part, and each genre is split near
+    :data:`ARTIST_SPLIT_SHARES`: what a figure on GTZAN must use, since adjacent clips often
+    share an artist (a random split puts the same artist, often the same album, on both sides).
+
+    ``artist_of`` is :func:`artists` (Sturm's index). Clips whose artist is empty or not in
+    the index are grouped per genre, so that they cannot leak either. Deterministic: the same
+    entries give the same parts, whatever the seed of the models trained on them.
+
+    Each artist's clips move together: the largest groups are placed first, each in the part
+    whose per-genre counts it brings closest to the shares (least squares); then a part that
+    lacks a genre takes that genre's smallest group from the part holding most of it, where
+    that leaves the other part its genres. ValueError when a genre has too few artists to be
+    in all three parts.
+    """
+    groups: dict[str, list[str]] = {}
+    for entry in sorted(set(entries)):
+        genre, name = entry.split("/")[0], Path(entry).with_suffix(".wav").name
+        artist = " ".join(artist_of.get(name, "").split()).casefold()
+        groups.setdefault(artist or f"(no artist: {genre})", []).append(entry)
+    genres = sorted({entry.split("/")[0] for members in groups.values() for entry in members})
+    column = {genre: i for i, genre in enumerate(genres)}
+    counts = {key: np.bincount([column[e.split("/")[0]] for e in members], minlength=len(genres))
+              for key, members in groups.items()}
+    total = sum(counts.values())
+    target = {part: share * total for part, share in ARTIST_SPLIT_SHARES.items()}
+    held = {part: np.zeros(len(genres)) for part in ARTIST_SPLIT_SHARES}
+    place: dict[str, str] = {}
+    for key in sorted(groups, key=lambda k: (-len(groups[k]), k)):
+        part = min(held, key=lambda p: float(((held[p] + counts[key] - target[p]) ** 2).sum()
+                                             - ((held[p] - target[p]) ** 2).sum()))
+        place[key], held[part] = part, held[part] + counts[key]
+    for part in held:
+        for g, genre in enumerate(genres):
+            if held[part][g]:
+                continue
+            donor = max((p for p in held if p != part), key=lambda p: held[p][g])
+            movable = [k for k in groups if place[k] == donor and counts[k][g]
+                       and ((held[donor] - counts[k]) > 0)[held[donor] > 0].all()]
+            if not movable:
+                raise ValueError(f"GTZAN artist split: {genre} has too few artists among these files to be "
+                                 f"in train, validation and test without one artist in two of them")
+            key = min(movable, key=lambda k: (counts[k].sum(), k))
+            place[key], held[donor], held[part] = part, held[donor] - counts[key], held[part] + counts[key]
+    return {part: sorted(e for key, members in groups.items() if place[key] == part for e in members)
+            for part in ARTIST_SPLIT_SHARES}
+
+
 def find_gtzan(root: str | Path) -> tuple[Path, str]:
     """The folder holding the 10 genre folders, and the clips' extension (``.wav`` or ``.au``).
 
@@ -94,7 +149,9 @@ class GTZANDataModule(FolderDataModule):
 
     Args:
         root: folder containing ``genres_original/`` or ``genres/``, or one of those itself.
-        split: ``fault_filtered`` (default, the standard), ``stratified`` or ``kfold``.
+        split: ``fault_filtered`` (default, the standard), ``stratified``, ``artist`` (computed
+            over the files present from ``<root>/splits/GTZANindex.txt``, which ``musiczoo
+            download gtzan --lists-only --root ROOT`` fetches) or ``kfold``.
         k, fold: for ``kfold``: test = fold ``fold``, validation = fold ``(fold + 1) % k``,
             training = the other k - 2 folds; folds are drawn with ``seed``.
 
@@ -109,14 +166,14 @@ class GTZANDataModule(FolderDataModule):
     def __init__(
         self,
         root: str,
-        split: Literal["fault_filtered", "stratified", "kfold"] = "fault_filtered",
+        split: Literal["fault_filtered", "stratified", "artist", "kfold"] = "fault_filtered",
         k: int = 10,
         fold: int = 0,
         **kwargs,
     ):
         super().__init__(root, labels=list(GENRES), **kwargs)
-        if split not in (*SPLITS, "kfold"):
-            raise ValueError(f"split must be one of {(*SPLITS, 'kfold')}, got {split!r}")
+        if split not in (*SPLITS, "artist", "kfold"):
+            raise ValueError(f"split must be one of {(*SPLITS, 'artist', 'kfold')}, got {split!r}")
         if split == "kfold" and not (k >= 3 and 0 <= fold < k):
             raise ValueError(f"kfold needs k >= 3 and 0 <= fold < k, got k={k}, fold={fold}")
         self.split, self.k, self.fold = split, int(k), int(fold)
@@ -153,5 +210,9 @@ class GTZANDataModule(FolderDataModule):
                 "test": [it for it, f in zip(items, folds) if f == self.fold],
             }
         roots = (self.root, self.data_dir.parent)
+        if self.split == "artist":
+            items = {it.key: it for it in self.scan()}
+            parts = artist_split(items, artists(roots))
+            return {name: [items[key] for key in parts[name]] for name in LISTED_SPLITS}
         return {name: self.items_from_list(split_list(self.split, name, roots), f"the GTZAN {self.split} {name} list")
                 for name in LISTED_SPLITS}

@@ -36,6 +36,22 @@ def shared_data() -> Path:
     return SHARED_DATA
 
 
+@pytest.fixture(scope="session")
+def gtzan_excerpts(shared_data, tmp_path_factory) -> Path:
+    """The 409 real GTZAN excerpts as a dataset root: links to ``../shared/data/gtzan_excerpts``'s
+    genre folders and to Sturm's artist index in ``splits/``, where ``musiczoo download gtzan
+    --lists-only`` puts it (the shared folder itself is never written to)."""
+    source = shared_data / "gtzan_excerpts"
+    if not source.is_dir():
+        pytest.skip(f"needs the real GTZAN excerpts of {source}, which are absent")
+    root = tmp_path_factory.mktemp("gtzan_excerpts")
+    for genre in sorted(p for p in source.iterdir() if p.is_dir()):
+        (root / genre.name).symlink_to(genre, target_is_directory=True)
+    (root / "splits").mkdir()
+    (root / "splits" / "GTZANindex.txt").symlink_to(shared_data / "gtzan" / "GTZANindex.txt")
+    return root
+
+
 # Short, low-rate clips: the layout and the names are what these trees are for.
 TREE_SECONDS, TREE_RATE = 1.0, 8000
 

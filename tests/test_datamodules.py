@@ -20,7 +20,7 @@ import datamodules.cache as audio_cache
 from datamodules.base import AudioDataModule
 from datamodules.cache import AudioCache
 from datamodules.folder import FolderDataModule
-from datamodules.gtzan import GENRES, GTZANDataModule, split_list
+from datamodules.gtzan import GENRES, GTZANDataModule, artist_split, split_list
 from datamodules.items import Item
 from datamodules.primitives.chunks import chunk_starts
 from datamodules.split_lists import MissingListError
@@ -490,3 +490,48 @@ def test_multilabel_targets_and_in_memory_sources(tmp_path):
     assert val["clip"].tolist() == [0, 0, 1] and val["key"] == ["one", "two"]
     with pytest.raises(ValueError, match="multilabel target must be 3 values of 0/1"):
         TagModule([Item("bad", encoded(0.1), [1, 0])], str(tmp_path)).prepare_data()
+
+
+def test_the_artist_split_of_the_real_excerpts_keeps_every_artist_in_one_part(gtzan_excerpts, shared_data):
+    """On the 409 real excerpts and Sturm's real index: no artist in two parts (the index read
+    here on its own), every genre in every part, sizes near 60/20/20, the clips without an
+    artist of each genre together, and the same parts every time."""
+    index = {}
+    for line in (shared_data / "gtzan" / "GTZANindex.txt").read_text(encoding="latin-1").splitlines():
+        if ":::" in line and not line.startswith("##"):
+            name, artist = (part.strip() for part in line.split(":::")[:2])
+            index[name] = artist
+    module = GTZANDataModule(str(gtzan_excerpts), split="artist", sample_rate=22050)
+    parts = {name: [it.key for it in items] for name, items in module.split_items().items()}
+    assert sum(map(len, parts.values())) == 409 and len(set().union(*map(set, parts.values()))) == 409
+    artists = {name: {index[Path(key).name].casefold() for key in keys if index[Path(key).name]}
+               for name, keys in parts.items()}
+    assert not artists["train"] & artists["val"] and not artists["train"] & artists["test"]
+    assert not artists["val"] & artists["test"]
+    for name, share in (("train", 0.6), ("val", 0.2), ("test", 0.2)):
+        assert abs(len(parts[name]) / 409 - share) < 0.03, (name, len(parts[name]))
+        assert set(GENRES) == {key.split("/")[0] for key in parts[name]}
+    nameless = {}
+    for name, keys in parts.items():
+        for key in keys:
+            if not index[Path(key).name]:
+                nameless.setdefault(key.split("/")[0], set()).add(name)
+    assert nameless and all(len(where) == 1 for where in nameless.values())
+    again = GTZANDataModule(str(gtzan_excerpts), split="artist", sample_rate=22050, seed=7).split_items()
+    assert {name: [it.key for it in items] for name, items in again.items()} == parts
+    assert module.split_name == "artist"
+
+
+def test_the_artist_split_moves_an_artist_whole_and_refuses_a_genre_of_two_artists():
+    entries = [f"{genre}/{genre}.{n:05d}.wav" for genre in ("blues", "jazz") for n in range(30)]
+    artist_of = {f"blues.{n:05d}.wav": f"blues artist {n // 5}" for n in range(30)}
+    artist_of |= {f"jazz.{n:05d}.wav": f"jazz artist {n // 5}" for n in range(25)}  # 25-29: no artist
+    artist_of["jazz.00000.wav"] = "  Blues   ARTIST 0 "  # the same artist, spelled otherwise, in another genre
+    parts = artist_split(entries, artist_of)
+    part_of = {entry: name for name, members in parts.items() for entry in members}
+    assert len({part_of[e] for e in ["jazz/jazz.00000.wav"] + [f"blues/blues.{n:05d}.wav" for n in range(5)]}) == 1
+    assert len({part_of[f"jazz/jazz.{n:05d}.wav"] for n in range(25, 30)}) == 1
+    assert all({e.split("/")[0] for e in members} == {"blues", "jazz"} for members in parts.values())
+    two = {f"blues.{n:05d}.wav": f"artist {n // 15}" for n in range(30)}
+    with pytest.raises(ValueError, match="blues has too few artists"):
+        artist_split(entries[:30], two)
