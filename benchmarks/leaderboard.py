@@ -10,7 +10,9 @@ For each dataset and split (synthetic data says so in every title):
   architecture, same seed), its mean +- standard deviation, flagged when the mean is more
   than two standard errors from zero, i.e. larger than what the seeds alone move;
 * a heatmap per dataset (PNG, matplotlib), linked from the markdown;
-* the cells that failed, with their errors.
+* the cells that failed, with their errors;
+* the hand-crafted baseline on the same split (``python -m benchmarks.mfcc_baseline``: MFCC
+  statistics + logistic regression), the figure every learned model must beat.
 
 Then one "Reproduce" section with the command per grid, the recommendation tables when
 ``musiczoo recommend-eval`` results are given too, and the published reference results of
@@ -107,13 +109,28 @@ def check_record(where: str, record: dict) -> None:
                 bad(field, "a string or null")
 
 
+def check_baseline(where: str, record: dict) -> None:
+    """A baseline record (``benchmarks/mfcc_baseline.py``) the tables can use, or a ``ValueError``
+    naming the file, the line and the field."""
+    for field, kind, what in (("baseline", str, "a string"), ("dataset", str, "a string"), ("split", str, "a string"),
+                              ("synthetic", bool, "true or false"), ("metrics", dict, "an object"),
+                              ("clips", dict, "an object")):
+        if not isinstance(record.get(field), kind):
+            value = json.dumps(record.get(field)) if field in record else "missing"
+            raise ValueError(f"{where}: {field!r} must be {what}, not {value}")
+    if not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in record["metrics"].values()):
+        raise ValueError(f"{where}: 'metrics' must be an object of numbers, not {json.dumps(record['metrics'])}")
+
+
 def read_results(paths: list[Path]) -> list[dict]:
-    """The records of every results file, each bench record checked."""
+    """The records of every results file, each bench and baseline record checked."""
     records = []
     for path in paths:
         for number, record in read_numbered_records(path):
             if record.get("kind") == "bench":
                 check_record(f"{path}, line {number}", record)
+            elif record.get("kind") == "baseline":
+                check_baseline(f"{path}, line {number}", record)
             records.append(record)
     return records
 
@@ -236,7 +253,21 @@ def heatmap(group: list[dict], metrics: list[str], title: str, path: Path) -> No
     plt.close(figure)
 
 
-def dataset_section(group: list[dict], failed: list[dict], key: tuple, figures: Path, out_dir: Path) -> list[str]:
+def baseline_table(baselines: list[dict], metrics: list[str]) -> list[str]:
+    """One row per hand-crafted baseline: its test metrics (deterministic: no seed spread), and the
+    clips it was fitted, tuned and tested on."""
+    lines = ["| baseline | features | " + " | ".join(METRIC_NAMES.get(m, m) for m in metrics)
+             + " | clips train / val / test |", "|---|---|" + "---:|" * (len(metrics) + 1)]
+    for r in baselines:
+        values = [f"{r['metrics'][m]:.3f}" if isinstance(r["metrics"].get(m), (int, float)) else "-" for m in metrics]
+        clips = " / ".join(str(r["clips"].get(part, "-")) for part in ("train", "val", "test"))
+        lines.append(f"| {r['baseline']} (C={r.get('C')}) | {r.get('features', '')} | " + " | ".join(values)
+                     + f" | {clips} |")
+    return lines
+
+
+def dataset_section(group: list[dict], failed: list[dict], key: tuple, figures: Path, out_dir: Path,
+                    baselines: list[dict] = ()) -> list[str]:
     dataset, split, synthetic = key
     title = group_title(dataset, split, synthetic)
     metrics = [m for m in HEADLINE_METRICS if any(r["metrics"].get(m) is not None for r in group)]
@@ -263,6 +294,12 @@ def dataset_section(group: list[dict], failed: list[dict], key: tuple, figures: 
                       "**> 2 SE** marks a mean more than two standard errors from zero, i.e. beyond the spread "
                       "that the seeds alone cause. With two or three seeds this is a coarse screen, not a significance "
                       "test (a paired t-test needs 12.7 SE at n = 2 and 4.3 SE at n = 3 for p < 0.05).", "", *table, ""]
+    if baselines:
+        shown = [m for m in (*metrics, "test/f1_macro") if any(m in b["metrics"] for b in baselines)]
+        lines += [f"### Hand-crafted baseline: {title}", "",
+                  "Fitted on the training part, its regularisation chosen on the validation part, scored once on "
+                  "the test part of the same split; deterministic, so n = 1. Every learned model above should beat "
+                  "it (`python -m benchmarks.mfcc_baseline`).", "", *baseline_table(list(baselines), shown), ""]
     if failed:
         lines += [f"### Failed cells: {title}", ""] + [f"- `{r['cell']}`: {r['error']}" for r in failed] + [""]
     return lines
@@ -315,9 +352,15 @@ def render(records: list[dict], figures: Path, out_dir: Path, command: str) -> s
 
     groups = ordered(group_key(r) for r in ok)
     entry_group = {r["dataset_entry"]: group_key(r) for r in ok}  # failed records know only the grid's entry
+    baselines = [r for r in records if r.get("kind") == "baseline" and r.get("status") == "ok"]
     for key in groups:
         lines += dataset_section([r for r in ok if group_key(r) == key],
-                                 [r for r in failed if entry_group.get(r["dataset_entry"]) == key], key, figures, out_dir)
+                                 [r for r in failed if entry_group.get(r["dataset_entry"]) == key], key, figures, out_dir,
+                                 [b for b in baselines if group_key(b) == key])
+    unmatched = [b for b in baselines if group_key(b) not in groups]
+    if unmatched:  # a baseline of a dataset and split no learned model was run on: shown, not dropped
+        lines += ["## Baselines without learned models", "", *baseline_table(unmatched, ["test/acc", "test/f1_macro"]),
+                  ""]
     orphans = [r for r in failed if r["dataset_entry"] not in entry_group]
     if orphans:
         lines += ["## Cells that failed", ""] + [f"- `{r['cell']}`: {r['error']}" for r in orphans] + [""]

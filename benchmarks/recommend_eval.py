@@ -27,9 +27,8 @@ import re
 from pathlib import Path
 
 import numpy as np
-import torch
-from tqdm.auto import tqdm
 
+from benchmarks.mfcc_baseline import mfcc_features
 from datamodules.gtzan import GENRES, artists, split_list
 from datamodules.mtat_format import (
     ANNOTATIONS_FILE,
@@ -37,16 +36,12 @@ from datamodules.mtat_format import (
     top50_label_matrix,
 )
 from datamodules.mtat_split import load_top50_split
-from datamodules.primitives.audio import AudioDecodeError, decode_audio
 from datamodules.split_lists import LISTED_SPLITS, MissingListError
 from datamodules.synthetic_marker import is_synthetic
-from zoo.frontends import create_frontend
 from zoo.recommend import evaluate
 from zoo.recommend.library import FEATURES, Library, LibraryError
 
 _GTZAN_NAME = re.compile(r"(?:^|/)([a-z]+)/(\1\.\d{5})\.[a-z0-9]+$")
-#: The hand-crafted baseline's MFCCs: librosa-style, 20 coefficients at 22,050 Hz.
-MFCC_RATE, MFCC_COEFFICIENTS = 22050, 20
 
 
 def gtzan_ground_truth(library: Library, split: str = "test") -> tuple[list[int], np.ndarray, np.ndarray, str]:
@@ -96,17 +91,10 @@ def mtat_ground_truth(library: Library, split: str = "test") -> tuple[list[int],
 
 def mfcc_baseline(paths: list[Path], progress: bool = True) -> np.ndarray:
     """Per-track MFCC mean and standard deviation over time, z-scored over the collection."""
-    frontend = create_frontend("mfcc", sample_rate=MFCC_RATE, n_mfcc=MFCC_COEFFICIENTS)
-    rows = []
-    for path in tqdm(paths, desc="MFCC baseline", unit="file", disable=not progress):
-        try:
-            audio = torch.from_numpy(decode_audio(str(path), MFCC_RATE))
-        except AudioDecodeError as e:
-            raise LibraryError(f"{path}: {e}") from None
-        with torch.no_grad():
-            mfcc = frontend(audio[None])[0, 0].numpy()
-        rows.append(evaluate.mfcc_stats(mfcc))
-    return evaluate.standardize(np.stack(rows))
+    features, bad = mfcc_features(paths, progress)
+    if bad:  # the library was indexed from these files: one that no longer decodes is named
+        raise LibraryError(next(iter(bad.values())))
+    return evaluate.standardize(features)
 
 
 def _score(ids: np.ndarray, truth: np.ndarray, dataset: str, k: int, groups) -> dict:

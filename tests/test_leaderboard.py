@@ -152,3 +152,27 @@ def test_figures_go_beside_out_wherever_it_is_run_from(tmp_path, monkeypatch):
     assert "](benchmarks/figures/synthetic_gtzan_fault_filtered.png)" in text
     # the default is left out of the command that remakes the page
     assert f"then `musiczoo leaderboard {tmp_path / 'r.jsonl'} --out {out}`" in text
+
+
+def baseline_record(**extra) -> dict:
+    return {"kind": "baseline", "status": "ok", "baseline": "mfcc_stats_logreg", "dataset": "gtzan",
+            "split": "fault_filtered", "synthetic": True, "metrics": {"test/acc": 0.456, "test/f1_macro": 0.321},
+            "C": 0.1, "clips": {"train": 244, "val": 88, "test": 77}, "features": "MFCC mean+std", **extra}
+
+
+def test_the_hand_crafted_baseline_is_shown_under_the_models_of_its_split(tmp_path, capsys):
+    results = tmp_path / "r.jsonl"
+    other_split = baseline_record(split="artist", metrics={"test/acc": 0.39})
+    results.write_text("".join(json.dumps(r) + "\n" for r in [*HAND_WRITTEN, baseline_record(), other_split]))
+    leaderboard([str(results), "--out", str(tmp_path / "l.md")])
+    text = (tmp_path / "l.md").read_text()
+    section = text.split("## SYNTHETIC GTZAN, `fault_filtered` split")[1].split("\n## ")[0]
+    assert "### Hand-crafted baseline: SYNTHETIC GTZAN, `fault_filtered` split" in section
+    assert "| mfcc_stats_logreg (C=0.1) | MFCC mean+std | 0.456 | 0.321 | 244 / 88 / 77 |" in section
+    orphan = text.split("## Baselines without learned models")[1]
+    assert "| mfcc_stats_logreg (C=0.1) | MFCC mean+std | 0.390 | - | 244 / 88 / 77 |" in orphan
+    bad = baseline_record(metrics={"test/acc": "high"})
+    results.write_text(json.dumps(bad) + "\n")
+    assert run_leaderboard(capsys, results, "--out", tmp_path / "l2.md") == (
+        2, [f"musiczoo leaderboard: error: {results}, line 1: 'metrics' must be an object of numbers, "
+            f"not {{\"test/acc\": \"high\"}}"])
