@@ -117,7 +117,7 @@ def run(grid: Grid, cell: Cell, logger: str, launched: float | None) -> dict:
     wall_s = time.time() - (launched or t0)
     record = {
         "kind": "bench", "status": "ok", "cell": cell.name, "grid": str(grid.path), "results": str(grid.results),
-        "dataset_entry": cell.dataset, **data.provenance, "root": cell.root,
+        "dataset_entry": cell.dataset, **data.provenance, "root": cell.root, "title": cell.title,
         "architecture": cell.architecture, "transform": cell.transform, "seed": cell.seed,
         "init_from": cell.init_from, "freeze": cell.freeze,
         "metrics": {k: finite(v) for k, v in metrics.items()},

@@ -23,7 +23,7 @@ from datamodules.primitives.files import read_yaml
 #: What a grid file may hold at its top level and in each dataset entry.
 GRID_KEYS = {"results", "out", "datasets", "architectures", "transforms", "seeds", "trainer", "overrides",
              "slurm", "wandb_project"}
-DATASET_KEYS = {"config", "root", "overrides", "synth", "init_from", "freeze"}
+DATASET_KEYS = {"config", "root", "overrides", "synth", "init_from", "freeze", "title"}
 #: What an architecture entry may be besides a name or pattern: a mapping with these keys (``name`` required).
 #: ``init_from``/``freeze`` (here or in a dataset entry) make the cells fine-tune from, or probe, a
 #: trained model (``musiczoo fit --model.init_from/--model.freeze``, see ``zoo/transfer.py``).
@@ -53,6 +53,8 @@ class Cell:
     root: str = ""
     init_from: str | None = None
     freeze: str | None = None
+    #: The leaderboard's title of the dataset entry's section (a subset of a dataset says which), if set.
+    title: str | None = None
 
     @property
     def regime(self) -> str:
@@ -294,6 +296,7 @@ def _load_grid(path: Path, results: Path | None, out: Path | None) -> Grid:
             raise GridError(f"dataset {dataset!r}: needs 'config' (a data config) and 'root' (its data folder)")
         for key in ("config", "root"):
             expect(entry[key], str, f"datasets.{dataset}.{key}", "a path")
+        title = expect(entry.get("title"), (str, type(None)), f"datasets.{dataset}.title", "a string")
         dataset_overrides = expect(entry.get("overrides") or {}, dict, f"datasets.{dataset}.overrides", "a mapping")
         synth = expect(entry.get("synth") or [], list, f"datasets.{dataset}.synth", "a list of musiczoo synth arguments")
         dataset_transfer = transfer_settings(f"datasets.{dataset}", entry)
@@ -314,7 +317,7 @@ def _load_grid(path: Path, results: Path | None, out: Path | None) -> Grid:
                     args += cli_overrides({k: v for k, v in transfer.items() if v is not None})
                     cell = Cell(len(grid.cells), dataset, architecture, transform, seed, tuple(args),
                                 config_hash(config, args), grid.out, tuple(str(a) for a in synth),
-                                str(entry["root"]), init_from, freeze)
+                                str(entry["root"]), init_from, freeze, title)
                     if any(c.name == cell.name for c in grid.cells):
                         raise GridError(f"two cells are named {cell.name}: an architecture is listed twice with "
                                         "the same init_from regime")

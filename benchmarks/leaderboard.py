@@ -25,12 +25,14 @@ import argparse
 import json
 import math
 import os
+import re
 import shlex
 import statistics
 from pathlib import Path
 
 import yaml
 
+from benchmarks.mfcc_baseline import baseline_table, check_baseline
 from benchmarks.records import read_numbered_records
 
 REFERENCE_FILE = Path(__file__).with_name("reference_results.yaml")
@@ -109,19 +111,6 @@ def check_record(where: str, record: dict) -> None:
                 bad(field, "a string or null")
 
 
-def check_baseline(where: str, record: dict) -> None:
-    """A baseline record (``benchmarks/mfcc_baseline.py``) the tables can use, or a ``ValueError``
-    naming the file, the line and the field."""
-    for field, kind, what in (("baseline", str, "a string"), ("dataset", str, "a string"), ("split", str, "a string"),
-                              ("synthetic", bool, "true or false"), ("metrics", dict, "an object"),
-                              ("clips", dict, "an object")):
-        if not isinstance(record.get(field), kind):
-            value = json.dumps(record.get(field)) if field in record else "missing"
-            raise ValueError(f"{where}: {field!r} must be {what}, not {value}")
-    if not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in record["metrics"].values()):
-        raise ValueError(f"{where}: 'metrics' must be an object of numbers, not {json.dumps(record['metrics'])}")
-
-
 def read_results(paths: list[Path]) -> list[dict]:
     """The records of every results file, each bench and baseline record checked."""
     records = []
@@ -145,8 +134,10 @@ def latest_cells(records: list[dict]) -> tuple[list[dict], list[dict]]:
     return ok, [r for r in latest.values() if r["status"] == "failed"]
 
 
-def group_title(dataset: str, split: str, synthetic: bool) -> str:
-    return f"{'SYNTHETIC ' if synthetic else ''}{DATASET_TITLES.get(dataset, dataset)}, `{split}` split"
+def group_title(dataset: str, split: str, synthetic: bool, title: str | None = None) -> str:
+    """A section's title: the grid's ``title`` of its dataset entry (a subset says which) or the
+    dataset's name with its split; synthetic data says so."""
+    return f"{'SYNTHETIC ' if synthetic else ''}{title or DATASET_TITLES.get(dataset, dataset) + f', `{split}` split'}"
 
 
 def ordered(values, order=()) -> list:
@@ -253,23 +244,10 @@ def heatmap(group: list[dict], metrics: list[str], title: str, path: Path) -> No
     plt.close(figure)
 
 
-def baseline_table(baselines: list[dict], metrics: list[str]) -> list[str]:
-    """One row per hand-crafted baseline: its test metrics (deterministic: no seed spread), and the
-    clips it was fitted, tuned and tested on."""
-    lines = ["| baseline | features | " + " | ".join(METRIC_NAMES.get(m, m) for m in metrics)
-             + " | clips train / val / test |", "|---|---|" + "---:|" * (len(metrics) + 1)]
-    for r in baselines:
-        values = [f"{r['metrics'][m]:.3f}" if isinstance(r["metrics"].get(m), (int, float)) else "-" for m in metrics]
-        clips = " / ".join(str(r["clips"].get(part, "-")) for part in ("train", "val", "test"))
-        lines.append(f"| {r['baseline']} (C={r.get('C')}) | {r.get('features', '')} | " + " | ".join(values)
-                     + f" | {clips} |")
-    return lines
-
-
 def dataset_section(group: list[dict], failed: list[dict], key: tuple, figures: Path, out_dir: Path,
                     baselines: list[dict] = ()) -> list[str]:
-    dataset, split, synthetic = key
-    title = group_title(dataset, split, synthetic)
+    dataset, split, synthetic, root = key
+    title = group_title(dataset, split, synthetic, next((r["title"] for r in group if r.get("title")), None))
     metrics = [m for m in HEADLINE_METRICS if any(r["metrics"].get(m) is not None for r in group)]
     seeds = sorted({r["seed"] for r in group})
     epochs = sorted({r["epochs"] for r in group})
@@ -281,7 +259,8 @@ def dataset_section(group: list[dict], failed: list[dict], key: tuple, figures: 
     lines += [f"{len(group)} cells: seeds {', '.join(map(str, seeds))}; {'/'.join(map(str, epochs))} epochs; "
               f"{sum(r['seconds']['wall'] for r in group) / 60:.0f} min of cell time on {'; '.join(hardware)}. "
               "Cells are mean ± sample standard deviation over seeds of the clip-level test metric.", ""]
-    picture = figures / f"{'synthetic_' if synthetic else ''}{dataset}_{split}.png".replace("/", "_")
+    named = re.sub(r"[^a-z0-9]+", "_", title.lower()).strip("_") if any(r.get("title") for r in group) else None
+    picture = figures / (f"{named}.png" if named else f"{'synthetic_' if synthetic else ''}{dataset}_{split}.png".replace("/", "_"))
     heatmap(group, metrics, title, picture)
     lines += [f"![{title}]({os.path.relpath(picture, out_dir)})", ""]
     for metric in metrics:
@@ -347,8 +326,8 @@ def render(records: list[dict], figures: Path, out_dir: Path, command: str) -> s
     ok, failed = latest_cells(bench)
     lines = ["# Leaderboard", "", f"Generated by `{command}`; do not edit by hand. "
              "Every table names its dataset and split; synthetic data says so in every title.", ""]
-    def group_key(r):
-        return r["dataset"], r["split"], r["synthetic"]
+    def group_key(r):  # the data folder too: a subset of a dataset (its title says which) is not the dataset
+        return r["dataset"], r["split"], r["synthetic"], r.get("root")
 
     groups = ordered(group_key(r) for r in ok)
     entry_group = {r["dataset_entry"]: group_key(r) for r in ok}  # failed records know only the grid's entry

@@ -16,6 +16,7 @@ shows under the learned models of the same dataset and split.
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import shlex
 import sys
@@ -23,15 +24,9 @@ import time
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from benchmarks.records import append_record
-from datamodules.gtzan import GTZANDataModule
 from datamodules.items import Item
-from datamodules.primitives.audio import AudioDecodeError, decode_audio
-from datamodules.synthetic_marker import is_synthetic
-from zoo.frontends import create_frontend
-from zoo.recommend import evaluate
 
 log = logging.getLogger(__name__)
 
@@ -45,7 +40,12 @@ NAME = "mfcc_stats_logreg"
 def mfcc_features(paths: list[str | Path], progress: bool = False) -> tuple[np.ndarray, dict[int, str]]:
     """(the MFCC mean+std vector of every decodable file, (N, 40); position -> error of those that
     could not be decoded, each naming its file, so that one bad file never stops a run)."""
+    import torch
     from tqdm.auto import tqdm
+
+    from datamodules.primitives.audio import AudioDecodeError, decode_audio
+    from zoo.frontends import create_frontend
+    from zoo.recommend import evaluate
 
     frontend = create_frontend("mfcc", sample_rate=MFCC_RATE, n_mfcc=MFCC_COEFFICIENTS)
     rows, bad = [], {}
@@ -93,6 +93,37 @@ def fit_and_score(parts: dict[str, list[Item]], num_classes: int, progress: bool
             "C": best, "clips": {name: len(y) for name, (_, y) in data.items()}, "skipped": skipped}
 
 
+# ---- the record, as the leaderboard reads and shows it -------------------------------------
+#: How the leaderboard names the metrics a baseline row shows.
+METRIC_NAMES = {"test/acc": "accuracy", "test/f1_macro": "macro F1"}
+
+
+def check_baseline(where: str, record: dict) -> None:
+    """A baseline record (``benchmarks/mfcc_baseline.py``) the tables can use, or a ``ValueError``
+    naming the file, the line and the field."""
+    for field, kind, what in (("baseline", str, "a string"), ("dataset", str, "a string"), ("split", str, "a string"),
+                              ("synthetic", bool, "true or false"), ("metrics", dict, "an object"),
+                              ("clips", dict, "an object")):
+        if not isinstance(record.get(field), kind):
+            value = json.dumps(record.get(field)) if field in record else "missing"
+            raise ValueError(f"{where}: {field!r} must be {what}, not {value}")
+    if not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in record["metrics"].values()):
+        raise ValueError(f"{where}: 'metrics' must be an object of numbers, not {json.dumps(record['metrics'])}")
+
+
+def baseline_table(baselines: list[dict], metrics: list[str]) -> list[str]:
+    """One row per hand-crafted baseline: its test metrics (deterministic: no seed spread), and the
+    clips it was fitted, tuned and tested on."""
+    lines = ["| baseline | features | " + " | ".join(METRIC_NAMES.get(m, m) for m in metrics)
+             + " | clips train / val / test |", "|---|---|" + "---:|" * (len(metrics) + 1)]
+    for r in baselines:
+        values = [f"{r['metrics'][m]:.3f}" if isinstance(r["metrics"].get(m), (int, float)) else "-" for m in metrics]
+        clips = " / ".join(str(r["clips"].get(part, "-")) for part in ("train", "val", "test"))
+        lines.append(f"| {r['baseline']} (C={r.get('C')}) | {r.get('features', '')} | " + " | ".join(values)
+                     + f" | {clips} |")
+    return lines
+
+
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--root", required=True, help="a GTZAN root (the genre folders, or the folder above them)")
@@ -100,6 +131,8 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--results", type=Path, help="append the record to this JSON-lines results file")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
+    from datamodules.gtzan import GTZANDataModule
+    from datamodules.synthetic_marker import is_synthetic
     from zoo.hub import git_commit, package_versions
 
     module = GTZANDataModule(args.root, split=args.split)

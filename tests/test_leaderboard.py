@@ -176,3 +176,22 @@ def test_the_hand_crafted_baseline_is_shown_under_the_models_of_its_split(tmp_pa
     assert run_leaderboard(capsys, results, "--out", tmp_path / "l2.md") == (
         2, [f"musiczoo leaderboard: error: {results}, line 1: 'metrics' must be an object of numbers, "
             f"not {{\"test/acc\": \"high\"}}"])
+
+
+def test_a_subset_of_a_dataset_is_a_section_of_its_own_under_its_grids_title(tmp_path):
+    """Cells of a grid entry with a ``title`` (here a subset of GTZAN, split by artist) get a section
+    of that title, apart from the same dataset and split in another folder, with their baseline."""
+    title = "REAL GTZAN excerpts (409 x 2-3 s, artist-disjoint split)"
+    subset = [record("resnet_gru", t, s, 0.4 + 0.01 * s, synthetic=False, split="artist", root="data/excerpts",
+                     title=title, cell=f"gtzan/resnet_gru-{t}-seed{s}") for t in ("mel", "mfcc") for s in (0, 1)]
+    whole = [record("resnet_gru", "mel", 0, 0.7, synthetic=False, split="artist", root="data/gtzan", cell="whole/x")]
+    baseline = baseline_record(synthetic=False, split="artist", root="data/excerpts")
+    results = tmp_path / "r.jsonl"
+    results.write_text("".join(json.dumps(r) + "\n" for r in [*subset, *whole, baseline]))
+    leaderboard([str(results), "--out", str(tmp_path / "l.md")])
+    text = (tmp_path / "l.md").read_text()
+    section = text.split(f"## {title}\n")[1].split("\n## ")[0]
+    assert section.count("0.405 ± 0.007 (n=2)") == 2 and "4 cells" in section and "0.700" not in section
+    assert "### Hand-crafted baseline: " + title in section and "| 0.456 |" in section
+    assert (tmp_path / "benchmarks" / "figures" / "real_gtzan_excerpts_409_x_2_3_s_artist_disjoint_split.png").is_file()
+    assert "## GTZAN, `artist` split" in text and "Hand-crafted" not in text.split("## GTZAN, `artist` split")[1]
