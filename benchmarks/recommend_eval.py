@@ -29,7 +29,7 @@ from pathlib import Path
 import numpy as np
 
 from benchmarks.mfcc_baseline import mfcc_features
-from datamodules.gtzan import GENRES, artists, split_list
+from datamodules.gtzan import GENRES, artist_split, artists, split_list
 from datamodules.mtat_format import (
     ANNOTATIONS_FILE,
     read_annotations,
@@ -44,24 +44,39 @@ from zoo.recommend.library import FEATURES, Library, LibraryError
 _GTZAN_NAME = re.compile(r"(?:^|/)([a-z]+)/(\1\.\d{5})\.[a-z0-9]+$")
 
 
-def gtzan_ground_truth(library: Library, split: str = "test") -> tuple[list[int], np.ndarray, np.ndarray, str]:
-    """(library rows, genre index per row, artist per row, data label) for one fault-filtered split."""
+def gtzan_ground_truth(library: Library, split: str = "test",
+                       gtzan_split: str = "fault_filtered") -> tuple[list[int], np.ndarray, np.ndarray, str]:
+    """(library rows, genre index per row, artist per row, data label) for one part of a GTZAN split:
+    ``fault_filtered`` (the Kereliuk-Sturm lists) or ``artist`` (:func:`datamodules.gtzan.artist_split`
+    of the library's GTZAN tracks, so the part a model was tested on when the library holds the
+    same files as its data folder: a subset such as the GTZAN excerpts)."""
     if split not in LISTED_SPLITS:
         raise LibraryError(f"unknown GTZAN split {split!r}; valid: {', '.join(LISTED_SPLITS)}")
-    wanted = {Path(entry).stem for entry in split_list("fault_filtered", split)}
+    if gtzan_split not in ("fault_filtered", "artist"):
+        raise LibraryError(f"unknown GTZAN split {gtzan_split!r}; valid: fault_filtered, artist")
     artist_of = {} if is_synthetic(library.music_dir) else _artists(library.music_dir)
+    named = [(row, match) for row, track in enumerate(library.tracks)
+             if (match := _GTZAN_NAME.search(track.id)) and match.group(1) in GENRES]
+    if gtzan_split == "artist":
+        try:
+            parts = artist_split([f"{m.group(1)}/{m.group(2)}.wav" for _, m in named], artist_of)
+        except ValueError as e:
+            raise LibraryError(f"{library.root}: {e}") from None
+        wanted = {Path(entry).stem for entry in parts[split]}
+    else:
+        wanted = {Path(entry).stem for entry in split_list("fault_filtered", split)}
     rows, genres, names = [], [], []
-    for row, track in enumerate(library.tracks):
-        match = _GTZAN_NAME.search(track.id)
-        if match and match.group(1) in GENRES and match.group(2) in wanted:
+    for row, match in named:
+        if match.group(2) in wanted:
             rows.append(row)
             genres.append(GENRES.index(match.group(1)))
             # Tracks without a known artist are each their own artist.
             names.append(artist_of.get(f"{match.group(2)}.wav") or f"unknown:{match.group(2)}")
+    what = "fault-filtered" if gtzan_split == "fault_filtered" else "artist-disjoint"
     if not rows:
-        raise LibraryError(f"{library.root}: no track of the GTZAN fault-filtered {split} split "
+        raise LibraryError(f"{library.root}: no track of the GTZAN {what} {split} split "
                            f"(<genre>/<genre>.000NN.wav) in the library of {library.music_dir}")
-    return rows, np.array(genres), np.array(names, dtype=object), f"GTZAN fault-filtered {split} split ({len(rows)} tracks)"
+    return rows, np.array(genres), np.array(names, dtype=object), f"GTZAN {what} {split} split ({len(rows)} tracks)"
 
 
 def _artists(music_dir: Path) -> dict[str, str]:
@@ -104,15 +119,19 @@ def _score(ids: np.ndarray, truth: np.ndarray, dataset: str, k: int, groups) -> 
 
 
 def evaluate_libraries(paths: list[str | Path], dataset: str, *, split: str = "test", k: int = 10, seed: int = 0,
-                       baselines: bool = True, progress: bool = True) -> list[dict]:
-    """One result row per (library, feature choice), then one per baseline, on the same tracks."""
+                       baselines: bool = True, progress: bool = True, gtzan_split: str = "fault_filtered",
+                       label: str | None = None) -> list[dict]:
+    """One result row per (library, feature choice), then one per baseline, on the same tracks.
+    ``gtzan_split``: which GTZAN split ``split`` is a part of; ``label`` names the data in the
+    tables instead of the split alone (a subset says which, e.g. the GTZAN excerpts)."""
     if dataset not in ("gtzan", "mtat"):
         raise LibraryError(f"unknown dataset {dataset!r}; valid: gtzan, mtat")
-    truth_of = gtzan_ground_truth if dataset == "gtzan" else mtat_ground_truth
     results, reference = [], None
     for path in paths:
         library = Library.open(path)
-        rows, truth, groups, data = truth_of(library, split)
+        rows, truth, groups, data = (gtzan_ground_truth(library, split, gtzan_split) if dataset == "gtzan"
+                                     else mtat_ground_truth(library, split))
+        data = f"{label} ({len(rows)} tracks)" if label else data
         if reference is None:
             reference = (library, rows, truth, groups, data)
         elif [library.tracks[r].id for r in rows] != [reference[0].tracks[r].id for r in reference[1]]:

@@ -958,6 +958,32 @@ def test_recommend_eval_on_gtzan_layout(models, gtzan_rerelease, tmp_path, capsy
     assert "| baseline: MFCC mean+std | - |" in table
 
 
+def test_recommend_eval_scores_the_artist_split_s_test_part_of_the_real_excerpts(models, gtzan_excerpts, tmp_path, capsys):
+    """A library of the 409 real excerpts is scored on exactly the test part the genre models were
+    tested on (``GTZANDataModule(split="artist")``), with Sturm's artists filtered, under its label."""
+    from benchmarks.recommend_eval import gtzan_ground_truth
+    from datamodules.gtzan import GTZANDataModule
+
+    model = from_pretrained(models[0])
+    files = sorted(gtzan_excerpts.glob("*/*.wav"))
+    tracks = [Track(p.relative_to(gtzan_excerpts).as_posix(), 1, 1, "0" * 64, 2.5, [{}]) for p in files]
+    rng = np.random.default_rng(0)
+    arrays = {"model0.embedding": rng.standard_normal((len(files), model.embed_dim)),
+              "model0.probabilities": rng.dirichlet(np.ones(10), len(files)),
+              "fingerprint": rng.standard_normal((len(files), 1152))}
+    Library.from_vectors(tmp_path / "lib", [model], gtzan_excerpts, tracks, arrays)
+    lib = Library.open(tmp_path / "lib")
+    rows, genres, artists, data = gtzan_ground_truth(lib, "test", "artist")
+    tested = [it.key for it in GTZANDataModule(str(gtzan_excerpts), split="artist").split_items()["test"]]
+    assert [lib.tracks[r].id for r in rows] == tested and len(rows) == 77
+    assert data == "GTZAN artist-disjoint test split (77 tracks)" and not any(a.startswith("unknown:") for a in artists[:5])
+    main(["recommend-eval", str(tmp_path / "lib"), "--dataset", "gtzan", "--gtzan-split", "artist", "-k", "5",
+          "--label", "REAL GTZAN excerpts, artist-disjoint test part"])
+    table = capsys.readouterr().out
+    assert "### Recommendation on REAL GTZAN excerpts, artist-disjoint test part (77 tracks)" in table
+    assert "| baseline: MFCC mean+std | - |" in table
+
+
 def test_recommend_eval_on_mtat_layout(models, tmp_path, capsys):
     from datamodules.synthetic_mtat import make_synthetic_mtat
 
