@@ -140,6 +140,11 @@ def group_title(dataset: str, split: str, synthetic: bool, title: str | None = N
     return f"{'SYNTHETIC ' if synthetic else ''}{title or DATASET_TITLES.get(dataset, dataset) + f', `{split}` split'}"
 
 
+def section_title(group: list[dict], key: tuple) -> str:
+    """The title of the section of ``group``, the records of one (dataset, split, synthetic, root) ``key``."""
+    return group_title(*key[:3], next((r["title"] for r in group if r.get("title")), None))
+
+
 def ordered(values, order=()) -> list:
     values = list(dict.fromkeys(values))
     return [v for v in order if v in values] + [v for v in values if v not in order]
@@ -245,9 +250,9 @@ def heatmap(group: list[dict], metrics: list[str], title: str, path: Path) -> No
 
 
 def dataset_section(group: list[dict], failed: list[dict], key: tuple, figures: Path, out_dir: Path,
-                    baselines: list[dict] = ()) -> list[str]:
+                    baselines: list[dict] = (), recommend: list[dict] = ()) -> list[str]:
     dataset, split, synthetic, root = key
-    title = group_title(dataset, split, synthetic, next((r["title"] for r in group if r.get("title")), None))
+    title = section_title(group, key)
     metrics = [m for m in HEADLINE_METRICS if any(r["metrics"].get(m) is not None for r in group)]
     seeds = sorted({r["seed"] for r in group})
     epochs = sorted({r["epochs"] for r in group})
@@ -279,6 +284,13 @@ def dataset_section(group: list[dict], failed: list[dict], key: tuple, figures: 
                   "Fitted on the training part, its regularisation chosen on the validation part, scored once on "
                   "the test part of the same split; deterministic, so n = 1. Every learned model above should beat "
                   "it (`python -m benchmarks.mfcc_baseline`).", "", *baseline_table(list(baselines), shown), ""]
+    mine = [r for r in recommend if r["data"].startswith(title)]
+    if mine:  # recommend-eval rows labelled with this section's title: the same data's recommendation
+        from benchmarks.recommend_eval import render_table
+
+        lines += ["Recommendation on the same data: nearest neighbours by cosine similarity of each library's "
+                  "vectors (`musiczoo recommend-eval`), a query's neighbours from other artists only.", "",
+                  render_table(mine)]
     if failed:
         lines += [f"### Failed cells: {title}", ""] + [f"- `{r['cell']}`: {r['error']}" for r in failed] + [""]
     return lines
@@ -335,7 +347,7 @@ def render(records: list[dict], figures: Path, out_dir: Path, command: str) -> s
     for key in groups:
         lines += dataset_section([r for r in ok if group_key(r) == key],
                                  [r for r in failed if entry_group.get(r["dataset_entry"]) == key], key, figures, out_dir,
-                                 [b for b in baselines if group_key(b) == key])
+                                 [b for b in baselines if group_key(b) == key], recommend)
     unmatched = [b for b in baselines if group_key(b) not in groups]
     if unmatched:  # a baseline of a dataset and split no learned model was run on: shown, not dropped
         lines += ["## Baselines without learned models", "", *baseline_table(unmatched, ["test/acc", "test/f1_macro"]),
@@ -347,8 +359,10 @@ def render(records: list[dict], figures: Path, out_dir: Path, command: str) -> s
         lines += ["No results yet.", ""]
     if bench:
         lines += reproduce_section(ok + failed, command)
-    if recommend:
-        lines += recommendation_section(recommend)
+    titles = [section_title([r for r in ok if group_key(r) == key], key) for key in groups]
+    general = [r for r in recommend if not any(r["data"].startswith(title) for title in titles)]
+    if general:
+        lines += recommendation_section(general)
     lines += reference_section()
     return "\n".join(lines).rstrip() + "\n"
 

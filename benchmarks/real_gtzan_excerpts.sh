@@ -10,7 +10,9 @@ root=runs/bench/data/gtzan_excerpts
 mkdir -p "$root/splits"
 for genre in blues classical country disco hiphop jazz metal pop reggae rock; do
   [ -d "$excerpts/$genre" ] || { echo "$excerpts/$genre: no such genre folder" >&2; exit 2; }
-  ln -sfn "$excerpts/$genre" "$root/$genre"
+  [ -L "$root/$genre" ] && rm "$root/$genre"   # never write through a linked folder into the excerpts
+  mkdir -p "$root/$genre"   # a link per file, not per folder: `musiczoo index` does not follow linked folders
+  for clip in "$excerpts/$genre"/*.wav; do ln -sf "$clip" "$root/$genre/$(basename "$clip")"; done
 done
 if [ $# -ge 2 ]; then
   ln -sf "$(realpath "$2")" "$root/splits/GTZANindex.txt"

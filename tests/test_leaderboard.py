@@ -186,12 +186,16 @@ def test_a_subset_of_a_dataset_is_a_section_of_its_own_under_its_grids_title(tmp
                      title=title, cell=f"gtzan/resnet_gru-{t}-seed{s}") for t in ("mel", "mfcc") for s in (0, 1)]
     whole = [record("resnet_gru", "mel", 0, 0.7, synthetic=False, split="artist", root="data/gtzan", cell="whole/x")]
     baseline = baseline_record(synthetic=False, split="artist", root="data/excerpts")
+    recommended = {"data": f"{title}, test part (77 tracks)", "synthetic": False, "models": "resnet_gru/mel",
+                   "feature": "embedding", "k": 10, "library": "lib", "metrics": {"precision@10": 0.345, "map@10": 0.2}}
     results = tmp_path / "r.jsonl"
-    results.write_text("".join(json.dumps(r) + "\n" for r in [*subset, *whole, baseline]))
+    results.write_text("".join(json.dumps(r) + "\n" for r in [*subset, *whole, baseline, recommended]))
     leaderboard([str(results), "--out", str(tmp_path / "l.md")])
     text = (tmp_path / "l.md").read_text()
     section = text.split(f"## {title}\n")[1].split("\n## ")[0]
     assert section.count("0.405 ± 0.007 (n=2)") == 2 and "4 cells" in section and "0.700" not in section
     assert "### Hand-crafted baseline: " + title in section and "| 0.456 |" in section
     assert (tmp_path / "benchmarks" / "figures" / "real_gtzan_excerpts_409_x_2_3_s_artist_disjoint_split.png").is_file()
+    assert "| resnet_gru/mel | embedding | 0.345 | 0.200 |" in section
+    assert text.count("0.345") == 1 and "## Content-based recommendation" not in text  # not repeated elsewhere
     assert "## GTZAN, `artist` split" in text and "Hand-crafted" not in text.split("## GTZAN, `artist` split")[1]
