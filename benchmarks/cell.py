@@ -50,7 +50,11 @@ class TrainingThroughput(Callback):
         self._last_batch = time.perf_counter()
 
     def on_train_epoch_end(self, trainer, pl_module):
-        self.seconds += self._last_batch - self._epoch_start
+        # A run resumed from a checkpoint written at an epoch's end starts in this hook, with no
+        # epoch of its own begun: there is nothing to count.
+        if self._epoch_start is not None:
+            self.seconds += self._last_batch - self._epoch_start
+        self._epoch_start = self._last_batch = None
 
     @property
     def samples_per_second(self) -> float | None:

@@ -255,3 +255,24 @@ def test_tensorboard_logger_writes_event_files(tiny_config, tmp_path):
 
     scalars = EventAccumulator(str(run)).Reload().Tags()["scalars"]
     assert "test/acc" in scalars and "bench/train_samples_per_s" in scalars
+
+
+def test_training_throughput_of_a_cell_resumed_at_an_epoch_s_end():
+    """A cell resumed from a checkpoint written at an epoch's end enters ``on_train_epoch_end``
+    with no epoch begun (a killed real-excerpts cell then failed with a TypeError): nothing is
+    counted for it, and the next epochs are."""
+    from types import SimpleNamespace
+
+    import torch
+
+    from benchmarks.cell import TrainingThroughput
+
+    trainer, batch = SimpleNamespace(world_size=1), {"target": torch.zeros(4)}
+    meter = TrainingThroughput()
+    meter.on_train_epoch_end(trainer, None)  # the resumed run's first hook
+    assert (meter.samples, meter.seconds, meter.samples_per_second) == (0, 0.0, None)
+    meter.on_train_epoch_start(trainer, None)
+    meter.on_train_batch_end(trainer, None, None, batch, 0)
+    meter.on_train_epoch_end(trainer, None)
+    meter.on_train_epoch_end(trainer, None)  # a second end without a start adds nothing
+    assert meter.samples == 4 and meter.seconds > 0 and meter.samples_per_second > 0
