@@ -367,40 +367,36 @@ def test_state_changing_requests_from_other_sites_get_403(client, server):
     assert too_big.status_code == 413 and too_big.json() == {"detail": "request body too large: at most 1024 KiB"}
 
 
-class DiskPeak:
-    """The most bytes that files under ``folder`` held at once while watched.
+class MeasuredSpool(tempfile.SpooledTemporaryFile):
+    """The multipart parser's real spool file, recording how large it is on disk after each write.
 
-    Polls this process's open files (the server runs in a thread here; a spooled upload is an
-    unnamed file, visible only there) and the folder's named files, every millisecond.
+    Sizes are taken at every write (``os.fstat`` once the file has rolled over from memory to
+    disk), not sampled by a watcher, so the peak is exact however loaded the machine is.
     """
 
-    def __init__(self, folder: Path):
-        self.folder, self.peak, self.done = str(folder), 0, threading.Event()
-        self.thread = threading.Thread(target=self.watch, daemon=True)
+    created = 0  # spool files the parser opened
+    peak = 0  # the most bytes one of them held on disk
 
-    def sizes(self) -> dict:
-        found = {}
-        names = [f"/proc/self/fd/{fd}" for fd in os.listdir("/proc/self/fd")]
-        names += [os.path.join(d, f) for d, _, files in os.walk(self.folder) for f in files]
-        for name in names:
-            with contextlib.suppress(OSError):
-                if name.startswith(self.folder) or os.readlink(name).startswith(self.folder):
-                    st = os.stat(name)
-                    found[st.st_ino] = st.st_size
-        return found
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        MeasuredSpool.created += 1
 
-    def watch(self):
-        while not self.done.is_set():
-            self.peak = max(self.peak, sum(self.sizes().values()))
-            time.sleep(0.001)
+    def write(self, data):
+        written = super().write(data)
+        if self._rolled:  # on disk now: measure the real file
+            MeasuredSpool.peak = max(MeasuredSpool.peak, os.fstat(self._file.fileno()).st_size)
+        return written
 
-    def __enter__(self):
-        self.thread.start()
-        return self
 
-    def __exit__(self, *exc):
-        self.done.set()
-        self.thread.join()
+@contextlib.contextmanager
+def measured_spool():
+    """Uploads spooled through :class:`MeasuredSpool` while in the block; yields the class."""
+    import starlette.formparsers
+
+    MeasuredSpool.created = MeasuredSpool.peak = 0
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(starlette.formparsers, "SpooledTemporaryFile", MeasuredSpool)
+        yield MeasuredSpool
 
 
 def upload_over_a_socket(base: str, total: int, *, chunked: bool) -> tuple[int, dict]:
@@ -432,19 +428,17 @@ def upload_over_a_socket(base: str, total: int, *, chunked: bool) -> tuple[int, 
 
 def test_an_oversized_upload_stops_at_the_limit_before_reaching_disk(server, client, tmp_path, monkeypatch):
     """32 MiB against a 2 MiB limit: refused by Content-Length before a byte is read; chunked, cut at the limit."""
-    spool = tmp_path / "tmp"
-    spool.mkdir()
-    monkeypatch.setattr(tempfile, "tempdir", str(spool))  # where the server spools uploads
-    with DiskPeak(spool) as declared:
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))  # where the server spools uploads
+    with measured_spool() as declared:
         answer = upload_over_a_socket(server, 16 * MAX_UPLOAD, chunked=False)
     assert answer == (413, {"detail": "upload too large: at most 2 MiB"})
-    assert declared.peak == 0
-    with DiskPeak(spool) as streamed:
+    assert (declared.created, declared.peak) == (0, 0)  # refused before the parser opened a spool
+    with measured_spool() as streamed:
         answer = upload_over_a_socket(server, 16 * MAX_UPLOAD, chunked=True)
     assert answer == (413, {"detail": "upload too large: at most 2 MiB"})
-    # Spooled to disk past 1 MiB (so the watch sees it), never past the limit and its multipart slack.
+    # Spooled to disk past 1 MiB (the parser's memory limit), never past the limit and its multipart slack.
+    assert streamed.created == 1
     assert 2**20 < streamed.peak <= MAX_UPLOAD + MULTIPART_SLACK
-    assert list(spool.iterdir()) == [] and still_serving(client)
 
 
 @pytest.fixture(scope="module")
