@@ -55,6 +55,27 @@ def finished(grid: Grid) -> set[tuple]:
     return {c.key for c in grid.cells if (c.name, c.config_hash) in done}
 
 
+def best_cell(grid: Grid, transform: str) -> tuple[Cell, str]:
+    """The lowest-seed cell of ``transform``'s architecture with the best mean headline metric
+    over its seeds (the latest ``ok`` record of each cell), and that record's checkpoint.
+
+    A fixed seed rather than the best one, so that what is built on the pick (a published model,
+    a recommendation library) is not chosen for its luck."""
+    from benchmarks.leaderboard import HEADLINE_METRICS
+
+    latest = {r["cell"]: r for r in read_records(grid.results) if r.get("kind") == "bench" and r.get("status") == "ok"}
+    cells = [(c, latest[c.name]) for c in grid.cells if c.transform == transform and c.name in latest]
+    if not cells:
+        raise GridError(f"{grid.results}: no finished cell with transform {transform!r} (run the grid first)")
+    metric = next(m for m in HEADLINE_METRICS if cells[0][1]["metrics"].get(m) is not None)
+    scores: dict[str, list[float]] = {}
+    for cell, record in cells:
+        scores.setdefault(cell.architecture, []).append(record["metrics"][metric])
+    best = max(scores, key=lambda a: sum(scores[a]) / len(scores[a]))
+    cell, record = min(((c, r) for c, r in cells if c.architecture == best), key=lambda pair: pair[0].seed)
+    return cell, record["checkpoint"]
+
+
 # ---- running -------------------------------------------------------------------------------
 def ensure_synthetic_data(cell: Cell) -> None:
     """Write a dataset's synthetic data the first time it is needed (``synth:`` in the grid)."""
@@ -165,6 +186,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--logger", choices=sorted(LOGGERS), default="csv",
                         help="experiment tracking per cell (wandb: pip install -e '.[tracking]'; WANDB_MODE=offline works)")
     parser.add_argument("--list", action="store_true", help="list the cells and whether each is done, then stop")
+    parser.add_argument("--best", metavar="TRANSFORM", help="print the index and checkpoint of TRANSFORM's best cell "
+                        "(the best architecture by mean test metric, its lowest seed), then stop")
     parser.add_argument("--slurm", type=Path, metavar="SCRIPT", help="write a SLURM job array of the missing cells")
     parser.add_argument("--submit", action="store_true", help="with --slurm: submit it with sbatch")
     args = parser.parse_args(argv)
@@ -173,6 +196,10 @@ def main(argv: list[str] | None = None) -> None:
     if args.list:
         for cell in grid.cells:
             print(f"{cell.index:4d}  {'done   ' if cell.key in done else 'missing'}  {cell.name}  {cell.config_hash}")
+        return
+    if args.best:
+        cell, checkpoint = best_cell(grid, args.best)
+        print(cell.index, checkpoint)
         return
     if args.slurm:
         args.slurm.parent.mkdir(parents=True, exist_ok=True)

@@ -276,3 +276,26 @@ def test_training_throughput_of_a_cell_resumed_at_an_epoch_s_end():
     meter.on_train_epoch_end(trainer, None)
     meter.on_train_epoch_end(trainer, None)  # a second end without a start adds nothing
     assert meter.samples == 4 and meter.seconds > 0 and meter.samples_per_second > 0
+
+
+def test_best_names_the_lowest_seed_of_the_best_architecture_by_mean(tiny_config, tmp_path, capsys):
+    """``--best mel``: the architecture with the best mean over seeds (not the luckiest single
+    cell), its lowest seed, from each cell's latest record."""
+    grid_path = write_grid(tmp_path, tiny_config)
+    grid = load_grid(grid_path)
+    accuracy = {("fcn", 0): 0.5, ("fcn", 1): 0.7, ("crnn", 0): 0.9, ("crnn", 1): 0.2}  # means 0.60 and 0.55
+    for cell in grid.cells:
+        if cell.transform == "mel":
+            append_record(grid.results, {"kind": "bench", "status": "ok", "cell": cell.name, "config_hash": cell.config_hash,
+                                         "metrics": {"test/acc": accuracy[cell.architecture, cell.seed]},
+                                         "checkpoint": f"{cell.name}.ckpt"})
+    bench([str(grid_path), "--best", "mel"])
+    (fcn_seed0,) = [c for c in grid.cells if (c.architecture, c.transform, c.seed) == ("fcn", "mel", 0)]
+    assert capsys.readouterr().out.split() == [str(fcn_seed0.index), f"{fcn_seed0.name}.ckpt"]
+    (crnn_seed1,) = [c for c in grid.cells if (c.architecture, c.transform, c.seed) == ("crnn", "mel", 1)]
+    append_record(grid.results, {"kind": "bench", "status": "ok", "cell": crnn_seed1.name, "config_hash": crnn_seed1.config_hash,
+                                 "metrics": {"test/acc": 0.8}, "checkpoint": "again.ckpt"})  # a rerun: now 0.85 mean
+    bench([str(grid_path), "--best", "mel"])
+    assert capsys.readouterr().out.split()[1] == "tiny_gtzan/crnn-mel-seed0.ckpt"
+    with pytest.raises(GridError, match="no finished cell with transform 'mfcc'"):
+        bench([str(grid_path), "--best", "mfcc"])
