@@ -12,7 +12,8 @@ read and a ``target``. :class:`AudioDataModule` decodes them once into the share
   chunk's clip index 0..B-1.
 
 ``S`` is ``chunk_size``, the chunk length in samples. ``target`` is long (B,) for
-``multiclass`` and float32 (B, C) 0/1 for ``multilabel``. ``batch_size`` counts clips in every split.
+``multiclass``, float32 (B, C) 0/1 for ``multilabel`` and float32 (B, C) for ``regression``
+(one column per target, e.g. valence and arousal). ``batch_size`` counts clips in every split.
 """
 
 from __future__ import annotations
@@ -41,7 +42,8 @@ class AudioDataModule(L.LightningDataModule):
     """Base of every data module: a subclass only says what the clips of each split are.
 
     Subclasses set ``dataset_name``, set ``label_names`` in ``__init__`` (and ``task =
-    "multilabel"`` for tagging), implement :meth:`split_items` and name their split in
+    "multilabel"`` for tagging, ``task = "regression"`` for continuous targets, whose names
+    are then the ``label_names``), implement :meth:`split_items` and name their split in
     :attr:`split_name`; a subclass's ``__init__`` declares only its own arguments and passes
     ``**kwargs`` on (LightningCLI still lists and type-checks the base arguments). ``prepare_data`` builds (or reuses) the cache of all
     splits' items; ``setup`` reads its index; the loaders follow the batch contract in the
@@ -66,6 +68,9 @@ class AudioDataModule(L.LightningDataModule):
     """
 
     task: str = "multiclass"
+    #: For ``regression``: the (lo, hi) scale every target is served on (e.g. DEAM's 1-9), linked
+    #: into the model's spec; None for classification and tagging.
+    target_scale: tuple[float, float] | None = None
     #: The dataset's name in provenance, results and cache folder names.
     dataset_name: str = "audio"
 
@@ -161,6 +166,10 @@ class AudioDataModule(L.LightningDataModule):
         if self.task == "multiclass":
             if not (is_index and 0 <= it.target < self.num_classes):
                 raise ValueError(f"{it.key}: target {it.target!r} is not a class index below {self.num_classes}")
+        elif self.task == "regression":
+            if is_index or len(it.target) != self.num_classes or not np.isfinite(np.asarray(it.target, float)).all():
+                raise ValueError(f"{it.key}: regression target must be {self.num_classes} finite numbers "
+                                 f"({', '.join(self.label_names)}), got {it.target!r}")
         elif is_index or len(it.target) != self.num_classes or any(v not in (0, 1) for v in it.target):
             raise ValueError(f"{it.key}: multilabel target must be {self.num_classes} values of 0/1, got {it.target!r}")
 

@@ -13,7 +13,7 @@ import numpy as np
 
 from .primitives.audio import AudioSource
 
-Target = Union[int, Sequence[int]]
+Target = Union[int, Sequence[int], Sequence[float]]
 
 
 @dataclass(frozen=True)
@@ -22,8 +22,8 @@ class Item:
 
     ``key`` is the clip's unique id (for folder datasets, its path relative to the data
     folder, so a cache survives moving the folder). ``source`` is a file path or the encoded
-    bytes of the file. ``target`` is the class index (multiclass) or a 0/1 sequence with one
-    entry per label (multilabel).
+    bytes of the file. ``target`` is the class index (multiclass), a 0/1 sequence with one
+    entry per label (multilabel) or a sequence of floats, one per target (regression).
     """
 
     key: str
@@ -31,6 +31,9 @@ class Item:
     target: Target
 
 
-def plain_target(target: Target) -> int | list[int]:
-    """A target as JSON-ready ints, so equal targets compare and hash equal whatever their type."""
-    return int(target) if isinstance(target, (int, np.integer)) else [int(v) for v in target]
+def plain_target(target: Target) -> int | list[int] | list[float]:
+    """A target as JSON-ready ints (or floats, for regression), so equal targets compare and hash
+    equal whatever their type."""
+    if isinstance(target, (int, np.integer)):
+        return int(target)
+    return [int(v) if isinstance(v, (int, np.integer)) else float(v) for v in target]

@@ -22,7 +22,7 @@ from .primitives.chunks import chunk_starts
 
 
 def target_tensor(target: Target) -> torch.Tensor:
-    """long scalar for a class index, float32 0/1 vector for a multilabel target."""
+    """long scalar for a class index, float32 vector for a multilabel (0/1) or regression target."""
     if isinstance(target, (int, np.integer)):
         return torch.tensor(int(target), dtype=torch.long)
     return torch.tensor(target, dtype=torch.float32)

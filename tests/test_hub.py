@@ -157,6 +157,24 @@ def test_model_card_of_real_data_states_its_caveats(trained, tmp_path):
     assert "synthetic" not in card.lower() and "fault-filtered" in card and "No test results" in card
 
 
+def test_a_regression_model_keeps_its_targets_and_scale_through_publishing(tmp_path):
+    """config.json records the target names and the declared scale; the card speaks of values on
+    it; the loaded model is the same function on that scale."""
+    model = create_model("fcn", num_classes=2, sample_rate=SR, task="regression", label_names=["valence", "arousal"],
+                         target_scale=(1.0, 9.0), channels=[8] * 5).eval()
+    folder = save_pretrained(model, tmp_path / "emotion", dataset="deam", split="deam2015test", synthetic=True)
+    config = json.loads((folder / "config.json").read_text())
+    assert (config["task"], config["label_names"], config["target_scale"]) == ("regression", ["valence", "arousal"], [1.0, 9.0])
+    card = (folder / "README.md").read_text()
+    assert "2 values on the scale 1-9" in card and "{target: value}" in card and "regression" in card
+    loaded = from_pretrained(folder).eval()
+    assert loaded.spec == model.spec.replace(dataset="deam", split="deam2015test", synthetic=True)
+    assert loaded.spec.target_scale == (1.0, 9.0)
+    x = torch.randn(2, SR)
+    with torch.no_grad():
+        torch.testing.assert_close(loaded(x), model(x))
+
+
 def test_checkpoint_of_the_earlier_format_still_loads(trained, tmp_path):
     """Before the redesign a checkpoint named the architecture ``model`` and kept the chunk length
     (``clip_seconds``), split and synthetic flag only among the data module's hyperparameters."""

@@ -237,7 +237,7 @@ HOSTILE = [
     ("num_classes", set_field("num_classes", 100_000_000)),
     ("sample_rate", set_field("sample_rate", "x")),
     ("sample_rate", set_field("sample_rate", 10)),
-    ("task", set_field("task", "regression")),
+    ("task", set_field("task", "ranking")),
     ("transform", set_field("transform", "wavelet")),
     ("transform_params", set_param("bogus", 1)),
     ("transform_params.n_mels", set_param("n_mels", "128")),
@@ -249,11 +249,12 @@ HOSTILE = [
     ("label_names", set_field("label_names", "abc")),
     ("synthetic", set_field("synthetic", "yes")),
     ("musiczoo_config_version", set_field("musiczoo_config_version", "x")),
+    ("target_scale", set_field("target_scale", [9, 1])),
 ]
 IDS = ["chunk0", "chunk-1", "chunk_abc", "labels_short", "classes_1e8", "classes_huge", "rate_x", "rate_10",
-       "task_regression", "transform_unknown", "tparams_unknown_key", "tparams_string", "tparams_negative",
+       "task_ranking", "transform_unknown", "tparams_unknown_key", "tparams_string", "tparams_negative",
        "timm_hf-hub", "timm_hf_hub", "architecture_int", "model_params_list", "labels_string", "synthetic_str",
-       "version_str"]
+       "version_str", "scale_reversed"]
 
 
 def hostile_folder(trained, tmp_path, mutate) -> Path:
@@ -343,7 +344,7 @@ def test_timm_source_prefixes_are_refused_everywhere(no_fetch):
 
 
 @pytest.mark.parametrize("field, value", [("chunk_seconds", "abc"), ("chunk_seconds", -1), ("num_classes", 10**8),
-                                          ("task", "regression"), ("sample_rate", "x"),
+                                          ("task", "ranking"), ("sample_rate", "x"),
                                           ("architecture", "timm/hf-hub:timm/resnet18.a1_in1k")])
 def test_hostile_checkpoint_hyperparameters(trained, tmp_path, field, value, no_fetch):
     raw = load_checkpoint_dict(trained[0])

@@ -7,7 +7,8 @@ import torch
 from sklearn.metrics import average_precision_score, roc_auc_score
 from torch.utils.data import DataLoader
 
-from zoo.task import MacroTagMetrics, MusicTask
+from zoo.problems import MacroTagMetrics, RegressionMetrics, regression_scores
+from zoo.task import MusicTask
 
 SR = 8000
 
@@ -40,6 +41,48 @@ def test_tag_metrics_skip_tags_with_one_class():
     assert out["roc_auc"].item() == pytest.approx(roc_auc_score(target[:, defined], preds[:, defined], average="macro"), abs=1e-5)
 
 
+def test_regression_metrics_match_hand_computed_values_sklearn_and_numpy():
+    from sklearn.metrics import r2_score
+
+    # By hand: target 1 2 3 4, prediction 2 3 4 5 (shifted by one): SS_res 4, SS_tot 5, so R² = 0.2;
+    # r = 1; population variances 1.25 each, covariance 1.25, so CCC = 2.5 / (2.5 + 1) = 5/7.
+    metric = RegressionMetrics(["valence", "arousal"])
+    target = torch.tensor([[1.0, 4.0], [2.0, 3.0], [3.0, 2.0], [4.0, 1.0]])
+    metric.update(target + 1, target)
+    out = metric.compute()
+    assert out["r2_valence"].item() == pytest.approx(0.2) and out["pearson_valence"].item() == pytest.approx(1.0)
+    assert out["ccc_valence"].item() == pytest.approx(5 / 7)
+    assert out["r2"].item() == pytest.approx(0.2)  # both targets shifted by one alike
+
+    rng = np.random.default_rng(0)
+    target = rng.uniform(1, 9, size=(120, 2))
+    preds = 0.6 * target + rng.normal(2, 1, size=(120, 2))
+    metric = RegressionMetrics(["valence", "arousal"])
+    for part in np.array_split(np.arange(120), 5):  # accumulated over batches
+        metric.update(torch.from_numpy(preds[part]), torch.from_numpy(target[part]))
+    out = metric.compute()
+    for k, name in enumerate(["valence", "arousal"]):
+        p, t = preds[:, k], target[:, k]
+        ccc = 2 * np.cov(p, t, bias=True)[0, 1] / (p.var() + t.var() + (p.mean() - t.mean()) ** 2)
+        assert out[f"r2_{name}"].item() == pytest.approx(r2_score(t, p), abs=1e-5)
+        assert out[f"pearson_{name}"].item() == pytest.approx(np.corrcoef(p, t)[0, 1], abs=1e-5)
+        assert out[f"ccc_{name}"].item() == pytest.approx(ccc, abs=1e-5)
+    assert out["r2"].item() == pytest.approx(r2_score(target, preds), abs=1e-5)  # uniform average over targets
+
+
+@pytest.mark.parametrize("kind", ["mse", "huber", "ccc"])
+def test_the_regression_loss_is_the_one_chosen(kind):
+    module = MusicTask(architecture="fcn", num_classes=2, task="regression", sample_rate=SR, regression_loss=kind,
+                       label_names=["valence", "arousal"])  # no target_scale: the outputs are the values
+    preds, target = torch.tensor([[1.0, 2.0], [3.0, 7.0], [5.0, 5.0]]), torch.tensor([[2.0, 2.0], [3.0, 4.0], [6.0, 6.5]])
+    expected = {"mse": torch.nn.functional.mse_loss(preds, target), "huber": torch.nn.functional.huber_loss(preds, target),
+                "ccc": 1 - regression_scores(preds, target)["ccc"].mean()}[kind]
+    assert module.loss(preds, target).item() == pytest.approx(expected.item(), abs=1e-6)
+    if kind == "ccc":  # perfect agreement costs nothing; a constant shift does
+        assert module.loss(target, target).item() == pytest.approx(0.0, abs=1e-6)
+        assert module.loss(target + 1, target).item() > 0.1
+
+
 class RandomClips(torch.utils.data.Dataset):
     """Tiny random data in the data modules' batch format; class k has a tone at 400*(k+1) Hz."""
 
@@ -52,6 +95,9 @@ class RandomClips(torch.utils.data.Dataset):
             audio = torch.sin(2 * torch.pi * 400 * (k + 1) * t) + 0.1 * torch.randn(SR, generator=g)
             if task == "multiclass":
                 target = torch.tensor(k)
+            elif task == "regression":  # the tone's pitch and its loudness, on a 1-9 scale
+                audio = audio * (0.2 + 0.6 * (i % 2))
+                target = torch.tensor([1.0 + 8 * k / (num_classes - 1), 1.0 + 8 * (i % 2)])
             else:
                 target = torch.zeros(num_classes)
                 target[k] = 1
@@ -74,15 +120,17 @@ class RandomClips(torch.utils.data.Dataset):
         return {"audio": audio, "target": target, "clip": clip, "key": [f"clip{i}" for i in range(len(rows))]}
 
 
-@pytest.mark.parametrize("task", ["multiclass", "multilabel"])
+@pytest.mark.parametrize("task", ["multiclass", "multilabel", "regression"])
 def test_fit_and_test_with_a_real_trainer(task, tmp_path):
     torch.manual_seed(0)
     n_classes = 3
     train = RandomClips(24, n_classes, task)
     val = RandomClips(9, n_classes, task, chunks=2)
-    module = MusicTask(architecture="crnn", transform="mel", num_classes=n_classes, task=task, sample_rate=SR,
+    names = ["pitch", "loudness"] if task == "regression" else ["a", "b", "c"]
+    module = MusicTask(architecture="crnn", transform="mel", num_classes=len(names), task=task, sample_rate=SR,
                        transform_params={"n_fft": 512, "hop_length": 256, "n_mels": 64}, lr=3e-3,
-                       label_names=["a", "b", "c"], spec_augment=True, freq_mask=4, time_mask=4)
+                       label_names=names, spec_augment=True, freq_mask=4, time_mask=4,
+                       target_scale=(1.0, 9.0) if task == "regression" else None)
     trainer = L.Trainer(max_epochs=4, accelerator="cpu", default_root_dir=tmp_path, logger=L.pytorch.loggers.CSVLogger(tmp_path),
                         enable_progress_bar=False, enable_model_summary=False, enable_checkpointing=False)
     trainer.fit(module, DataLoader(train, batch_size=8, shuffle=True, collate_fn=train.collate),
@@ -93,6 +141,13 @@ def test_fit_and_test_with_a_real_trainer(task, tmp_path):
         table = (tmp_path / "lightning_logs" / "version_0" / "confusion_matrix.csv").read_text().splitlines()
         assert table[0] == "true \\ predicted,a,b,c" and len(table) == 4
         assert sum(int(v) for row in table[1:] for v in row.split(",")[1:]) == len(val)
+    elif task == "regression":
+        assert module.monitor == "val/r2"
+        assert results["test/r2"] == pytest.approx((results["test/r2_pitch"] + results["test/r2_loudness"]) / 2, abs=1e-6)
+        assert results["test/r2"] > 0.3, results  # far better than predicting the mean (0)
+        table = (tmp_path / "lightning_logs" / "version_0" / "per_target_metrics.csv").read_text().splitlines()
+        assert table[0] == "target,r2,pearson,ccc" and [r.split(",")[0] for r in table[1:]] == names
+        assert float(table[1].split(",")[1]) == pytest.approx(results["test/r2_pitch"], abs=1e-4)
     else:
         assert 0.0 <= results["test/pr_auc"] <= 1.0 and results["test/roc_auc"] > 0.5
         table = (tmp_path / "lightning_logs" / "version_0" / "per_tag_metrics.csv").read_text().splitlines()
@@ -139,8 +194,8 @@ def test_a_cpu_fit_trains_the_convolutions_in_channels_last_where_that_is_faster
 
 
 def test_bad_task_arguments():
-    with pytest.raises(ValueError, match="multiclass"):
-        MusicTask(task="regression")
+    with pytest.raises(ValueError, match="multiclass, multilabel, regression"):
+        MusicTask(task="ranking")
     with pytest.raises(ValueError, match="2 label names for 10 classes"):
         MusicTask(label_names=["a", "b"])
 

@@ -11,8 +11,8 @@ import shlex
 
 import yaml
 
-_METRIC_IDS = {"acc": "accuracy", "f1_macro": "f1", "roc_auc": "roc_auc", "pr_auc": "pr_auc"}
-_TASK_TAGS = {"multiclass": "genre-classification", "multilabel": "music-tagging"}
+_METRIC_IDS = {"acc": "accuracy", "f1_macro": "f1", "roc_auc": "roc_auc", "pr_auc": "pr_auc", "r2": "r_squared"}
+_TASK_TAGS = {"multiclass": "genre-classification", "multilabel": "music-tagging", "regression": "audio-regression"}
 _DATASET_NOTES = {
     "gtzan": "GTZAN has known faults (repeated excerpts, mislabelled and distorted clips; Sturm 2013) and "
              "artist overlap between random splits; only the fault-filtered split (Kereliuk & Sturm) gives "
@@ -52,15 +52,21 @@ def model_card(spec, record: dict, model_id: str) -> str:
     data_name = f"synthetic {dataset or 'data'}" if synthetic else dataset or "an unrecorded dataset"
     split = f", split `{split}`" if split else ""
     what = {"multiclass": "music genre classification (one label per clip, softmax)",
-            "multilabel": "music auto-tagging (independent tags, sigmoid)"}[task]
+            "multilabel": "music auto-tagging (independent tags, sigmoid)",
+            "regression": "regression of continuous targets such as valence and arousal"}[task]
+    if task == "regression":
+        scale = f" on the scale {spec.target_scale[0]:g}-{spec.target_scale[1]:g}" if spec.target_scale else ""
+        outputs, averaged, shown = f"{spec.num_classes} values{scale}", "chunk values", "{target: value}"
+    else:
+        outputs, averaged, shown = f"{spec.num_classes} logits", "chunk probabilities", "{label: probability}"
     labels = spec.label_names
     lines = [
         "---", yaml.safe_dump(header, sort_keys=False).strip(), "---", "",
         f"# {arch} on {transform} features: {data_name}", "",
         f"A musiczoo model for {what} from raw audio. The {transform} front-end is the model's first "
         f"layer, so the model takes a mono waveform at {spec.sample_rate} Hz and returns "
-        f"{spec.num_classes} logits; files are cut into {spec.chunk_seconds:g}-second chunks "
-        f"and the chunk probabilities are averaged.", "",
+        f"{outputs}; files are cut into {spec.chunk_seconds:g}-second chunks "
+        f"and the {averaged} are averaged.", "",
     ]
     if synthetic:
         lines += ["> **This model was trained on synthetic data** (generated signals, not recorded music). "
@@ -68,7 +74,7 @@ def model_card(spec, record: dict, model_id: str) -> str:
     lines += [
         "## Usage", "", "```python", "from zoo import from_pretrained", "",
         f"model = from_pretrained({model_id!r})",
-        'print(model.predict("song.mp3"))  # {label: probability}', "```", "",
+        f'print(model.predict("song.mp3"))  # {shown}', "```", "",
         "```bash", f"musiczoo predict {shlex.quote(model_id)} song.mp3 my_music/ --top-k 3", "```", "",
         "## Model", "",
         "| architecture | transform | sample rate | chunk | parameters | task |", "|---|---|---|---|---|---|",
@@ -100,7 +106,8 @@ def model_card(spec, record: dict, model_id: str) -> str:
         f"- Audio is mixed down to mono and resampled to {spec.sample_rate} Hz; anything above "
         f"{spec.sample_rate // 2} Hz is ignored.",
         "- The model always answers with its own label set: speech, silence or music outside the training "
-        "data still get confident-looking probabilities" + (" that sum to 1." if task == "multiclass" else "."),
+        "data still get confident-looking " + {"multiclass": "probabilities that sum to 1.",
+                                               "multilabel": "probabilities.", "regression": "values."}[task],
         "- Labels reflect the training dataset's taxonomy and annotators, and its biases in genre, era and culture.",
     ]
     note = _DATASET_NOTES.get((dataset or "").lower().replace("synthetic_", "").replace("synthetic-", ""))

@@ -131,7 +131,8 @@ def export_model(model: nn.Module, out: str | Path, *, fmt: str = "onnx", opset:
 
 
 def max_probability_difference(spec: ModelSpec, logits: torch.Tensor, other: torch.Tensor) -> float:
-    return float((probabilities(logits.float(), spec.task) - probabilities(other.float(), spec.task)).abs().max())
+    outputs = [probabilities(x.float(), spec.task, spec.target_scale) for x in (logits, other)]
+    return float((outputs[0] - outputs[1]).abs().max())
 
 
 def _onnx_bytes(graph: nn.Module, example: torch.Tensor, opset: int, config_text: str, spec: ModelSpec) -> bytes:

@@ -40,6 +40,7 @@ def create_model(
     chunk_seconds: float = DEFAULT_CHUNK_SECONDS,
     task: str = "multiclass",
     label_names: list[str] | None = None,
+    target_scale: tuple[float, float] | None = None,
     **model_params,
 ):
     """Build a model by name: waveform (B, samples) at ``sample_rate`` in, logits (B, num_classes) out.
@@ -50,7 +51,7 @@ def create_model(
     must match what the weights were trained with.
     """
     spec = ModelSpec(architecture, transform, transform_params or {}, sample_rate, chunk_seconds, num_classes, task,
-                     tuple(label_names or ()), model_params)
+                     tuple(label_names or ()), model_params, target_scale=target_scale)
     model = build_model(spec)
     if pretrained:
         load_pretrained_weights(model, pretrained)

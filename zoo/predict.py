@@ -246,7 +246,7 @@ def predict_chunks(model, files: Iterable[ChunkedFile], *, top_k: int | None = 5
                     job.embeddings.append(e)
             else:
                 logits = model(batch)
-            probs = probabilities(logits.float(), task).cpu()
+            probs = probabilities(logits.float(), task, spec.target_scale).cpu()
         for job, p in zip(jobs, probs):
             job.probs.append(p)
 

@@ -69,7 +69,9 @@ class ModelSpec:
     """A model's identity: what to build, what it takes in and what its outputs mean.
 
     ``transform_params`` holds every front-end setting once a model is built (defaults
-    filled in by the front-end); ``label_names`` defaults to the class indices. Build a
+    filled in by the front-end); ``label_names`` defaults to the class indices (for
+    ``regression``, they name the targets, and ``target_scale`` is the (lo, hi) scale the data
+    declared, e.g. DEAM's 1-9; see :func:`~datamodules.primitives.chunks.probabilities`). Build a
     model from one with ``zoo.factory.build_model``; change one with :meth:`replace`.
     """
 
@@ -83,12 +85,15 @@ class ModelSpec:
     label_names: tuple[str, ...] = ()
     model_params: dict = field(default_factory=dict)
     provenance: Provenance = Provenance()
+    target_scale: tuple[float, float] | None = None
 
     def __post_init__(self):
         set_ = lambda name, value: object.__setattr__(self, name, value)  # noqa: E731 (frozen: normalise once)
         set_("transform_params", dict(self.transform_params or {}))
         set_("model_params", dict(self.model_params or {}))
         set_("label_names", tuple(self.label_names or default_label_names(self.num_classes)))
+        if self.target_scale is not None:
+            set_("target_scale", tuple(float(v) for v in self.target_scale))
         if isinstance(self.chunk_seconds, int) and not isinstance(self.chunk_seconds, bool):
             set_("chunk_seconds", float(self.chunk_seconds))
         if isinstance(self.provenance, dict):  # as a data module links it in
@@ -115,7 +120,9 @@ class ModelSpec:
             "architecture": self.architecture, "model_params": dict(self.model_params), "num_classes": self.num_classes,
             "transform": self.transform, "transform_params": dict(self.transform_params),
             "sample_rate": self.sample_rate, "chunk_seconds": self.chunk_seconds, "task": self.task,
-            "label_names": list(self.label_names), **dataclasses.asdict(self.provenance),
+            "label_names": list(self.label_names),
+            "target_scale": list(self.target_scale) if self.target_scale is not None else None,
+            **dataclasses.asdict(self.provenance),
         }
 
     @classmethod
@@ -222,6 +229,13 @@ def _check_label_names(v, c):
     return None
 
 
+def _check_target_scale(v, c):
+    if v is None:
+        return None
+    ok = isinstance(v, list) and len(v) == 2 and all(_is_number(x) for x in v) and v[0] < v[1]
+    return None if ok else "must be null or [lo, hi], two numbers with lo < hi"
+
+
 def _check_metrics(v, c):
     ok = isinstance(v, dict) and all(isinstance(k, str) and isinstance(x, (int, float)) for k, x in v.items())
     return None if ok else "must be a flat {name: number} object"
@@ -310,6 +324,7 @@ CONFIG_SCHEMA = [
     ("chunk_seconds", False, _check_chunk_seconds),
     ("task", True, _one_of(lambda: TASKS)),
     ("label_names", True, _check_label_names),
+    ("target_scale", False, _check_target_scale),
     ("dataset", False, _optional((str,), "a string")),
     ("split", False, _optional((str,), "a string")),
     ("synthetic", False, _optional((bool,), "true or false")),

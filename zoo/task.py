@@ -1,9 +1,10 @@
-"""The one LightningModule: multi-class genre classification or multi-label tagging.
+"""The one LightningModule: multi-class genre classification, multi-label tagging or regression
+(valence and arousal); what differs between them is :mod:`zoo.problems`' business.
 
 Evaluation is clip-level, as in the literature: a validation/test batch holds all evenly
 spaced chunks of each clip (``batch["clip"]`` says which clip a chunk belongs to), the
-chunk probabilities (softmax or sigmoid) are averaged per clip, and metrics are computed
-on those clip predictions. The loss is still reported per chunk.
+chunk probabilities (softmax or sigmoid; regression outputs as they are) are averaged per
+clip, and metrics are computed on those clip predictions. The loss is still reported per chunk.
 """
 
 from __future__ import annotations
@@ -16,21 +17,17 @@ from typing import Literal
 
 import lightning as L
 import torch
-import torch.nn.functional as F
 from lightning.pytorch.utilities import rank_zero_info
 from torch import nn
 from torchaudio.transforms import FrequencyMasking, TimeMasking
-from torchmetrics import Metric, MetricCollection
-from torchmetrics.classification import MulticlassAccuracy, MulticlassConfusionMatrix, MulticlassF1Score
-from torchmetrics.functional.classification import binary_auroc, binary_average_precision
-from torchmetrics.utilities import dim_zero_cat
 
 from datamodules.primitives.chunks import DEFAULT_CHUNK_SECONDS, clip_mean, probabilities
 from . import transfer
 from .build import build_model
+from .problems import PROBLEMS, RegressionLoss
 from .spec import ModelSpec
 
-TaskType = Literal["multiclass", "multilabel"]
+TaskType = Literal["multiclass", "multilabel", "regression"]
 
 
 class SpecAugment(nn.Module):
@@ -51,45 +48,6 @@ class SpecAugment(nn.Module):
         return self.masks(spec)
 
 
-class MacroTagMetrics(Metric):
-    """Macro ROC-AUC and PR-AUC over tags, computed on all clip predictions of an epoch.
-
-    A tag whose targets are all 0 or all 1 in the evaluated set has no defined AUC; it is
-    left out of the macro average (and reported as NaN per tag) instead of crashing or
-    silently counting as 0, which is what a small validation split or a rare tag needs.
-    """
-
-    full_state_update = False
-
-    def __init__(self, num_labels: int):
-        super().__init__()
-        self.num_labels = num_labels
-        self.add_state("preds", default=[], dist_reduce_fx="cat")
-        self.add_state("target", default=[], dist_reduce_fx="cat")
-
-    def update(self, preds: torch.Tensor, target: torch.Tensor):
-        self.preds.append(preds.float())
-        self.target.append(target.long())
-
-    def compute(self) -> dict[str, torch.Tensor]:
-        preds, target = dim_zero_cat(self.preds), dim_zero_cat(self.target)
-        roc = torch.full((self.num_labels,), float("nan"), device=preds.device)
-        pr = roc.clone()
-        for k in range(self.num_labels):
-            positives = int(target[:, k].sum())
-            if 0 < positives < len(target):
-                roc[k] = binary_auroc(preds[:, k], target[:, k])
-                pr[k] = binary_average_precision(preds[:, k], target[:, k])
-        defined = ~roc.isnan()
-        nan = torch.tensor(float("nan"), device=preds.device)
-        return {
-            "roc_auc": roc[defined].mean() if defined.any() else nan,
-            "pr_auc": pr[defined].mean() if defined.any() else nan,
-            "per_tag_roc_auc": roc,
-            "per_tag_pr_auc": pr,
-        }
-
-
 class MusicTask(L.LightningModule):
     """Train and evaluate any zoo model on any front-end.
 
@@ -97,7 +55,7 @@ class MusicTask(L.LightningModule):
         architecture: zoo model name (``musiczoo models`` lists them), e.g. ``resnet_gru``, ``timm/resnet18``;
             unset: ``resnet_gru``, or the source's with ``init_from``.
         transform: ``mel``, ``mfcc`` or ``stft``; unset: ``mel``, or the source's with ``init_from``.
-        num_classes, task, sample_rate, chunk_seconds, label_names, provenance: linked from the
+        num_classes, task, sample_rate, chunk_seconds, label_names, target_scale, provenance: linked from the
             data module by the CLI, so the checkpoint records what a published model needs
             (``provenance`` is the data module's ``{"dataset", "split", "synthetic"}``).
             These and ``transform_params``, ``model_params`` are the fields of the net's
@@ -108,6 +66,8 @@ class MusicTask(L.LightningModule):
         warmup_ratio: share of training steps with linear warm-up before the cosine decay.
         spec_augment: mask frequency/time bands of the training features (sizes in bins/frames).
         label_smoothing: for the multiclass cross-entropy.
+        regression_loss: for regression: ``mse``, ``huber`` (delta 1, less swayed by a few badly
+            annotated songs) or ``ccc`` (1 - the batch's concordance correlation coefficient).
         checkpoint_every_n_steps: how often ``last.ckpt`` is written within an epoch (it is also
             written at every epoch's end and on SIGTERM), i.e. the most steps a SIGKILL can lose.
         init_from: start from this model's weights (anything ``musiczoo predict`` takes: a published
@@ -129,6 +89,7 @@ class MusicTask(L.LightningModule):
         sample_rate: int | None = None,
         chunk_seconds: float = DEFAULT_CHUNK_SECONDS,
         label_names: list[str] | None = None,
+        target_scale: tuple[float, float] | None = None,
         provenance: dict | None = None,
         transform_params: dict | None = None,
         model_params: dict | None = None,
@@ -140,6 +101,7 @@ class MusicTask(L.LightningModule):
         time_mask: int = 32,
         num_masks: int = 2,
         label_smoothing: float = 0.0,
+        regression_loss: RegressionLoss = "mse",
         checkpoint_every_n_steps: int = 500,
         init_from: str | None = None,
         freeze: Literal["encoder"] | None = None,
@@ -179,10 +141,15 @@ class MusicTask(L.LightningModule):
         return self.net.spec
 
     @property
+    def problem(self):
+        """The :class:`~zoo.problems.Problem` of the spec's task: loss, metrics, monitor, test table."""
+        return PROBLEMS[self.spec.task]
+
+    @property
     def monitor(self) -> str:
-        """The validation metric that picks the best checkpoint: accuracy for genres, PR-AUC for tags
-        (the literature's headline metric for MagnaTagATune; ROC-AUC saturates)."""
-        return "val/acc" if self.spec.task == "multiclass" else "val/pr_auc"
+        """The validation metric that picks the best checkpoint: accuracy for genres, PR-AUC for tags,
+        mean R² over targets for regression."""
+        return self.problem.monitor
 
     def configure_callbacks(self):
         """The best checkpoint by :attr:`monitor` and ``last.ckpt`` (every
@@ -203,23 +170,14 @@ class MusicTask(L.LightningModule):
 
     # ---- metrics -----------------------------------------------------------------
     def _make_metrics(self) -> nn.Module:
-        n = self.spec.num_classes
-        if self.spec.task == "multiclass":
-            return MetricCollection({
-                "acc": MulticlassAccuracy(n, average="micro"),
-                "f1_macro": MulticlassF1Score(n, average="macro"),
-                "confusion": MulticlassConfusionMatrix(n),
-            })
-        return MacroTagMetrics(n)
+        return self.problem.metrics(self.spec)
 
     # ---- forward / loss ------------------------------------------------------------
     def forward(self, waveform: torch.Tensor) -> torch.Tensor:
         return self.net(waveform)
 
     def loss(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        if self.spec.task == "multiclass":
-            return F.cross_entropy(logits, target, label_smoothing=self.hparams.label_smoothing)
-        return F.binary_cross_entropy_with_logits(logits, target.to(logits.dtype))
+        return self.problem.loss(logits, target, self)
 
     def training_step(self, batch, batch_idx):
         loss = self.loss(self(batch["audio"]), batch["target"])
@@ -229,7 +187,8 @@ class MusicTask(L.LightningModule):
     def clip_predictions(self, batch) -> tuple[torch.Tensor, torch.Tensor]:
         """Chunk logits and clip-level probabilities (mean over each clip's chunks)."""
         logits = self(batch["audio"])
-        probs = clip_mean(probabilities(logits.float(), self.spec.task), batch["clip"], len(batch["key"]))
+        probs = clip_mean(probabilities(logits.float(), self.spec.task, self.spec.target_scale), batch["clip"],
+                          len(batch["key"]))
         return logits, probs
 
     def _eval_step(self, batch, stage: str):
@@ -237,7 +196,7 @@ class MusicTask(L.LightningModule):
         target = batch["target"]
         loss = self.loss(logits, target[batch["clip"]])
         self.log(f"{stage}/loss", loss, prog_bar=True, batch_size=len(target), sync_dist=True)
-        self.metrics[stage].update(probs, target.long())  # multilabel targets arrive as 0/1 floats
+        self.metrics[stage].update(probs, target)
 
     def validation_step(self, batch, batch_idx):
         self._eval_step(batch, "val")
@@ -265,20 +224,13 @@ class MusicTask(L.LightningModule):
             self._write_test_tables(values)
 
     def _write_test_tables(self, values: dict):
-        """Confusion matrix (multiclass) or per-tag AUCs (multilabel) as CSV next to the logs."""
+        """The confusion matrix (multiclass), per-tag AUCs (multilabel) or per-target R², r and CCC
+        (regression) as CSV next to the logs."""
         out = Path(self.trainer.log_dir or self.trainer.default_root_dir)
         out.mkdir(parents=True, exist_ok=True)
-        names = self.spec.label_names
-        if self.spec.task == "multiclass":
-            path = out / "confusion_matrix.csv"
-            cm = values["confusion"].cpu().tolist()
-            rows = [["true \\ predicted", *names]] + [[names[i], *map(int, row)] for i, row in enumerate(cm)]
-        else:
-            path = out / "per_tag_metrics.csv"
-            roc, pr = values["per_tag_roc_auc"].cpu().tolist(), values["per_tag_pr_auc"].cpu().tolist()
-            rows = [["tag", "roc_auc", "pr_auc"]] + [[n, f"{r:.4f}", f"{p:.4f}"] for n, r, p in zip(names, roc, pr)]
+        path = out / self.problem.table_name
         with open(path, "w", newline="") as f:
-            csv.writer(f).writerows(rows)
+            csv.writer(f).writerows(self.problem.table(values, list(self.spec.label_names)))
         rank_zero_info(f"test tables written to {path}")
 
     # ---- optimisation --------------------------------------------------------------

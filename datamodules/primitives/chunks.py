@@ -1,4 +1,4 @@
-"""Chunks: the chunk length, where chunks start, and chunk outputs -> clip-level probabilities.
+"""Chunks: the chunk length, where chunks start, and chunk outputs -> clip-level probabilities (or values).
 
 The chunk length is named ``chunk_seconds`` everywhere and ``chunk_size`` in samples
 (:func:`chunk_samples` is the one conversion). Training crops, evaluation chunks, prediction
@@ -18,8 +18,9 @@ import torch
 #: Length of training crops, evaluation chunks and prediction chunks unless a config says otherwise.
 DEFAULT_CHUNK_SECONDS = 3.0
 
-#: One label per clip (softmax) or independent tags (sigmoid).
-TASKS = ("multiclass", "multilabel")
+#: One label per clip (softmax), independent tags (sigmoid), or continuous targets such as
+#: valence and arousal (the outputs as they are).
+TASKS = ("multiclass", "multilabel", "regression")
 
 
 def chunk_samples(chunk_seconds: float, sample_rate: int) -> int:
@@ -42,8 +43,20 @@ def chunk_starts(length: int, chunk_size: int, max_chunks: int | None = None) ->
     return np.rint(np.linspace(0, max(length - chunk_size, 0), n)).astype(np.int64)
 
 
-def probabilities(logits: torch.Tensor, task: str) -> torch.Tensor:
-    """Softmax for one label per clip (``multiclass``), independent sigmoids for tags (``multilabel``)."""
+def probabilities(logits: torch.Tensor, task: str, target_scale: tuple[float, float] | None = None) -> torch.Tensor:
+    """What a chunk's outputs mean before they are averaged over the clip: softmax for one label
+    per clip (``multiclass``), independent sigmoids for tags (``multilabel``), and values for
+    continuous targets (``regression``: a clip's value is its chunks' mean).
+
+    A regression model's output 0 is the middle of its ``target_scale`` (lo, hi) and +-1 its
+    ends (values beyond them are not clipped), so that a freshly initialised head already
+    predicts the middle of the scale and learns differences, not the scale's offset; without
+    a scale the outputs are the values."""
+    if task == "regression":
+        if target_scale is None:
+            return logits
+        lo, hi = target_scale
+        return (lo + hi) / 2 + (hi - lo) / 2 * logits
     return logits.softmax(-1) if task == "multiclass" else logits.sigmoid()
 
 

@@ -70,6 +70,7 @@ class MusicZooCLI(LightningCLI):
         parser.link_arguments("data.num_classes", "model.num_classes", apply_on="instantiate")
         parser.link_arguments("data.task", "model.task", apply_on="instantiate")
         parser.link_arguments("data.label_names", "model.label_names", apply_on="instantiate")
+        parser.link_arguments("data.target_scale", "model.target_scale", apply_on="instantiate")
         parser.link_arguments("data.provenance", "model.provenance", apply_on="instantiate")
         parser.link_arguments("data.init_args.sample_rate", "model.sample_rate", apply_on="parse")
         parser.link_arguments("data.init_args.chunk_seconds", "model.chunk_seconds", apply_on="parse")
