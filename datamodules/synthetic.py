@@ -97,7 +97,7 @@ def render_line(onsets, durations, midi, amps, n: int, sr: int, inst: str, rng) 
     return out
 
 
-def _drum(name: str, sr: int, rng) -> np.ndarray:
+def drum_hit(name: str, sr: int, rng) -> np.ndarray:
     """One sound of this clip's drum kit, with random tuning and decay."""
     def t(seconds):
         return np.arange(int(seconds * sr), dtype=np.float32) / sr
@@ -134,14 +134,14 @@ def _drum(name: str, sr: int, rng) -> np.ndarray:
     raise ValueError(f"unknown drum {name!r}")
 
 
-def _step_times(n_steps: int, step: float, swing: float, sr: int, rng) -> np.ndarray:
+def step_times(n_steps: int, step: float, swing: float, sr: int, rng) -> np.ndarray:
     """Sample onset of each 16th step: swung off-beat 8ths plus a few ms of human timing."""
     s = np.arange(n_steps)
     times = s * step + (s % 4 == 2) * swing * step + rng.normal(0, 0.004 * sr, n_steps)
     return np.rint(times).astype(np.int64)
 
 
-def _voice(tones: list[int], center: float) -> list[int]:
+def voice_chord(tones: list[int], center: float) -> list[int]:
     """MIDI notes of a chord's pitch classes placed near ``center`` (cheap voice leading)."""
     return sorted(int(pc + 12 * np.round((center - pc) / 12)) for pc in tones)
 
@@ -165,7 +165,7 @@ class _Arrangement:
         self.swing = rng.uniform(*self.style["swing"])
         self.bars = int(np.ceil(n / (16 * self.step))) + 2
         self.shift = int(rng.integers(16 * 2))  # start anywhere in the first two bars
-        self.times = _step_times(16 * self.bars, self.step, self.swing, sr, rng) - int(self.shift * self.step)
+        self.times = step_times(16 * self.bars, self.step, self.swing, sr, rng) - int(self.shift * self.step)
         prog = PROGRESSIONS[self.pick("prog")]
         first = int(rng.integers(len(prog)))
         self.chords = [prog[(first + b) % len(prog)] for b in range(self.bars)]
@@ -188,7 +188,7 @@ class _Arrangement:
         for inst, pattern in DRUMS[self.pick("drums")].items():
             vel = np.array([{"x": 1.0, "o": 0.45, ".": 0.0}[c] for c in pattern] * self.bars, np.float32)
             vel *= self.rng.uniform(0.7, 1.0, len(vel)) * (self.rng.random(len(vel)) > 0.04)
-            sound = _drum(inst, self.sr, self.rng).astype(np.float32)
+            sound = drum_hit(inst, self.sr, self.rng).astype(np.float32)
             for s in np.flatnonzero(vel):
                 o = self.times[s]
                 if 0 <= o < self.n:
@@ -233,7 +233,7 @@ class _Arrangement:
         center = 55 + rng.uniform(-4, 4)
         voices: dict[int, list] = {}
         for b, (root, quality) in enumerate(self.chords):
-            notes = _voice([(self.key + root + i) % 12 for i in CHORDS[quality]], center)
+            notes = voice_chord([(self.key + root + i) % 12 for i in CHORDS[quality]], center)
             bar_attacks = attacks if comp != "comp" else sorted(rng.choice(16, rng.integers(2, 5), replace=False))
             for k, s in enumerate(bar_attacks):
                 nxt = bar_attacks[k + 1] if k + 1 < len(bar_attacks) else 16 + bar_attacks[0]

@@ -10,7 +10,7 @@ import warnings
 
 EXTRA_VERBS = """extra commands:
   musiczoo models [PATTERN] [--pretrained]   list the model zoo (parameter counts) or published weights
-  musiczoo synth gtzan|mtat OUT              write a synthetic dataset in the real on-disk layout
+  musiczoo synth gtzan|mtat|deam OUT         write a synthetic dataset in the real on-disk layout
   musiczoo quickstart [--out DIR]            synthetic GTZAN -> train resnet_gru on mel (CPU) -> test
   musiczoo publish CKPT OUT_DIR              checkpoint -> model.safetensors + config.json + model card
   musiczoo predict MODEL AUDIO_OR_DIR ...    genres/tags of your own audio files (--runtime onnx: an exported file)

@@ -29,7 +29,16 @@ def cmd_synth(argv: list[str]) -> None:
     mtat = _synth_parser(sub, "mtat", "MagnaTagATune layout: 0..f/<clip>.mp3 + annotations_final.csv", 29.1, 16000)
     mtat.add_argument("--n-clips", type=int, default=200)
     mtat.add_argument("--n-broken", type=int, default=3, help="empty or truncated mp3 files, as on the real release")
+    deam = _synth_parser(sub, "deam", "DEAM layout: MEMD_audio/<song_id>.mp3 + the static annotations averaged per song",
+                         45.0, 44100)
+    deam.add_argument("--n-songs", type=int, default=200, help="the last 15%% (at most 58) are the test part, ids from 2001")
     args = parser.parse_args(argv)
+    if args.dataset == "deam":
+        from datamodules.synthetic_emotion import make_synthetic_deam
+
+        root = make_synthetic_deam(args.out, n_songs=args.n_songs, seconds=args.seconds,
+                                   sample_rate=args.sample_rate, seed=args.seed)
+        print(f"synthetic DEAM written to {root}")
     if args.dataset == "mtat":
         from datamodules.synthetic_mtat import make_synthetic_mtat
 
