@@ -83,6 +83,7 @@ def test_every_shipped_config_builds_what_it_names_through_the_cli(path, tmp_pat
     assert cli.datamodule.sample_rate == data["sample_rate"] == net.frontend.sample_rate
     assert cli.model.hparams.num_classes == len(cli.datamodule.label_names) == net.head.out_features
     assert cli.model.hparams.provenance == cli.datamodule.provenance
+    assert net.spec.task == cli.datamodule.task and net.spec.target_scale == cli.datamodule.target_scale
 
 
 def test_no_two_shipped_configs_differ_only_in_the_architecture():

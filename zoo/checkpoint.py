@@ -95,6 +95,7 @@ def checkpoint_spec(ckpt: dict, path: str | Path) -> ModelSpec:
         "chunk_seconds": chunk_seconds,
         "task": hp.get("task", "multiclass"),
         "label_names": list(label_names) if isinstance(label_names, (list, tuple)) else label_names,
+        "target_scale": list(scale) if isinstance(scale := hp.get("target_scale"), (list, tuple)) else scale,
         **{k: v for k, v in (provenance or {}).items() if k in PROVENANCE_FIELDS},
     }
     # The same schema as a published config.json, checked before any model is built.

@@ -40,7 +40,9 @@ class RunSummary(Callback):
         p = data.provenance
         clips = ", ".join(f"{len(data.clips(s))} {s}" for s in STAGE_SPLITS[stage])
         seed = "no seed" if self.seed is False or self.seed is None else f"seed {self.seed}"
-        print(f"{self.verb}: {spec.architecture} on {spec.transform}, {spec.num_classes} classes, {seed}; "
+        outputs = (f"targets {', '.join(spec.label_names)}" if spec.task == "regression"
+                   else f"{spec.num_classes} {'tags' if spec.task == 'multilabel' else 'classes'}")
+        print(f"{self.verb}: {spec.architecture} on {spec.transform}, {outputs}, {seed}; "
               f"{p['dataset']} {p['split']} split{' (synthetic)' if p['synthetic'] else ''} at {data.sample_rate} Hz "
               f"from {data.root}: {clips} clips", flush=True)
         if stage == "fit":

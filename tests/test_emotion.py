@@ -1,0 +1,42 @@
+"""Music emotion recognition end to end: the genre model with a regression head learns valence
+and arousal from synthetic DEAM (whose targets cause the music) through the real CLI, better
+than the hand-crafted clip-feature ridge baseline of the same split."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from benchmarks.emotion_baseline import fit_and_score
+from datamodules.emotion import DEAMDataModule
+from datamodules.synthetic_emotion import make_synthetic_deam
+from zoo.cli.train import build_cli
+from zoo.factory import from_pretrained
+
+CONFIG = Path(__file__).resolve().parents[1] / "benchmarks" / "configs" / "deam_synthetic_tiny.yaml"
+
+
+def test_resnet_gru_learns_synthetic_valence_and_arousal_better_than_the_ridge_baseline(tmp_path):
+    """12 epochs of the config's recipe (about 45 s on 2 cores). Seeds 0, 1, 2 gave test R² 0.751,
+    0.772 and 0.803 against the baseline's 0.707 on these 120 songs, so the model must beat it."""
+    root = make_synthetic_deam(tmp_path / "deam", n_songs=120, seconds=4.0, sample_rate=16000, seed=0)
+    baseline = fit_and_score(DEAMDataModule(str(root)).split_items(), ["valence", "arousal"])["metrics"]
+    cli = build_cli(["--config", str(CONFIG), f"--data.init_args.root={root}",
+                     f"--data.init_args.cache_dir={tmp_path / 'cache'}", f"--trainer.default_root_dir={tmp_path / 'run'}",
+                     "--trainer.enable_progress_bar=false"], run=False)
+    cli.trainer.fit(cli.model, datamodule=cli.datamodule)
+    best = cli.trainer.checkpoint_callback.best_model_path
+    assert cli.trainer.checkpoint_callback.monitor == "val/r2"
+    (results,) = cli.trainer.test(cli.model, datamodule=cli.datamodule, ckpt_path=best, weights_only=True)
+    assert len(cli.datamodule.clips("test")) == 18  # the songs numbered from 2001: DEAM's test part
+    assert results["test/r2"] > baseline["test/r2"], (results, baseline)
+    assert results["test/r2_valence"] > 0.5 and results["test/r2_arousal"] > 0.5, results
+    (table,) = (tmp_path / "run").rglob("per_target_metrics.csv")
+    rows = [line.split(",") for line in table.read_text().splitlines()]
+    assert rows[0] == ["target", "r2", "pearson", "ccc"] and [r[0] for r in rows[1:]] == ["valence", "arousal"]
+    assert float(rows[1][1]) == pytest.approx(results["test/r2_valence"], abs=1e-4)
+    # The checkpoint knows what its outputs are: two targets on DEAM's 1-9 scale, from synthetic data.
+    spec = from_pretrained(best).spec
+    assert (spec.task, spec.label_names, spec.target_scale) == ("regression", ("valence", "arousal"), (1.0, 9.0))
+    assert (spec.provenance.dataset, spec.provenance.synthetic) == ("deam", True)
