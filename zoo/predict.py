@@ -23,6 +23,7 @@ memory first. URLs are refused in one line (download the file first): a path wou
 from __future__ import annotations
 
 import csv
+import itertools
 import json
 import logging
 import os
@@ -48,7 +49,9 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class Prediction:
-    """One file's result: ``labels`` maps label -> probability, highest first (top-k).
+    """One file's result: ``labels`` maps label -> probability, highest first (top-k); for a
+    regression model, target -> value in the model's target order, every target, on ``scale``
+    (the spec's ``target_scale``; None for classifiers and taggers).
 
     ``segments`` (with ``segments=True``) lists each chunk as ``(start_s, end_s, labels)``;
     ``embedding`` (with ``embeddings=True``) is the mean of the chunks' pooled embeddings, the
@@ -62,11 +65,13 @@ class Prediction:
     segments: list[tuple[float, float, dict[str, float]]] | None = None
     error: str | None = None
     embedding: list[float] | None = None
+    scale: tuple[float, float] | None = None
 
     def to_dict(self) -> dict:
         d = asdict(self)
-        if self.embedding is None:
-            del d["embedding"]
+        for optional in ("embedding", "scale"):
+            if d[optional] is None:
+                del d[optional]
         if self.segments is not None:
             d["segments"] = [{"start_s": s, "end_s": e, "labels": lab} for s, e, lab in self.segments]
         return d
@@ -142,7 +147,11 @@ def chunk_layout(path: str | Path, num_samples: int, chunk_size: int, sample_rat
 
 
 def _top(probs: torch.Tensor, labels: list[str], top_k: int | None) -> dict[str, float]:
-    k = len(labels) if not top_k or top_k <= 0 else min(top_k, len(labels))
+    """The ``top_k`` labels, highest first; ``top_k`` None: every output in the model's order
+    (a regression model's targets)."""
+    if top_k is None:
+        return {label: float(v) for label, v in zip(labels, probs.tolist())}
+    k = len(labels) if top_k <= 0 else min(top_k, len(labels))
     values, idx = probs.topk(k)
     return {labels[i]: float(v) for v, i in zip(values.tolist(), idx.tolist())}
 
@@ -228,6 +237,10 @@ def predict_chunks(model, files: Iterable[ChunkedFile], *, top_k: int | None = 5
                           else device or ("cuda" if torch.cuda.is_available() else "cpu"))
     spec = model.spec
     sample_rate, task, labels = spec.sample_rate, spec.task, list(spec.label_names)
+    if task == "regression":  # every target, in order: a value is not ranked against another target's
+        top_k = None
+    elif top_k is None:
+        top_k = 0
     chunk_size = chunk_samples(spec.chunk_seconds, sample_rate)
     was_training = model.training
     model.to(device).eval()
@@ -253,7 +266,7 @@ def predict_chunks(model, files: Iterable[ChunkedFile], *, top_k: int | None = 5
     def finished() -> Iterator[Prediction]:
         while pending and pending[0].done:
             bar.update()
-            yield _result(pending.popleft(), labels, top_k, segments, sample_rate, chunk_size)
+            yield _result(pending.popleft(), labels, top_k, segments, sample_rate, chunk_size, spec.target_scale)
 
     def queue_chunks(job: ChunkedFile):
         """Queue the file's chunks as they are decoded, running each batch as it fills."""
@@ -311,22 +324,23 @@ def _chunks(blocks: Iterable[np.ndarray], starts: list[int], chunk_size: int) ->
         yield F.pad(chunk, (0, chunk_size - len(chunk)))
 
 
-def _result(job: ChunkedFile, labels, top_k, segments, sample_rate, chunk_size) -> Prediction:
+def _result(job: ChunkedFile, labels, top_k, segments, sample_rate, chunk_size, scale=None) -> Prediction:
+    scale = scale if top_k is None else None  # values on the scale: a regression model's
     if job.error:
-        return Prediction(printable_name(job.path), error=job.error)
+        return Prediction(printable_name(job.path), error=job.error, scale=scale)
     probs = torch.stack(job.probs)
     one_clip = torch.zeros(len(probs), dtype=torch.long)
     file_probs = clip_mean(probs, one_clip, 1)[0]
     if not torch.isfinite(probs).all():  # never a confident-looking answer made of NaN
         return Prediction(printable_name(job.path), error=f"{printable_name(job.path)}: the model gave non-finite "
-                          "probabilities on this file")
+                          "outputs on this file", scale=scale)
     embedding = clip_mean(torch.stack(job.embeddings), one_clip, 1)[0].tolist() if job.embeddings else None
     timeline = None
     if segments:
         timeline = [(s / sample_rate, min(s + chunk_size, job.num_samples) / sample_rate, _top(p, labels, top_k))
                     for s, p in zip(job.starts, probs)]
     return Prediction(printable_name(job.path), _top(file_probs, labels, top_k), job.num_samples / sample_rate, timeline,
-                      embedding=embedding)
+                      embedding=embedding, scale=scale)
 
 
 # ---- output formats ----------------------------------------------------------------
@@ -336,7 +350,8 @@ def predictions_as_table(results: Iterable[Prediction], out) -> None:
         if r.error:
             print(f"{r.path}  ERROR: {r.error}", file=out)
             continue
-        print(f"{r.path}  ({r.duration_s:.1f} s)", file=out)
+        scale = f", values on the {r.scale[0]:g}-{r.scale[1]:g} scale" if r.scale else ""
+        print(f"{r.path}  ({r.duration_s:.1f} s{scale})", file=out)
         width = max(map(len, r.labels))
         for label, p in r.labels.items():
             print(f"  {label:<{width}}  {p:.3f}", file=out)
@@ -357,17 +372,27 @@ PREDICTION_CSV_COLUMNS = ["path", "scope", "start_s", "end_s", "rank", "label", 
 
 
 def predictions_as_csv(results: Iterable[Prediction], out) -> None:
-    """Long format: one row per (file or segment, label); ``scope`` is ``file`` or ``segment``."""
+    """Long format: one row per (file or segment, label); ``scope`` is ``file`` or ``segment``.
+    A regression model's rows hold values, not probabilities: the column is ``value`` and a
+    ``scale`` column (e.g. ``1-9``) follows it; ``rank`` is then the target's place in the model's order."""
+    results = iter(results)
+    first = next(results, None)
+    scale = first.scale if first is not None else None
     w = csv.writer(out)
-    w.writerow(PREDICTION_CSV_COLUMNS)
+    if scale:
+        w.writerow([("value" if c == "probability" else c) for c in PREDICTION_CSV_COLUMNS[:-1]] + ["scale", "error"])
+    else:
+        w.writerow(PREDICTION_CSV_COLUMNS)
+    extra = [f"{scale[0]:g}-{scale[1]:g}"] if scale else []
+    results = itertools.chain([first], results) if first is not None else ()
     for r in results:
         if r.error:
-            w.writerow([r.path, "file", "", "", "", "", "", r.error])
+            w.writerow([r.path, "file", "", "", "", "", "", *[""] * len(extra), r.error])
             continue
         rows = [("file", 0.0, r.duration_s, r.labels)] + [("segment", s, e, lab) for s, e, lab in r.segments or []]
         for scope, start, end, labs in rows:
             for rank, (label, p) in enumerate(labs.items(), 1):
-                w.writerow([r.path, scope, f"{start:.3f}", f"{end:.3f}", rank, label, f"{p:.6f}", ""])
+                w.writerow([r.path, scope, f"{start:.3f}", f"{end:.3f}", rank, label, f"{p:.6f}", *extra, ""])
         out.flush()
 
 
