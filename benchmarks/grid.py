@@ -50,8 +50,10 @@ RECORDED_FAILURE_STATUS = 3
 
 
 def finished(grid: Grid) -> set[tuple]:
-    """Keys of the cells with an ``ok`` record of the same config hash."""
-    done = {(r["cell"], r["config_hash"]) for r in read_records(grid.results) if r.get("status") == "ok"}
+    """Keys of the cells with an ``ok`` record of the same config hash (a results file may also
+    hold other records, e.g. the baseline of a grid's split)."""
+    done = {(r["cell"], r["config_hash"]) for r in read_records(grid.results)
+            if r.get("kind") == "bench" and r.get("status") == "ok"}
     return {c.key for c in grid.cells if (c.name, c.config_hash) in done}
 
 

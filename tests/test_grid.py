@@ -283,6 +283,8 @@ def test_best_names_the_lowest_seed_of_the_best_architecture_by_mean(tiny_config
     cell), its lowest seed, from each cell's latest record."""
     grid_path = write_grid(tmp_path, tiny_config)
     grid = load_grid(grid_path)
+    append_record(grid.results, {"kind": "baseline", "status": "ok", "baseline": "mfcc_stats_logreg",
+                                 "metrics": {"test/acc": 0.99}})  # the split's baseline shares the file: no cell
     accuracy = {("fcn", 0): 0.5, ("fcn", 1): 0.7, ("crnn", 0): 0.9, ("crnn", 1): 0.2}  # means 0.60 and 0.55
     for cell in grid.cells:
         if cell.transform == "mel":
@@ -299,3 +301,5 @@ def test_best_names_the_lowest_seed_of_the_best_architecture_by_mean(tiny_config
     assert capsys.readouterr().out.split()[1] == "tiny_gtzan/crnn-mel-seed0.ckpt"
     with pytest.raises(GridError, match="no finished cell with transform 'mfcc'"):
         bench([str(grid_path), "--best", "mfcc"])
+    bench([str(grid_path), "--list"])
+    assert capsys.readouterr().out.count("done   ") == 4
