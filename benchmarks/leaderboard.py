@@ -313,7 +313,8 @@ def reference_section(path: Path = REFERENCE_FILE) -> list[str]:
     entries = yaml.safe_load(path.read_text()) or []
     lines = ["## Published reference results", "",
              "Figures from the literature on the real datasets, quoted with their sources. They are not "
-             "produced by this repository and are not comparable to the synthetic rows above.", ""]
+             "produced by this repository and are not comparable to the rows above (synthetic data, or "
+             "excerpts of a dataset under a split of their own).", ""]
     for entry in entries:
         lines += [f"### {entry['dataset']}", "", entry["citation"].strip(), ""]
         metrics = list(entry["rows"][0]["metrics"])

@@ -38,4 +38,5 @@ musiczoo index "$OUT/models/gtzan_mel" "$OUT/models/mtat_tagging" "$MUSIC" --out
 rm -f "$RESULTS"
 musiczoo recommend-eval "$OUT"/library_mel "$OUT"/library_mfcc "$OUT"/library_stft "$OUT"/library_mel_tagging \
   --dataset gtzan --results "$RESULTS"
-musiczoo leaderboard benchmarks/results/synthetic_cpu.jsonl "$RESULTS" --out leaderboard.md
+musiczoo leaderboard benchmarks/results/synthetic_cpu.jsonl "$RESULTS" benchmarks/results/real_gtzan_excerpts_cpu.jsonl \
+  benchmarks/results/recommend_real_gtzan_excerpts.jsonl --out leaderboard.md
