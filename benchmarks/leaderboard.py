@@ -30,15 +30,16 @@ import shlex
 import statistics
 from pathlib import Path
 
-import yaml
-
-from benchmarks.mfcc_baseline import baseline_table, check_baseline
+from benchmarks.baselines import baseline_table, check_baseline
+from benchmarks.reference_results import reference_section
 from benchmarks.records import read_numbered_records
 
-REFERENCE_FILE = Path(__file__).with_name("reference_results.yaml")
-METRIC_NAMES = {"test/acc": "accuracy", "test/roc_auc": "ROC-AUC", "test/pr_auc": "PR-AUC", "test/f1_macro": "macro F1"}
-#: The metrics the literature reports for each task, in this order.
-HEADLINE_METRICS = ("test/acc", "test/roc_auc", "test/pr_auc")
+METRIC_NAMES = {"test/acc": "accuracy", "test/roc_auc": "ROC-AUC", "test/pr_auc": "PR-AUC", "test/f1_macro": "macro F1",
+                "test/r2": "R² (mean over targets)"}
+#: The metrics the literature reports for each task, in this order (regression: also R² per target).
+HEADLINE_METRICS = ("test/acc", "test/roc_auc", "test/pr_auc", "test/r2")
+#: A regression target's own metrics, ``test/<prefix>_<target>``, and their names.
+PER_TARGET = {"r2": "R²", "pearson": "Pearson r", "ccc": "CCC"}
 DATASET_TITLES = {"gtzan": "GTZAN", "mtat": "MagnaTagATune"}
 TRANSFORM_ORDER = ("mel", "mfcc", "stft")
 REFERENCE_TRANSFORM = "mel"
@@ -48,6 +49,21 @@ FIGURES = Path("benchmarks/figures")
 
 
 # ---- numbers ---------------------------------------------------------------------------
+def metric_name(metric: str) -> str:
+    """How a table names a metric: ``accuracy``, ``R² valence``, ..."""
+    if metric in METRIC_NAMES:
+        return METRIC_NAMES[metric]
+    kind, _, target = metric.removeprefix("test/").partition("_")
+    return f"{PER_TARGET[kind]} {target}" if kind in PER_TARGET and target else metric
+
+
+def headline_metrics(records: list[dict]) -> list[str]:
+    """The :data:`HEADLINE_METRICS` the records hold, then (regression) each target's R²."""
+    found = [m for m in HEADLINE_METRICS if any(r["metrics"].get(m) is not None for r in records)]
+    if "test/r2" in found:
+        found += list(dict.fromkeys(m for r in records for m in r["metrics"] if m.startswith("test/r2_")))
+    return found
+
 def mean_std(values: list[float]) -> tuple[float, float | None]:
     """Mean and sample standard deviation (None for a single value)."""
     return statistics.fmean(values), statistics.stdev(values) if len(values) > 1 else None
@@ -240,7 +256,7 @@ def heatmap(group: list[dict], metrics: list[str], title: str, path: Path) -> No
                         color="white" if value < np.nanmean(means) else "black")
         ax.set_xticks(range(len(transforms)), transforms)
         ax.set_yticks(range(len(architectures)), architectures)
-        ax.set_title(METRIC_NAMES.get(metric, metric), fontsize=10)
+        ax.set_title(metric_name(metric), fontsize=10)
         figure.colorbar(image, ax=ax, fraction=0.046, pad=0.04)
     figure.suptitle(title.replace("`", "") + " (mean over seeds)", fontsize=10)
     figure.tight_layout()
@@ -253,7 +269,7 @@ def dataset_section(group: list[dict], failed: list[dict], key: tuple, figures: 
                     baselines: list[dict] = (), recommend: list[dict] = ()) -> list[str]:
     dataset, split, synthetic, root = key
     title = section_title(group, key)
-    metrics = [m for m in HEADLINE_METRICS if any(r["metrics"].get(m) is not None for r in group)]
+    metrics = headline_metrics(group)
     seeds = sorted({r["seed"] for r in group})
     epochs = sorted({r["epochs"] for r in group})
     lines = [f"## {title}", ""]
@@ -269,21 +285,23 @@ def dataset_section(group: list[dict], failed: list[dict], key: tuple, figures: 
     heatmap(group, metrics, title, picture)
     lines += [f"![{title}]({os.path.relpath(picture, out_dir)})", ""]
     for metric in metrics:
-        lines += [f"### {METRIC_NAMES.get(metric, metric)}: {title}", "", *matrix_table(group, metric), ""]
+        lines += [f"### {metric_name(metric)}: {title}", "", *matrix_table(group, metric), ""]
     for metric in metrics:
         table = comparison_table(group, metric)
         if table:
-            lines += [f"### Transform vs {REFERENCE_TRANSFORM}, {METRIC_NAMES.get(metric, metric)}: {title}", "",
+            lines += [f"### Transform vs {REFERENCE_TRANSFORM}, {metric_name(metric)}: {title}", "",
                       "Difference to Mel of the same architecture and seed: mean ± standard deviation over seeds. "
                       "**> 2 SE** marks a mean more than two standard errors from zero, i.e. beyond the spread "
                       "that the seeds alone cause. With two or three seeds this is a coarse screen, not a significance "
                       "test (a paired t-test needs 12.7 SE at n = 2 and 4.3 SE at n = 3 for p < 0.05).", "", *table, ""]
     if baselines:
         shown = [m for m in (*metrics, "test/f1_macro") if any(m in b["metrics"] for b in baselines)]
+        commands = sorted({" ".join(b.get("command", "").split()[:3]) for b in baselines} - {""})
         lines += [f"### Hand-crafted baseline: {title}", "",
                   "Fitted on the training part, its regularisation chosen on the validation part, scored once on "
                   "the test part of the same split; deterministic, so n = 1. Every learned model above should beat "
-                  "it (`python -m benchmarks.mfcc_baseline`).", "", *baseline_table(list(baselines), shown), ""]
+                  f"it ({', '.join(f'`{c}`' for c in commands) or 'its record names no command'}).", "",
+                  *baseline_table(list(baselines), shown, metric_name), ""]
     mine = [r for r in recommend if r["data"].startswith(title)]
     if mine:  # recommend-eval rows labelled with this section's title: the same data's recommendation
         from benchmarks.recommend_eval import render_table
@@ -304,24 +322,6 @@ def reproduce_section(records: list[dict], command: str) -> list[str]:
         lines += [f"- `musiczoo bench {grid}` ({len(mine)} cells, results `{mine[0]['results']}`, "
                   f"commit {', '.join(commits)})"]
     return lines + [f"- then `{command}`", ""]
-
-
-def reference_section(path: Path = REFERENCE_FILE) -> list[str]:
-    """Published figures, each with its citation and where it was checked; never mixed with ours."""
-    if not path.is_file():
-        return []
-    entries = yaml.safe_load(path.read_text()) or []
-    lines = ["## Published reference results", "",
-             "Figures from the literature on the real datasets, quoted with their sources. They are not "
-             "produced by this repository and are not comparable to the rows above (synthetic data, or "
-             "excerpts of a dataset under a split of their own).", ""]
-    for entry in entries:
-        lines += [f"### {entry['dataset']}", "", entry["citation"].strip(), ""]
-        metrics = list(entry["rows"][0]["metrics"])
-        lines += ["| model | " + " | ".join(metrics) + " |", "|---|" + "---:|" * len(metrics)]
-        lines += [f"| {row['model']} | " + " | ".join(f"{row['metrics'][m]}" for m in metrics) + " |" for row in entry["rows"]]
-        lines += ["", f"Checked against: {entry['checked'].strip()}", ""]
-    return lines
 
 
 def recommendation_section(rows: list[dict]) -> list[str]:
@@ -351,8 +351,8 @@ def render(records: list[dict], figures: Path, out_dir: Path, command: str) -> s
                                  [b for b in baselines if group_key(b) == key], recommend)
     unmatched = [b for b in baselines if group_key(b) not in groups]
     if unmatched:  # a baseline of a dataset and split no learned model was run on: shown, not dropped
-        lines += ["## Baselines without learned models", "", *baseline_table(unmatched, ["test/acc", "test/f1_macro"]),
-                  ""]
+        shown = [m for m in (*headline_metrics(unmatched), "test/f1_macro") if any(m in b["metrics"] for b in unmatched)]
+        lines += ["## Baselines without learned models", "", *baseline_table(unmatched, shown, metric_name), ""]
     orphans = [r for r in failed if r["dataset_entry"] not in entry_group]
     if orphans:
         lines += ["## Cells that failed", ""] + [f"- `{r['cell']}`: {r['error']}" for r in orphans] + [""]

@@ -16,7 +16,6 @@ shows under the learned models of the same dataset and split.
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import shlex
 import sys
@@ -91,37 +90,6 @@ def fit_and_score(parts: dict[str, list[Item]], num_classes: int, progress: bool
                                                         labels=list(range(num_classes)), zero_division=0)),
                         "val/acc": val_acc[best]},
             "C": best, "clips": {name: len(y) for name, (_, y) in data.items()}, "skipped": skipped}
-
-
-# ---- the record, as the leaderboard reads and shows it -------------------------------------
-#: How the leaderboard names the metrics a baseline row shows.
-METRIC_NAMES = {"test/acc": "accuracy", "test/f1_macro": "macro F1"}
-
-
-def check_baseline(where: str, record: dict) -> None:
-    """A baseline record (``benchmarks/mfcc_baseline.py``) the tables can use, or a ``ValueError``
-    naming the file, the line and the field."""
-    for field, kind, what in (("baseline", str, "a string"), ("dataset", str, "a string"), ("split", str, "a string"),
-                              ("synthetic", bool, "true or false"), ("metrics", dict, "an object"),
-                              ("clips", dict, "an object")):
-        if not isinstance(record.get(field), kind):
-            value = json.dumps(record.get(field)) if field in record else "missing"
-            raise ValueError(f"{where}: {field!r} must be {what}, not {value}")
-    if not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in record["metrics"].values()):
-        raise ValueError(f"{where}: 'metrics' must be an object of numbers, not {json.dumps(record['metrics'])}")
-
-
-def baseline_table(baselines: list[dict], metrics: list[str]) -> list[str]:
-    """One row per hand-crafted baseline: its test metrics (deterministic: no seed spread), and the
-    clips it was fitted, tuned and tested on."""
-    lines = ["| baseline | features | " + " | ".join(METRIC_NAMES.get(m, m) for m in metrics)
-             + " | clips train / val / test |", "|---|---|" + "---:|" * (len(metrics) + 1)]
-    for r in baselines:
-        values = [f"{r['metrics'][m]:.3f}" if isinstance(r["metrics"].get(m), (int, float)) else "-" for m in metrics]
-        clips = " / ".join(str(r["clips"].get(part, "-")) for part in ("train", "val", "test"))
-        lines.append(f"| {r['baseline']} (C={r.get('C')}) | {r.get('features', '')} | " + " | ".join(values)
-                     + f" | {clips} |")
-    return lines
 
 
 def main(argv: list[str] | None = None) -> dict:

@@ -214,7 +214,7 @@ def test_synth_deam_writes_the_real_layout_with_targets_the_audio_carries(tmp_pa
     from sklearn.metrics import r2_score
 
     import benchmarks.emotion_baseline as baseline
-    from benchmarks.mfcc_baseline import check_baseline
+    from benchmarks.baselines import check_baseline
     from benchmarks.records import read_records
     from zoo.cli import main
 

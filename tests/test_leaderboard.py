@@ -5,7 +5,8 @@ import shlex
 
 import pytest
 
-from benchmarks.leaderboard import main as leaderboard, paired_difference, reference_section
+from benchmarks.leaderboard import main as leaderboard, paired_difference
+from benchmarks.reference_results import reference_section
 
 
 def record(architecture, transform, seed, acc, dataset="gtzan", synthetic=True, **extra):
@@ -163,14 +164,23 @@ def baseline_record(**extra) -> dict:
 def test_the_hand_crafted_baseline_is_shown_under_the_models_of_its_split(tmp_path, capsys):
     results = tmp_path / "r.jsonl"
     other_split = baseline_record(split="artist", metrics={"test/acc": 0.39})
-    results.write_text("".join(json.dumps(r) + "\n" for r in [*HAND_WRITTEN, baseline_record(), other_split]))
+    emotion = baseline_record(baseline="clip_features_ridge", dataset="deam", split="deam2015test", C=None,
+                              metrics={"test/r2": 0.7, "test/r2_valence": 0.8, "test/r2_arousal": 0.6},
+                              clips={"train": 92, "val": 10, "test": 18})
+    del emotion["C"]
+    emotion["alpha"] = {"valence": 10.0, "arousal": 1.0}
+    results.write_text("".join(json.dumps(r) + "\n" for r in [*HAND_WRITTEN, baseline_record(), other_split, emotion]))
     leaderboard([str(results), "--out", str(tmp_path / "l.md")])
     text = (tmp_path / "l.md").read_text()
     section = text.split("## SYNTHETIC GTZAN, `fault_filtered` split")[1].split("\n## ")[0]
     assert "### Hand-crafted baseline: SYNTHETIC GTZAN, `fault_filtered` split" in section
     assert "| mfcc_stats_logreg (C=0.1) | MFCC mean+std | 0.456 | 0.321 | 244 / 88 / 77 |" in section
     orphan = text.split("## Baselines without learned models")[1]
-    assert "| mfcc_stats_logreg (C=0.1) | MFCC mean+std | 0.390 | - | 244 / 88 / 77 |" in orphan
+    # A column per metric any of them has; a regression baseline shows R² per target and what it tuned.
+    assert "| baseline | features | accuracy | R² (mean over targets) | R² valence | R² arousal |" in orphan
+    assert "| mfcc_stats_logreg (C=0.1) | MFCC mean+std | 0.390 | - | - | - | 244 / 88 / 77 |" in orphan
+    assert ("| clip_features_ridge (alpha valence 10, arousal 1) | MFCC mean+std | - | 0.700 | 0.800 | 0.600 "
+            "| 92 / 10 / 18 |") in orphan
     bad = baseline_record(metrics={"test/acc": "high"})
     results.write_text(json.dumps(bad) + "\n")
     assert run_leaderboard(capsys, results, "--out", tmp_path / "l2.md") == (
