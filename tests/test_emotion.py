@@ -60,3 +60,21 @@ def test_resnet_gru_learns_synthetic_valence_and_arousal_better_than_the_ridge_b
     assert float(rows[0]["value"]) == pytest.approx(answers[1]["labels"]["valence"], abs=1e-5)
     main(["predict", best, high.source])
     assert "values on the 1-9 scale" in capsys.readouterr().out
+
+
+def test_a_library_refuses_a_regression_model_with_one_line(tmp_path):
+    """Its values are not labels a track shares with another, so it is refused, not indexed into nonsense."""
+    import numpy as np
+    import soundfile as sf
+
+    from zoo.factory import create_model
+    from zoo.recommend.library import Library, LibraryError
+
+    music = tmp_path / "music"
+    music.mkdir()
+    sf.write(music / "a.wav", np.zeros(16000, np.float32), 16000)
+    model = create_model("fcn", num_classes=2, sample_rate=16000, task="regression", label_names=["valence", "arousal"],
+                         target_scale=(1.0, 9.0), channels=[8] * 5)
+    with pytest.raises(LibraryError, match=r"model 0 \(fcn on mel\) predicts continuous targets \(valence, arousal\)"):
+        Library.build([model], music, tmp_path / "library")
+    assert not (tmp_path / "library").exists()  # refused before anything was written

@@ -278,6 +278,11 @@ def _read_old_data(out: Path, manifest: dict) -> tuple[TrackTable, ArrayFile | N
 
 def _start_run(out: Path, music_dir: Path, models: Sequence, settings: dict) -> dict:
     """Check a library's models and settings against this run's, then mark it incomplete."""
+    for i, model in enumerate(models):
+        if model.spec.task == "regression":  # its values are no labels to share, and a 2-d cosine is no mood
+            raise LibraryError(f"model {i} ({model.spec.architecture} on {model.spec.transform}) predicts continuous "
+                               f"targets ({', '.join(model.spec.label_names)}), not genres or tags: a library does not "
+                               "take regression models yet")
     entries = [model_entry(m) for m in models]
     out.mkdir(parents=True, exist_ok=True)
     if (out / MANIFEST).is_file():
