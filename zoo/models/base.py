@@ -80,7 +80,8 @@ class WaveformModel(nn.Module):
     spec = None
 
     def predict(self, path, top_k: int | None = None, device: str | torch.device | None = None) -> dict[str, float]:
-        """Probabilities of an audio file (any format soundfile reads), highest first.
+        """Probabilities of an audio file (any format soundfile reads), highest first; for a
+        regression model, its values (e.g. ``{"valence": 6.1, "arousal": 4.3}``) in its target order.
 
         The file is cut into chunks of the model's chunk length and the chunk probabilities
         are averaged, as ``musiczoo predict`` does (see ``zoo.predict.predict_files``).
