@@ -31,13 +31,8 @@ from datamodules.primitives.audio import (
     printable_name,
 )
 from zoo.factory import create_model
-from zoo.predict import (
-    Prediction,
-    predict_files,
-    predictions_as_csv,
-    predictions_as_json,
-    predictions_as_table,
-)
+from zoo.predict import Prediction, predict_files
+from zoo.prediction_formats import predictions_as_csv, predictions_as_json, predictions_as_table
 
 REPO = Path(__file__).resolve().parents[1]
 SR = 16000

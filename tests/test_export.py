@@ -17,7 +17,8 @@ from zoo.cli.main import main
 from zoo.export import EXPORT_FILES, PARITY_TOLERANCE, export_model, load_exported
 from zoo.factory import create_model, list_models
 from zoo.hub import save_pretrained
-from zoo.predict import PREDICTION_WRITERS, predict_files
+from zoo.predict import predict_files
+from zoo.prediction_formats import PREDICTION_WRITERS
 from zoo.spec import ModelSpec
 
 onnx = pytest.importorskip("onnx", reason="the export extra (pip install -e '.[export]') is not installed")

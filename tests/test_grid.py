@@ -207,7 +207,8 @@ def test_slurm_array_script_for_the_missing_cells(tiny_config, tmp_path):
                                                       "strategy": "ddp", "precision": "bf16-mixed"},
                       slurm={"partition": "gpu", "time": "12:00:00", "max_parallel": 4, "cpus_per_task": 6})
     cells = load_grid(grid).cells
-    append_record(tmp_path / "results.jsonl", {"status": "ok", "cell": cells[0].name, "config_hash": cells[0].config_hash})
+    append_record(tmp_path / "results.jsonl", {"kind": "bench", "status": "ok", "cell": cells[0].name,
+                                               "config_hash": cells[0].config_hash})
     script = tmp_path / "bench.sbatch"
     bench([str(grid), "--slurm", str(script), "--logger", "wandb"])
     text = script.read_text()

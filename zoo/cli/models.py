@@ -119,7 +119,8 @@ def load_model(argument: str, runtime: str = "torch"):
 def cmd_predict(argv: list[str]) -> None:
     """``musiczoo predict MODEL AUDIO_OR_DIR ...``; exits with status 1 if any file could not be read."""
     from datamodules.primitives.audio_files import expand_audio_paths
-    from ..predict import PREDICTION_WRITERS, RUNTIMES, predict_files, refuse_urls
+    from ..predict import RUNTIMES, predict_files, refuse_urls
+    from ..prediction_formats import PREDICTION_WRITERS
 
     parser = argparse.ArgumentParser(prog="musiczoo predict", description=(
         "Predict genres or tags of audio files (folders are searched recursively). Each file is cut into "
