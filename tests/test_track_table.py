@@ -52,6 +52,8 @@ def test_a_table_reads_back_what_was_written_and_finds_every_id(tmp_path, monkey
     monkeypatch.setattr(tracks_module, "READ_ROWS", 2)  # a pass goes a batch at a time, through fresh maps
     batches = list(table.batches())
     assert [len(b) for b in batches] == [2, 2, 2, 1] and [row for b in batches for row, _ in b] == list(range(7))
+    assert [asdict(t) for b in batches for _, t in b] == [asdict(t) for t in tracks]  # across the batches' borders
+    assert list(table.ids()) == list(table.row) == IDS == list(TrackTable.of(tracks).ids())  # ids alone, batch by batch
 
 
 def test_the_table_refuses_ids_out_of_order_and_bad_digests(tmp_path):

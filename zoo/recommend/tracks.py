@@ -164,26 +164,41 @@ class TrackTable(Sequence[Track]):
         row = bisect.bisect_left(range(len(self)), track_id, key=self.id)
         return row if row < len(self) and self.id(row) == track_id else None
 
-    def batches(self) -> Iterator[list[tuple[int, Track]]]:
-        """``(row, track)`` of every track, :data:`READ_ROWS` at a time, each batch read through
-        maps of its own and decoded column by column (a record at a time is several times slower)."""
+    def _spans(self) -> Iterator[tuple[dict, int, np.ndarray, list[int], list[int]]]:
+        """Per :data:`READ_ROWS` rows: fresh maps, the first row, the rows' records, and where
+        their ids and labels start and end (one more entry than rows: the record before says
+        where the first starts)."""
         for begin in range(0, len(self), READ_ROWS):
             columns = self._maps()
             end = min(begin + READ_ROWS, len(self))
-            records = np.array(columns["records"][max(begin - 1, 0):end])  # with the record before, for where ids start
+            records = np.array(columns["records"][max(begin - 1, 0):end])
+            id_ends, label_ends = records["id_end"].tolist(), records["labels_end"].tolist()
             if begin:
-                id_ends, label_ends = records["id_end"].tolist(), records["labels_end"].tolist()
                 records = records[1:]
             else:
-                id_ends, label_ends = [0, *records["id_end"].tolist()], [0, *records["labels_end"].tolist()]
-            ids = bytes(columns["ids"][id_ends[0]:id_ends[-1]])
-            labels = bytes(columns["labels"][label_ends[0]:label_ends[-1]])
+                id_ends, label_ends = [0, *id_ends], [0, *label_ends]
+            yield columns, begin, records, id_ends, label_ends
+
+    @staticmethod
+    def _slices(column, ends: list[int]) -> list[bytes]:
+        """The values between consecutive ``ends`` of ``column``, read in one piece."""
+        data = bytes(column[ends[0]:ends[-1]])
+        return [data[a - ends[0]:b - ends[0]] for a, b in zip(ends, ends[1:])]
+
+    def batches(self) -> Iterator[list[tuple[int, Track]]]:
+        """``(row, track)`` of every track, :data:`READ_ROWS` at a time, each batch read through
+        maps of its own and decoded column by column (a record at a time is several times slower)."""
+        for columns, begin, records, id_ends, label_ends in self._spans():
+            ids, labels = self._slices(columns["ids"], id_ends), self._slices(columns["labels"], label_ends)
             digests = records["sha256"].tobytes().hex()
-            yield [(begin + n, Track(_decode(ids[id_ends[n] - id_ends[0]:id_ends[n + 1] - id_ends[0]]), size, mtime,
-                                     digests[64 * n:64 * n + 64], duration,
-                                     json.loads(labels[label_ends[n] - label_ends[0]:label_ends[n + 1] - label_ends[0]])))
+            yield [(begin + n, Track(_decode(ids[n]), size, mtime, digests[64 * n:64 * n + 64], duration, json.loads(labels[n])))
                    for n, (size, mtime, duration) in enumerate(zip(records["size"].tolist(), records["mtime_ns"].tolist(),
                                                                    records["duration_s"].tolist()))]
+
+    def ids(self) -> Iterator[str]:
+        """Every id in row order, a batch at a time, without reading the labels."""
+        for columns, _, _, id_ends, _ in self._spans():
+            yield from map(_decode, self._slices(columns["ids"], id_ends))
 
     def __iter__(self) -> Iterator[Track]:
         for batch in self.batches():
@@ -221,7 +236,7 @@ class RowsOfIds(Mapping):
         return len(self._table)
 
     def __iter__(self) -> Iterator[str]:
-        return (track.id for track in self._table)
+        return self._table.ids()
 
 
 class _Columns:
