@@ -40,7 +40,7 @@ METRIC_NAMES = {"test/acc": "accuracy", "test/roc_auc": "ROC-AUC", "test/pr_auc"
 HEADLINE_METRICS = ("test/acc", "test/roc_auc", "test/pr_auc", "test/r2")
 #: A regression target's own metrics, ``test/<prefix>_<target>``, and their names.
 PER_TARGET = {"r2": "R²", "pearson": "Pearson r", "ccc": "CCC"}
-DATASET_TITLES = {"gtzan": "GTZAN", "mtat": "MagnaTagATune"}
+DATASET_TITLES = {"gtzan": "GTZAN", "mtat": "MagnaTagATune", "deam": "DEAM", "pmemo": "PMEmo"}
 TRANSFORM_ORDER = ("mel", "mfcc", "stft")
 REFERENCE_TRANSFORM = "mel"
 #: Where the heatmaps go, relative to the folder of ``--out`` (``leaderboard.md`` at the
@@ -281,7 +281,8 @@ def dataset_section(group: list[dict], failed: list[dict], key: tuple, figures: 
               f"{sum(r['seconds']['wall'] for r in group) / 60:.0f} min of cell time on {'; '.join(hardware)}. "
               "Cells are mean ± sample standard deviation over seeds of the clip-level test metric.", ""]
     named = re.sub(r"[^a-z0-9]+", "_", title.lower()).strip("_") if any(r.get("title") for r in group) else None
-    picture = figures / (f"{named}.png" if named else f"{'synthetic_' if synthetic else ''}{dataset}_{split}.png".replace("/", "_"))
+    plain = re.sub(r"[^a-z0-9]+", "_", f"{'synthetic_' if synthetic else ''}{dataset}_{split}".lower()).strip("_")
+    picture = figures / f"{named or plain}.png"  # a file name without brackets, signs or slashes
     heatmap(group, metrics, title, picture)
     lines += [f"![{title}]({os.path.relpath(picture, out_dir)})", ""]
     for metric in metrics:

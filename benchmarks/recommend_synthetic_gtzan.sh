@@ -39,4 +39,4 @@ rm -f "$RESULTS"
 musiczoo recommend-eval "$OUT"/library_mel "$OUT"/library_mfcc "$OUT"/library_stft "$OUT"/library_mel_tagging \
   --dataset gtzan --results "$RESULTS"
 musiczoo leaderboard benchmarks/results/synthetic_cpu.jsonl "$RESULTS" benchmarks/results/real_gtzan_excerpts_cpu.jsonl \
-  benchmarks/results/recommend_real_gtzan_excerpts.jsonl --out leaderboard.md
+  benchmarks/results/recommend_real_gtzan_excerpts.jsonl benchmarks/results/deam_synthetic_cpu.jsonl --out leaderboard.md
