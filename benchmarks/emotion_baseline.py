@@ -28,7 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
-from benchmarks.mfcc_baseline import MFCC_COEFFICIENTS, MFCC_RATE
+from benchmarks.mfcc_baseline import MFCC_COEFFICIENTS, MFCC_RATE, file_features
 from benchmarks.records import append_record
 from datamodules.items import Item
 
@@ -90,25 +90,11 @@ def tempo(onset: np.ndarray, frame_rate: float) -> float:
 
 
 def emotion_features(paths: list[str | Path], progress: bool = False) -> tuple[np.ndarray, dict[int, str]]:
-    """(the :func:`clip_features` of every decodable file, (N, D); position -> error of those that
-    could not be decoded, each naming its file, so that one bad file never stops a run)."""
-    from tqdm.auto import tqdm
-
-    from datamodules.primitives.audio import AudioDecodeError, decode_audio
+    """:func:`~benchmarks.mfcc_baseline.file_features` of :func:`clip_features`, (N, 2 x n_mfcc + 8)."""
     from zoo.frontends import create_frontend
 
     frontend = create_frontend("mfcc", sample_rate=MFCC_RATE, n_mfcc=MFCC_COEFFICIENTS)
-    rows, bad = [], {}
-    for n, path in enumerate(tqdm(paths, desc="features", unit="file", disable=not progress)):
-        try:
-            audio = decode_audio(str(path), MFCC_RATE)
-            if not len(audio):
-                raise AudioDecodeError("no samples")
-        except AudioDecodeError as e:
-            bad[n] = f"{path}: {e}" if str(path) not in str(e) else str(e)
-            continue
-        rows.append(clip_features(audio, frontend))
-    return np.stack(rows) if rows else np.zeros((0, 2 * MFCC_COEFFICIENTS + 8)), bad
+    return file_features(paths, lambda audio: clip_features(audio, frontend), 2 * MFCC_COEFFICIENTS + 8, progress)
 
 
 # ---- the regression and its metrics ---------------------------------------------------------

@@ -36,27 +36,42 @@ C_GRID = (0.01, 0.1, 1.0, 10.0, 100.0)
 NAME = "mfcc_stats_logreg"
 
 
-def mfcc_features(paths: list[str | Path], progress: bool = False) -> tuple[np.ndarray, dict[int, str]]:
-    """(the MFCC mean+std vector of every decodable file, (N, 40); position -> error of those that
-    could not be decoded, each naming its file, so that one bad file never stops a run)."""
-    import torch
+def file_features(paths: list[str | Path], vector_of, width: int, progress: bool = False,
+                  desc: str = "features") -> tuple[np.ndarray, dict[int, str]]:
+    """(``vector_of(audio)`` of every decodable file, each decoded mono at :data:`MFCC_RATE`, (N,
+    ``width``); position -> error of those that could not be decoded or hold no samples, each
+    naming its file, so that one bad file never stops a run). The hand-crafted baselines' one loop."""
     from tqdm.auto import tqdm
 
     from datamodules.primitives.audio import AudioDecodeError, decode_audio
+
+    rows, bad = [], {}
+    for n, path in enumerate(tqdm(paths, desc=desc, unit="file", disable=not progress)):
+        try:
+            audio = decode_audio(str(path), MFCC_RATE)
+            if not len(audio):
+                raise AudioDecodeError("no samples")
+        except AudioDecodeError as e:
+            bad[n] = f"{path}: {e}" if str(path) not in str(e) else str(e)
+            continue
+        rows.append(vector_of(audio))
+    return np.stack(rows) if rows else np.zeros((0, width)), bad
+
+
+def mfcc_features(paths: list[str | Path], progress: bool = False) -> tuple[np.ndarray, dict[int, str]]:
+    """:func:`file_features` of the MFCC mean+std vector, (N, 40)."""
+    import torch
+
     from zoo.frontends import create_frontend
     from zoo.recommend import evaluate
 
     frontend = create_frontend("mfcc", sample_rate=MFCC_RATE, n_mfcc=MFCC_COEFFICIENTS)
-    rows, bad = [], {}
-    for n, path in enumerate(tqdm(paths, desc="MFCC", unit="file", disable=not progress)):
-        try:
-            audio = torch.from_numpy(decode_audio(str(path), MFCC_RATE))
-        except AudioDecodeError as e:
-            bad[n] = f"{path}: {e}" if str(path) not in str(e) else str(e)
-            continue
+
+    def vector(audio: np.ndarray) -> np.ndarray:
         with torch.no_grad():
-            rows.append(evaluate.mfcc_stats(frontend(audio[None])[0, 0].numpy()))
-    return np.stack(rows) if rows else np.zeros((0, 2 * MFCC_COEFFICIENTS)), bad
+            return evaluate.mfcc_stats(frontend(torch.from_numpy(audio)[None])[0, 0].numpy())
+
+    return file_features(paths, vector, 2 * MFCC_COEFFICIENTS, progress, "MFCC")
 
 
 def fit_and_score(parts: dict[str, list[Item]], num_classes: int, progress: bool = False) -> dict:
