@@ -39,7 +39,7 @@ from datamodules.mtat_split import load_top50_split
 from datamodules.split_lists import LISTED_SPLITS, MissingListError
 from datamodules.synthetic_marker import is_synthetic
 from zoo.recommend import evaluate
-from zoo.recommend.library import FEATURES, Library, LibraryError
+from zoo.recommend.library import Library, LibraryError
 
 _GTZAN_NAME = re.compile(r"(?:^|/)([a-z]+)/(\1\.\d{5})\.[a-z0-9]+$")
 
@@ -137,7 +137,7 @@ def evaluate_libraries(paths: list[str | Path], dataset: str, *, split: str = "t
         elif [library.tracks[r].id for r in rows] != [reference[0].tracks[r].id for r in reference[1]]:
             raise LibraryError(f"{path} and {paths[0]} hold different tracks; compare libraries of one music folder")
         models = " + ".join(f"{spec.architecture}/{spec.transform}" for spec in library.specs())
-        for feature in FEATURES:
+        for feature in library.features:
             ids = evaluate.neighbours(library.vectors(feature)[rows], k, exclude_same=groups)
             results.append(_row(library, data, models, feature, k, _score(ids, truth, dataset, k, groups)))
     library, rows, truth, groups, data = reference

@@ -60,21 +60,54 @@ def test_resnet_gru_learns_synthetic_valence_and_arousal_better_than_the_ridge_b
     assert float(rows[0]["value"]) == pytest.approx(answers[1]["labels"]["valence"], abs=1e-5)
     main(["predict", best, high.source])
     assert "values on the 1-9 scale" in capsys.readouterr().out
+    # The library: "same mood" neighbours of the happiest songs are happier than those of the saddest.
+    check_the_mood_feature(best, root, tmp_path)
 
 
-def test_a_library_refuses_a_regression_model_with_one_line(tmp_path):
-    """Its values are not labels a track shares with another, so it is refused, not indexed into nonsense."""
-    import numpy as np
-    import soundfile as sf
+def check_the_mood_feature(checkpoint: str, root: Path, tmp_path: Path) -> None:
+    """Index the 120 songs with a genre model and the trained emotion model; query by mood, in
+    Python and through the listening room's API; a library without an emotion model refuses mood."""
+    from fastapi.testclient import TestClient
 
     from zoo.factory import create_model
+    from zoo.hub import save_pretrained
     from zoo.recommend.library import Library, LibraryError
+    from zoo.web.app import create_app
 
-    music = tmp_path / "music"
-    music.mkdir()
-    sf.write(music / "a.wav", np.zeros(16000, np.float32), 16000)
-    model = create_model("fcn", num_classes=2, sample_rate=16000, task="regression", label_names=["valence", "arousal"],
-                         target_scale=(1.0, 9.0), channels=[8] * 5)
-    with pytest.raises(LibraryError, match=r"model 0 \(fcn on mel\) predicts continuous targets \(valence, arousal\)"):
-        Library.build([model], music, tmp_path / "library")
-    assert not (tmp_path / "library").exists()  # refused before anything was written
+    main(["publish", checkpoint, str(tmp_path / "emotion_model")])
+    genre = create_model("fcn", num_classes=3, sample_rate=16000, label_names=["a", "b", "c"], channels=[8] * 5).eval()
+    save_pretrained(genre, tmp_path / "genre_model", chunk_seconds=2.0)
+    music = root / "MEMD_audio"
+    main(["index", str(tmp_path / "genre_model"), str(tmp_path / "emotion_model"), str(music),
+          "--out", str(tmp_path / "library"), "--max-chunks", "2"])
+    library = Library.open(tmp_path / "library")
+    assert library.features == ("embedding", "probabilities", "combined", "mood")
+    songs = {Path(item.key).name: item.target for part in DEAMDataModule(str(root)).split_items().values() for item in part}
+    by_valence = sorted(songs, key=lambda name: songs[name][0])
+
+    def neighbours_valence(names: list[str]) -> float:
+        found = [m.id for name in names for m in library.similar(name, k=10, feature="mood")]
+        return sum(songs[name][0] for name in found) / len(found)
+
+    assert neighbours_valence(by_valence[-5:]) > neighbours_valence(by_valence[:5]) + 1.0  # points on the 1-9 scale
+    happiest = library.similar(by_valence[-1], k=3, feature="mood")
+    assert all({"high valence", "low valence"} & set(m.shared) or not m.shared for m in happiest)
+
+    client = TestClient(create_app(tmp_path / "library"), base_url="http://127.0.0.1:8765")  # a loopback Host
+    info = client.get("/api/library").json()
+    assert info["features"][-1] == "mood" and [m["scale"] for m in info["models"]] == [None, [1.0, 9.0]]
+    n = library.row[by_valence[-1]]
+    track = client.get(f"/api/tracks/{n}").json()
+    emotion = track["predictions"][1]
+    assert (emotion["task"], emotion["scale"], list(emotion["probabilities"])) == ("regression", [1.0, 9.0], ["valence", "arousal"])
+    assert not {"valence", "arousal"} & set(track["labels"])  # the list's chips are labels, not the two values
+    similar = client.get(f"/api/tracks/{n}/similar", params={"feature": "mood", "k": 5}).json()
+    assert [m["id"] for m in similar["matches"]] == [m.id for m in library.similar(by_valence[-1], k=5, feature="mood")]
+
+    main(["index", str(tmp_path / "genre_model"), str(music), "--out", str(tmp_path / "genres_only"), "--max-chunks", "1"])
+    genres_only = Library.open(tmp_path / "genres_only")
+    assert "mood" not in genres_only.features
+    with pytest.raises(LibraryError, match="the mood feature needs an emotion .regression. model"):
+        genres_only.similar(by_valence[0], feature="mood")
+    refused = TestClient(create_app(tmp_path / "genres_only"), base_url="http://127.0.0.1:8765").get("/api/tracks/0/similar", params={"feature": "mood"})
+    assert refused.status_code == 422 and "mood" not in refused.json()["detail"].split("one of ")[1]

@@ -104,7 +104,7 @@ def test_page_and_assets_are_served_locally(client):
 def test_track_list_details_and_search(client, library):
     info = client.get("/api/library").json()
     assert info == {"tracks": 20, "music_folder": "genres_original", "features": ["embedding", "probabilities", "combined"],
-                    "models": [{"name": "crnn/mel", "task": "multiclass", "labels": GENRES}]}
+                    "models": [{"name": "crnn/mel", "task": "multiclass", "labels": GENRES, "scale": None}]}
     listed = client.get("/api/tracks", params={"limit": 5}).json()
     assert listed["total"] == 20 and [t["n"] for t in listed["tracks"]] == [0, 1, 2, 3, 4]
     jazz = client.get("/api/tracks", params={"q": "jazz.0000"}).json()
@@ -115,7 +115,7 @@ def test_track_list_details_and_search(client, library):
     lib = Library.open(library)
     assert probabilities[GENRES[0]] == pytest.approx(float(lib.arrays["model0.probabilities"][3][0]), abs=1e-4)
     stored = lib.arrays["model0.probabilities"][3].tolist()
-    assert detail["predictions"] == [{"model": "crnn/mel", "task": "multiclass", "probabilities": {
+    assert detail["predictions"] == [{"model": "crnn/mel", "task": "multiclass", "scale": None, "probabilities": {
         GENRES[j]: round(stored[j], 4) for j in sorted(range(10), key=lambda j: -stored[j])}}]
     assert {k: detail[k] for k in ("n", "id", "name")} == {"n": 3, "id": lib.tracks[3].id, "name": Path(lib.tracks[3].id).name}
 

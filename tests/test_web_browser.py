@@ -13,6 +13,7 @@ Playwright is not installed.
 
 from __future__ import annotations
 
+import contextlib
 import socket
 import threading
 import time
@@ -60,6 +61,11 @@ def library(tmp_path_factory) -> Path:
 @pytest.fixture(scope="module")
 def server(library):
     """The app on a free 127.0.0.1 port, served from a background thread; yields its base URL."""
+    yield from serve(library)
+
+
+def serve(library: Path):
+    """Serve ``library`` on a free 127.0.0.1 port from a background thread; yields its base URL."""
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.bind(("127.0.0.1", 0))
     port = sock.getsockname()[1]
@@ -87,13 +93,20 @@ def browser():
 @pytest.fixture()
 def page(browser, server):
     """A fresh page on the listening room; fails the test on any script error or alert()."""
+    with open_page(browser, server) as page:
+        yield page
+
+
+@contextlib.contextmanager
+def open_page(browser, url: str):
+    """A fresh page on ``url``; fails the test on any script error or alert()."""
     context = browser.new_context(viewport={"width": 1440, "height": 900})
     page = context.new_page()
     page.set_default_timeout(TIMEOUT_MS)
     errors: list[str] = []
     page.on("pageerror", lambda error: errors.append(f"script error: {error}"))
     page.on("dialog", lambda dialog: (errors.append(f"dialog: {dialog.message}"), dialog.dismiss()))
-    page.goto(server + "/")
+    page.goto(url + "/")
     yield page
     context.close()
     assert not errors, errors
@@ -210,3 +223,42 @@ def test_a_listening_session(page, library, tmp_path):
     page.screenshot(path=str(SCREENSHOT), full_page=True)
     assert SCREENSHOT.stat().st_size > 10_000
     assert time.monotonic() - started < 60
+
+
+@pytest.fixture(scope="module")
+def mood_server(library, tmp_path_factory):
+    """The same music indexed with the genre model and an emotion model (valence and arousal on
+    1-9, random weights), served."""
+    tmp = tmp_path_factory.mktemp("mood")
+    torch.manual_seed(1)
+    net = create_model("fcn", num_classes=2, sample_rate=8000, task="regression", label_names=["valence", "arousal"],
+                       target_scale=(1.0, 9.0), channels=[8] * 5, transform_params={"n_fft": 256, "hop_length": 128})
+    emotion = save_pretrained(net.eval(), tmp / "emotion", chunk_seconds=1.0)
+    music = Library.open(library).music_dir
+    main(["index", str(library / "models" / "0"), str(emotion), str(music), "--out", str(tmp / "library"), "--max-chunks", "2"])
+    yield from serve(tmp / "library")
+
+
+def test_an_emotion_model_shows_its_two_values_and_finds_the_same_mood(browser, mood_server):
+    with open_page(browser, mood_server) as page:
+        check_the_mood_page(page)
+
+
+def check_the_mood_page(page) -> None:
+    expect(page.locator("#library-info")).to_contain_text("fcn/mel (regression)")
+    assert "mood" in page.locator("#feature option").all_inner_texts()
+    page.locator("#track-list .track").nth(3).click()
+    emotion = page.locator("#bars .model-block").nth(1)
+    expect(emotion.locator(".bar")).to_have_count(2)
+    assert emotion.locator(".bar-label").all_inner_texts() == ["valence", "arousal"]  # the model's order
+    for text in emotion.locator(".bar-value").all_inner_texts():
+        value, scale = text.split(" of ")
+        assert scale == "1-9" and 1.0 <= float(value) <= 9.0, text
+    chips = page.locator("#track-list .track").nth(3).locator(".chip").all_inner_texts()
+    assert chips and not any(c.startswith(("valence", "arousal")) for c in chips)  # chips are the genre model's labels
+    page.select_option("#feature", "mood")
+    expect(page.locator("#similar-status")).to_contain_text("mood")
+    expect(page.locator("#similar .match").first).to_be_visible()
+    page.select_option("#model-select", "1")  # the timeline of the emotion model: its values per chunk
+    expect(page.locator("#timeline .segment").first).to_contain_text("valence")
+    assert " · arousal " in page.locator("#timeline .segment").first.inner_text()

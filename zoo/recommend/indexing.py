@@ -63,9 +63,9 @@ from . import embedding, shards
 from .index import VectorIndex, auto_kind, rerank_vectors_path
 from .rows import write_npy
 from .shards import Ranks, StoredTrack, by_id, gone, kept_tracks, plan_run, shard_name
-from .store import (FEATURES, FINGERPRINT, FORMAT, FORMAT_VERSION, MANIFEST, MATCHED_ENTRY_FIELDS, MEANS, READ_ROWS,
+from .store import (FINGERPRINT, FORMAT, FORMAT_VERSION, MANIFEST, MATCHED_ENTRY_FIELDS, MEANS, READ_ROWS,
                     VECTORS, ArrayFile, LibraryData, LibraryError, column_means, feature_vectors, model_entry,
-                    array_names, read_data, read_manifest, save_model, write_arrays)
+                    array_names, features_of, read_data, read_manifest, save_model, write_arrays)
 from .tracks import TableWriter, Track, TrackTable
 
 log = logging.getLogger(__name__)
@@ -278,11 +278,6 @@ def _read_old_data(out: Path, manifest: dict) -> tuple[TrackTable, ArrayFile | N
 
 def _start_run(out: Path, music_dir: Path, models: Sequence, settings: dict) -> dict:
     """Check a library's models and settings against this run's, then mark it incomplete."""
-    for i, model in enumerate(models):
-        if model.spec.task == "regression":  # its values are no labels to share, and a 2-d cosine is no mood
-            raise LibraryError(f"model {i} ({model.spec.architecture} on {model.spec.transform}) predicts continuous "
-                               f"targets ({', '.join(model.spec.label_names)}), not genres or tags: a library does not "
-                               "take regression models yet")
     entries = [model_entry(m) for m in models]
     out.mkdir(parents=True, exist_ok=True)
     if (out / MANIFEST).is_file():
@@ -349,8 +344,9 @@ def _finish_run(out: Path, manifest: dict, stored: Iterator[StoredTrack], rows: 
     if rows:
         means = column_means(vectors.batches(READ_ROWS))
         write_arrays(data / MEANS, {name: mean.shape[1] for name, mean in means.items()}, 1, [(["mean"], means)])
-        for feature in (*FEATURES, FINGERPRINT):
-            _write_index(data / "index" / f"{feature}.faiss", vectors, means, manifest["settings"]["weights"], feature)
+        tasks = [entry["task"] for entry in manifest["models"]]
+        for feature in (*features_of(tasks), FINGERPRINT):
+            _write_index(data / "index" / f"{feature}.faiss", vectors, means, manifest["settings"]["weights"], feature, tasks)
     previous = manifest.get("data")
     manifest.update(data=data.name, complete=True, skipped=skipped, tracks=rows, last_run=run,
                     updated=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()))
@@ -365,14 +361,16 @@ def _finish_run(out: Path, manifest: dict, stored: Iterator[StoredTrack], rows: 
     return LibraryData(manifest, TrackTable.open(data / "tracks"), vectors.maps(), means)
 
 
-def _write_index(path: Path, vectors: ArrayFile, means: dict, weights: Sequence[float], feature: str) -> None:
+def _write_index(path: Path, vectors: ArrayFile, means: dict, weights: Sequence[float], feature: str,
+                 tasks: Sequence[str]) -> None:
     """Build and save the search index of ``feature`` from the unit vectors of every track,
     written a batch at a time to a ``.npy`` file: the index's own re-rank vectors for an
     ``"ivfpq"`` index, a temporary file for the kinds whose index holds the vectors itself."""
-    dim = feature_vectors({name: values[:1] for name, values in vectors.maps().items()}, means, weights, feature).shape[1]
+    dim = feature_vectors({name: values[:1] for name, values in vectors.maps().items()}, means, weights, feature,
+                          tasks).shape[1]
     compressed = auto_kind(vectors.rows) == "ivfpq"
     rows = rerank_vectors_path(path) if compressed else path.with_name(f".{path.name}.rows.npy")
-    write_npy(rows, (vectors.rows, dim), (feature_vectors(batch, means, weights, feature)
+    write_npy(rows, (vectors.rows, dim), (feature_vectors(batch, means, weights, feature, tasks)
                                           for batch in vectors.batches(READ_ROWS)))
     VectorIndex.build(rows, vectors_path=rows if compressed else None).save(path)
     if not compressed:

@@ -24,7 +24,7 @@ from ..spec import ModelSpec
 from . import embedding, indexing
 from .index import VectorIndex, normalize
 from .indexing import DEFAULT_MAX_CHUNKS
-from .store import (FEATURES, FINGERPRINT, READ_ROWS, TOP_LABELS, LibraryError, feature_vectors, load_model,
+from .store import (FEATURES, FINGERPRINT, READ_ROWS, TOP_LABELS, LibraryError, feature_vectors, features_of, load_model,
                     read_data, read_manifest, read_model_spec)
 from .tracks import Track, TrackTable
 
@@ -51,10 +51,15 @@ class Match:
         return asdict(self)
 
 
-def salient_labels(probs: np.ndarray, names: Sequence[str], task: str) -> set[str]:
+def salient_labels(probs: np.ndarray, names: Sequence[str], task: str,
+                   scale: tuple[float, float] | None = None) -> set[str]:
     """The labels a listener would say a track has: its top genre (and a close second, at
     least half as likely) for a genre model; every tag at or above 0.5 among its top
-    :data:`~zoo.recommend.store.TOP_LABELS` for a tagging model."""
+    :data:`~zoo.recommend.store.TOP_LABELS` for a tagging model; for an emotion model, which
+    half of its scale each value is in (``high valence``, ``low arousal``)."""
+    if task == "regression":
+        middle = sum(scale) / 2 if scale else 0.0
+        return {f"{'high' if value >= middle else 'low'} {name}" for name, value in zip(names, probs.tolist())}
     order = np.argsort(-probs)
     if task == "multiclass":
         keep = [order[0]] + ([order[1]] if len(order) > 1 and probs[order[1]] >= 0.5 * probs[order[0]] else [])
@@ -138,6 +143,16 @@ class Library:
     def model_entries(self) -> list[dict]:
         return self.manifest["models"]
 
+    @property
+    def tasks(self) -> list[str]:
+        """Each model's task (``multiclass``, ``multilabel``, ``regression``), from the manifest."""
+        return [entry["task"] for entry in self.model_entries]
+
+    @property
+    def features(self) -> tuple[str, ...]:
+        """The feature choices this library offers (``mood`` only with an emotion model)."""
+        return features_of(self.tasks)
+
     def path_of(self, track: Track | str) -> Path:
         return self.music_dir / (track.id if isinstance(track, Track) else track)
 
@@ -169,7 +184,7 @@ class Library:
         if feature in self._vectors:
             return self._vectors[feature][rows]
         picked = {name: values[rows] for name, values in self.arrays.items()}
-        return feature_vectors(picked, self.means, self.manifest["settings"]["weights"], feature)
+        return feature_vectors(picked, self.means, self.manifest["settings"]["weights"], feature, self.tasks)
 
     def search_index(self, feature: str) -> VectorIndex:
         """The saved search index of ``feature`` (exact or approximate, chosen by size when built)."""
@@ -221,8 +236,9 @@ class Library:
         arrays, track_labels, error = self._embed_one(Path(path))
         if error:
             raise LibraryError(error)
-        vector = feature_vectors(arrays, self.means, self.manifest["settings"]["weights"], feature)[0]
-        salient = set().union(*(salient_labels(arrays[f"model{i}.probabilities"][0], spec.label_names, spec.task)
+        vector = feature_vectors(arrays, self.means, self.manifest["settings"]["weights"], feature, self.tasks)[0]
+        salient = set().union(*(salient_labels(arrays[f"model{i}.probabilities"][0], spec.label_names, spec.task,
+                                               spec.target_scale)
                                 for i, spec in enumerate(self.specs())))
         labels = {name: p for per_model in track_labels for name, p in per_model.items()}
         return labels, self._search(vector, k, feature, set(), diversify, salient)
@@ -247,7 +263,8 @@ class Library:
         return sorted(((self.tracks[a].id, self.tracks[b].id, s) for (a, b), s in pairs.items()), key=lambda p: -p[2])
 
     def _salient_of_row(self, row: int) -> set[str]:
-        return set().union(*(salient_labels(self.arrays[f"model{i}.probabilities"][row], spec.label_names, spec.task)
+        return set().union(*(salient_labels(self.arrays[f"model{i}.probabilities"][row], spec.label_names, spec.task,
+                                            spec.target_scale)
                              for i, spec in enumerate(self.specs())))
 
     def _search(self, query: np.ndarray, k: int, feature: str, exclude: set[int], diversify: float | None,

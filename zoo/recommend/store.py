@@ -55,8 +55,14 @@ FORMAT = "musiczoo-library"
 #: and an index may be ``"ivfpq"`` (:mod:`.index`), which earlier versions cannot search.
 FORMAT_VERSION = 3
 MANIFEST = "library.json"
-#: The feature choices: each model's embedding, its genre/tag probabilities (interpretable), or both.
-FEATURES = ("embedding", "probabilities", "combined")
+#: The feature choices: each model's embedding, its genre/tag probabilities or emotion values
+#: (interpretable), or both; and ``mood``: the emotion models' values alone (valence and arousal).
+FEATURES = ("embedding", "probabilities", "combined", "mood")
+
+
+def features_of(tasks: Sequence[str]) -> tuple[str, ...]:
+    """The :data:`FEATURES` a library of models of these tasks offers: ``mood`` needs a regression model."""
+    return tuple(f for f in FEATURES if f != "mood" or "regression" in tasks)
 #: The signal-level fingerprint that finds the same recording twice (``zoo.recommend.fingerprint``).
 FINGERPRINT = "fingerprint"
 #: Labels kept per model in a track's record (the "top genres/tags" of a track).
@@ -308,7 +314,7 @@ def column_means(batches: Iterable[dict[str, np.ndarray]]) -> dict[str, np.ndarr
 
 
 def feature_vectors(rows: dict[str, np.ndarray], means: dict[str, np.ndarray], weights: Sequence[float],
-                    feature: str) -> np.ndarray:
+                    feature: str, tasks: Sequence[str]) -> np.ndarray:
     """Unit vectors of ``feature`` for ``rows`` (arrays named as in a library): one of
     :data:`FEATURES`, or :data:`FINGERPRINT` (the normalised signal fingerprints).
 
@@ -317,18 +323,28 @@ def feature_vectors(rows: dict[str, np.ndarray], means: dict[str, np.ndarray], w
     the collection count, not what every track shares (raw pooled embeddings of one model are
     all within a few degrees of each other); normalising and weighting keep any model or
     vector kind from dominating by scale, and make the concatenation a unit vector.
+
+    ``mood`` takes only the regression models' values (``tasks`` says which models those are):
+    centred on the library's mean, a track's valence and arousal become a direction, and the
+    cosine of two directions is how close their angles are, the angle that names an emotion in
+    Russell's circumplex (happy, tense, sad, calm), whatever its intensity.
     """
     if feature == FINGERPRINT:
         return normalize(rows[FINGERPRINT], what="fingerprints")
     if feature not in FEATURES:
         raise LibraryError(f"unknown feature choice {feature!r}; valid: {', '.join(FEATURES)}")
     kinds = {"embedding": ["embedding"], "probabilities": ["probabilities"],
-             "combined": ["embedding", "probabilities"]}[feature]
+             "combined": ["embedding", "probabilities"], "mood": ["probabilities"]}[feature]
+    models = [i for i, task in enumerate(tasks) if feature != "mood" or task == "regression"]
+    if not models:
+        raise LibraryError("the mood feature needs an emotion (regression) model among the library's models; "
+                           f"its models are {', '.join(tasks)}")
     weights = np.asarray(weights, dtype=np.float64)
+    total = weights[models].sum()
     parts = []
-    for i, w in enumerate(weights):
+    for i in models:
         for kind in kinds:
-            scale = np.sqrt(w / (weights.sum() * len(kinds)))
+            scale = np.sqrt(weights[i] / (total * len(kinds)))
             name = f"model{i}.{kind}"
             parts.append(normalize(rows[name] - means[name], what=f"model {i} {kind}") * np.float32(scale))
     return np.ascontiguousarray(np.concatenate(parts, axis=1), dtype=np.float32)

@@ -38,7 +38,7 @@ from pydantic import BaseModel
 from datamodules.primitives.audio import AudioDecodeError, decode_audio
 
 from ..predict import predict_files
-from ..recommend.library import FEATURES, Library, LibraryError
+from ..recommend.library import Library, LibraryError
 from ..spec import ModelSpec
 from .guard import RequestGuard, upload_too_large
 
@@ -113,8 +113,9 @@ def create_app(library_path: str | os.PathLike, *, host: str = "127.0.0.1", max_
     def summary(n: int) -> dict:
         track = library.tracks[n]
         labels = {}
-        for per_model in track.labels:
-            labels.update(dict(list(per_model.items())[:3]))
+        for spec, per_model in zip(specs, track.labels):
+            if spec.task != "regression":  # an emotion model's values are shown with the track, not as labels
+                labels.update(dict(list(per_model.items())[:3]))
         return {"n": n, "id": shown(track.id), "name": shown(Path(track.id).name), "duration_s": track.duration_s,
                 "labels": labels}
 
@@ -122,8 +123,8 @@ def create_app(library_path: str | os.PathLike, *, host: str = "127.0.0.1", max_
         return [{**m.to_dict(), "id": shown(m.id), "n": library.row[m.id], "path": None} for m in matches]
 
     def query_options(k: int, feature: str, diversify: float | None) -> dict:
-        if feature not in FEATURES:
-            raise HTTPException(422, f"feature must be one of {', '.join(FEATURES)}")
+        if feature not in library.features:
+            raise HTTPException(422, f"feature must be one of {', '.join(library.features)}")
         if not 1 <= k <= 100:
             raise HTTPException(422, "k must be between 1 and 100")
         if diversify is not None and not 0 <= diversify <= 1:
@@ -156,9 +157,9 @@ def create_app(library_path: str | os.PathLike, *, host: str = "127.0.0.1", max_
 
     @app.get("/api/library")
     def library_info() -> dict:
-        return {"tracks": len(library.tracks), "music_folder": shown(music_dir.name), "features": list(FEATURES),
-                "models": [{"name": _model_name(spec), "task": spec.task, "labels": list(spec.label_names)}
-                           for spec in specs]}
+        return {"tracks": len(library.tracks), "music_folder": shown(music_dir.name), "features": list(library.features),
+                "models": [{"name": _model_name(spec), "task": spec.task, "labels": list(spec.label_names),
+                            "scale": spec.target_scale} for spec in specs]}
 
     @app.get("/api/tracks")
     def tracks(q: str = "", offset: int = Query(0, ge=0), limit: int = Query(200, ge=1, le=1000)) -> dict:
@@ -175,8 +176,9 @@ def create_app(library_path: str | os.PathLike, *, host: str = "127.0.0.1", max_
         predictions = []
         for i, spec in enumerate(specs):
             probs = library.arrays[f"model{i}.probabilities"][n]
-            order = np.argsort(-probs)
-            predictions.append({"model": _model_name(spec), "task": spec.task,
+            # Probabilities highest first; an emotion model's values in its target order, with their scale.
+            order = range(len(probs)) if spec.task == "regression" else np.argsort(-probs)
+            predictions.append({"model": _model_name(spec), "task": spec.task, "scale": spec.target_scale,
                                 "probabilities": {spec.label_names[j]: round(float(probs[j]), 4) for j in order}})
         return {**summary(n), "predictions": predictions}
 

@@ -221,7 +221,7 @@ async function selectTrack(n) {
   $("#bars").replaceChildren(...track.predictions.map((prediction) =>
     el("div", { class: "model-block" },
        el("h4", {}, prediction.model, " ", el("span", { class: "subtle" }, prediction.task)),
-       bars(prediction.probabilities))));
+       bars(prediction.probabilities, TOP_LABELS, prediction.scale))));
 
   showModelViews(n, token);
   setQuery({ kind: "track", n: track.n, name: track.name });
@@ -235,15 +235,20 @@ function showModelViews(n, token) {
   loadTimeline(n, model, token);
 }
 
-/** Horizontal bars for {label: p} (already highest first), the top TOP_LABELS of them. */
-function bars(probabilities, limit = TOP_LABELS) {
-  const entries = Object.entries(probabilities).sort((a, b) => b[1] - a[1]).slice(0, limit);
+/** Horizontal bars for {label: p} (already highest first), the top TOP_LABELS of them; with a
+ *  scale [lo, hi] (an emotion model), {target: value} in the model's order, each bar the value's
+ *  place on the scale. */
+function bars(probabilities, limit = TOP_LABELS, scale = null) {
+  const entries = scale ? Object.entries(probabilities)
+    : Object.entries(probabilities).sort((a, b) => b[1] - a[1]).slice(0, limit);
+  const share = (p) => (scale ? (p - scale[0]) / (scale[1] - scale[0]) : p);
+  const shown = (p) => (scale ? `${Number(p).toFixed(1)} of ${scale[0]}-${scale[1]}` : fmtP(p));
   return el("div", { class: "bars" }, entries.map(([label, p]) =>
-    el("div", { class: "bar", title: `${label}: ${fmtP(p)}`, dataset: { label } },
+    el("div", { class: "bar", title: `${label}: ${shown(p)}`, dataset: { label } },
        el("span", { class: "bar-label" }, label),
        el("span", { class: "bar-track" },
-          el("span", { class: "bar-fill", style: `width: ${Math.max(0, Math.min(1, p)) * 100}%; background: ${colourOf(label)}` })),
-       el("span", { class: "bar-value mono" }, fmtP(p)))));
+          el("span", { class: "bar-fill", style: `width: ${Math.max(0, Math.min(1, share(p))) * 100}%; background: ${colourOf(label)}` })),
+       el("span", { class: "bar-value mono" }, shown(p)))));
 }
 
 async function loadTimeline(n, model, token) {
@@ -259,6 +264,18 @@ async function loadTimeline(n, model, token) {
   if (token !== state.tokens.track || model !== state.model) return;
   if (!answer.segments.length) {
     timeline.replaceChildren(el("p", { class: "subtle small" }, "no segments (silent or too short)"));
+    return;
+  }
+  const scale = (state.library.models[model] || {}).scale;
+  if (scale) {  // an emotion model: each segment's values, in the model's order
+    timeline.replaceChildren(...answer.segments.map((segment) => {
+      const values = Object.entries(segment.labels).map(([name, v]) => `${name} ${Number(v).toFixed(1)}`).join(" · ");
+      return el("button", {
+        type: "button", class: "segment", title: `${fmtTime(segment.start_s)}–${fmtTime(segment.end_s)}\n${values}`,
+        dataset: { start: segment.start_s, end: segment.end_s, label: values },
+        onclick: () => { const player = $("#player"); player.currentTime = segment.start_s; player.play().catch(() => {}); },
+      }, el("span", { class: "segment-label" }, values));
+    }));
     return;
   }
   timeline.replaceChildren(...answer.segments.map((segment) => {
