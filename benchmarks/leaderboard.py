@@ -41,7 +41,7 @@ HEADLINE_METRICS = ("test/acc", "test/roc_auc", "test/pr_auc", "test/r2")
 #: A regression target's own metrics, ``test/<prefix>_<target>``, and their names.
 PER_TARGET = {"r2": "R²", "pearson": "Pearson r", "ccc": "CCC"}
 DATASET_TITLES = {"gtzan": "GTZAN", "mtat": "MagnaTagATune", "deam": "DEAM", "pmemo": "PMEmo"}
-TRANSFORM_ORDER = ("mel", "mfcc", "stft")
+TRANSFORM_ORDER = ("mel", "mfcc", "stft", "cqt", "chroma")
 REFERENCE_TRANSFORM = "mel"
 #: Where the heatmaps go, relative to the folder of ``--out`` (``leaderboard.md`` at the
 #: repository's root: ``benchmarks/figures``).

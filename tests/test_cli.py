@@ -39,7 +39,7 @@ def test_fit_then_test_through_the_cli(tiny_config, tmp_path, capsys):
 
 @pytest.mark.parametrize("flag,message", [
     ("--model.architecture=resnet_lstm", "unknown model 'resnet_lstm'; valid models: crnn, fcn, resnet_gru"),
-    ("--model.transform=cqt", "unknown transform 'cqt'; valid transforms: mel, mfcc, stft"),
+    ("--model.transform=wavelet", "unknown transform 'wavelet'; valid transforms: chroma, cqt, mel, mfcc, stft"),
 ])
 def test_wrong_names_get_one_line(tiny_config, flag, message):
     proc = subprocess.run([sys.executable, "-m", "zoo.cli", "fit", "--config", str(tiny_config), flag],

@@ -114,7 +114,7 @@ def test_a_changed_config_is_a_new_cell(tiny_config, tmp_path):
 @pytest.mark.parametrize("change, message", [
     ({"architectures": ["fcn", "resnet_grux"]}, "'resnet_grux' matches no registered model; registered: crnn, fcn"),
     ({"architectures": ["timm/no_such_net"]}, "no timm model matches"),
-    ({"transforms": ["mel", "cqt"]}, "unknown transform(s) ['cqt']; valid: mel, mfcc, stft"),
+    ({"transforms": ["mel", "wavelet"]}, "unknown transform(s) ['wavelet']; valid: chroma, cqt, mel, mfcc, stft"),
     ({"datasets": {"gtzan": {"config": "benchmarks/configs/nope.yaml", "root": "x"}}}, "nope.yaml does not exist"),
     ({"datasets": {"gtzan": {"root": "x"}}}, "needs 'config'"),
     ({"epochs": 3}, "unknown keys ['epochs']"),

@@ -21,10 +21,10 @@ def test_registry_lists_the_zoo():
 @pytest.mark.parametrize("name", MODELS)
 def test_forward_backward_embed(name, transform):
     torch.manual_seed(0)
-    # 20 MFCCs and 513 STFT bins: the extremes of the frequency sizes a model must accept.
-    params = {"mfcc": {"n_mfcc": 20}, "stft": {"n_fft": 1024}, "mel": {}}[transform]
+    # 12 chroma rows and 513 STFT bins: the extremes of the frequency sizes a model must accept.
+    params = {"mfcc": {"n_mfcc": 20}, "stft": {"n_fft": 1024}, "mel": {}, "cqt": {}, "chroma": {}}[transform]
     model = create_model(name, transform=transform, num_classes=7, sample_rate=SR, transform_params=params)
-    assert model.n_bins in {"mel": (128,), "mfcc": (20,), "stft": (513,)}[transform]
+    assert model.n_bins in {"mel": (128,), "mfcc": (20,), "stft": (513,), "cqt": (84,), "chroma": (12,)}[transform]
     for seconds in (1.0, 2.5):
         x = torch.randn(2, int(seconds * SR))
         model.train()
@@ -62,7 +62,7 @@ def test_config_rebuilds_the_same_model():
 def test_unknown_names_list_the_valid_ones():
     with pytest.raises(UnknownNameError, match="valid models: .*resnet_gru.*timm/<timm model>"):
         create_model("resnet_lstm")
-    with pytest.raises(UnknownNameError, match="valid transforms: mel, mfcc, stft"):
-        create_model("fcn", transform="cqt")
+    with pytest.raises(UnknownNameError, match="valid transforms: chroma, cqt, mel, mfcc, stft"):
+        create_model("fcn", transform="wavelet")
     with pytest.raises(UnknownNameError, match="timm/not_a_net"):
         create_model("timm/not_a_net")

@@ -1,4 +1,5 @@
-"""Audio front-ends: waveform (batch, samples) -> log features (batch, 1, freq, time).
+"""Audio front-ends: waveform (batch, samples) -> log features (batch, 1, freq, time): Mel, MFCC,
+STFT, and the pitch-aware constant-Q (``cqt``) and chroma.
 
 The front-end is the first layer of every model, so a checkpoint maps raw audio to
 predictions on its own. Two rules follow from that:
@@ -34,6 +35,11 @@ class Frontend(nn.Module):
     """Shared STFT machinery; subclasses map the power spectrogram to their feature."""
 
     name = ""
+    #: Rows a transposition by one semitone moves the output by, for pitch-aligned front-ends
+    #: (``cqt``, ``chroma``; what ``KeyShift`` augments with); None where pitch is not a row shift.
+    rows_per_semitone: int | None = None
+    #: Whether the rows are pitch classes, so that a shift past the top wraps round to the bottom.
+    pitch_classes = False
 
     def __init__(
         self,
@@ -201,6 +207,97 @@ class LogSTFT(Frontend):
         return self.power_to_db(power[:, self._rows])
 
 
+#: C1, the lowest note of an 88-key piano's bottom octave but three keys: librosa's CQT default ``fmin``.
+C1_HZ = 32.703195662574764
+
+
+@_register
+class LogCQT(Frontend):
+    """Constant-Q (log-frequency) spectrogram in dB: a semitone (or finer) filterbank on the STFT.
+
+    Not a true constant-Q transform (Brown 1991; librosa.cqt convolves a kernel per bin): the
+    bins are triangular filters on the power spectrogram, one per step of ``bins_per_octave``
+    from ``f_min`` over ``n_octaves``, each spanning the steps on either side in log-frequency,
+    and at least one FFT bin wide where the STFT is coarser than the steps (low notes; a
+    4096-point FFT resolves semitones from about 150 Hz at 22,050 Hz). So it costs one matrix
+    product on the STFT every front-end computes, and a tone lands on the bin of its pitch:
+    ``tests/test_frontends.py`` checks the peak bin of tones against librosa.cqt's and the
+    two spectrograms of a real clip against each other. Transposing music by a semitone moves
+    its rows by ``bins_per_octave / 12``, which is what cover recognition relies on.
+    """
+
+    name = "cqt"
+
+    def __init__(self, sample_rate: int = 22050, n_fft: int = 4096, hop_length: int = 512, f_min: float = C1_HZ,
+                 n_octaves: int = 7, bins_per_octave: int = 12, **kw):
+        if kw.pop("f_max", None) is not None:
+            raise ValueError(f"{self.name}: the top bin is f_min * 2**n_octaves; give n_octaves, not f_max")
+        if f_min <= 0 or n_octaves < 1 or bins_per_octave < 1:
+            raise ValueError(f"{self.name}: f_min, n_octaves and bins_per_octave must be positive")
+        top = f_min * 2.0 ** (n_octaves - 1 / bins_per_octave)
+        if top > sample_rate / 2:
+            raise ValueError(f"{self.name}: {n_octaves} octaves from {f_min:g} Hz reach {top:.0f} Hz, above half the "
+                             f"sample rate ({sample_rate / 2:g} Hz)")
+        super().__init__(sample_rate=sample_rate, n_fft=n_fft, hop_length=hop_length, f_min=f_min, f_max=top, **kw)
+        self.n_octaves, self.bins_per_octave = int(n_octaves), int(bins_per_octave)
+        if self.bins_per_octave % 12 == 0:
+            self.rows_per_semitone = self.bins_per_octave // 12
+        self.register_buffer("cqt_fb", self._filterbank(), persistent=False)  # (n_octaves * bins_per_octave, n_freqs)
+
+    def _filterbank(self) -> torch.Tensor:
+        freqs = torch.linspace(0, self.sample_rate / 2, self.n_fft // 2 + 1, dtype=torch.float64)
+        steps = torch.arange(self.n_octaves * self.bins_per_octave, dtype=torch.float64)
+        # Each FFT bin's place on the log-frequency axis, in steps above f_min (the DC bin: far below).
+        place = self.bins_per_octave * torch.log2(freqs.clamp_min(1e-6) / self.f_min)
+        centres = self.f_min * 2.0 ** (steps / self.bins_per_octave)
+        fft_step = self.sample_rate / self.n_fft  # Hz between FFT bins
+        half_width = torch.maximum(torch.ones_like(steps),  # one step, or one FFT bin where that is wider
+                                   self.bins_per_octave * torch.log2((centres + fft_step) / centres))
+        weights = (1 - (place[None, :] - steps[:, None]).abs() / half_width[:, None]).clamp_min(0)
+        return weights.float().contiguous()
+
+    @property
+    def n_bins(self) -> int:
+        return self.n_octaves * self.bins_per_octave
+
+    def config(self) -> dict:
+        config = {**super().config(), "n_octaves": self.n_octaves, "bins_per_octave": self.bins_per_octave}
+        del config["f_max"]  # decided by f_min and n_octaves
+        return config
+
+    def features(self, power):
+        return self.power_to_db(torch.matmul(self.cqt_fb, power))
+
+
+@_register
+class Chroma(LogCQT):
+    """Chromagram in dB: the constant-Q power folded into the 12 pitch classes, whatever the octave.
+
+    Row 0 is the pitch class of ``f_min`` (C for the default C1), then upwards in semitones.
+    Keeps melody and harmony and drops the octave, register and most of the timbre, so two
+    performances of one work in different instrumentations look alike (cover recognition's
+    classic feature; Ellis & Poliner 2007)."""
+
+    name = "chroma"
+    pitch_classes = True
+
+    def __init__(self, sample_rate: int = 22050, n_fft: int = 4096, hop_length: int = 512, bins_per_octave: int = 12, **kw):
+        if bins_per_octave % 12:
+            raise ValueError(f"{self.name}: bins_per_octave must be a multiple of 12, got {bins_per_octave}")
+        super().__init__(sample_rate=sample_rate, n_fft=n_fft, hop_length=hop_length, bins_per_octave=bins_per_octave, **kw)
+        pitch_class = (torch.arange(super().n_bins) // self.rows_per_semitone) % 12
+        fold = F.one_hot(pitch_class, 12).T.float()  # (12, cqt bins)
+        self.register_buffer("chroma_fb", (fold @ self.cqt_fb).contiguous(), persistent=False)
+        self.rows_per_semitone = 1  # after the fold: a row per pitch class
+
+    @property
+    def n_bins(self) -> int:
+        return 12
+
+    def features(self, power):
+        return self.power_to_db(torch.matmul(self.chroma_fb, power))
+
+
 def list_transforms() -> list[str]:
     return sorted(FRONTENDS)
 
@@ -219,4 +316,5 @@ class UnknownNameError(ValueError):
     """A model, transform or dataset name that is not registered (the CLI prints it as one line)."""
 
 
-__all__ = ["Frontend", "LogMel", "MFCC", "LogSTFT", "create_frontend", "list_transforms", "UnknownNameError"]
+__all__ = ["Frontend", "LogMel", "MFCC", "LogSTFT", "LogCQT", "Chroma", "create_frontend", "list_transforms",
+           "UnknownNameError"]

@@ -274,6 +274,8 @@ TRANSFORM_PARAM_CHECKS = {
     "top_db": lambda v, p, c: None if v is None else _number_in(0, lambda p, c: 1000, "must be null or a number of dB",
                                                                 lo_open=True)(v, p, c),
     "pad_mode": lambda v, p, c: None if v in PAD_MODES else f"must be one of {', '.join(PAD_MODES)}",
+    "n_octaves": _int_in(1, lambda p, c: 10, "must be an integer number of octaves"),
+    "bins_per_octave": _int_in(1, lambda p, c: 96, "must be an integer number of bins per octave"),
 }
 
 
