@@ -35,12 +35,16 @@ from benchmarks.reference_results import reference_section
 from benchmarks.records import read_numbered_records
 
 METRIC_NAMES = {"test/acc": "accuracy", "test/roc_auc": "ROC-AUC", "test/pr_auc": "PR-AUC", "test/f1_macro": "macro F1",
-                "test/r2": "R² (mean over targets)"}
-#: The metrics the literature reports for each task, in this order (regression: also R² per target).
-HEADLINE_METRICS = ("test/acc", "test/roc_auc", "test/pr_auc", "test/r2")
+                "test/r2": "R² (mean over targets)", "test/map": "MAP", "test/mr1": "MR1 (lower is better)",
+                "test/p10": "P@10"}
+#: The metrics the literature reports for each task, in this order (regression: also R² per target;
+#: version identification: Da-TACOS's three, of which only MR1's best is the lowest).
+HEADLINE_METRICS = ("test/acc", "test/roc_auc", "test/pr_auc", "test/r2", "test/map", "test/mr1", "test/p10")
+LOWER_IS_BETTER = ("test/mr1",)
 #: A regression target's own metrics, ``test/<prefix>_<target>``, and their names.
 PER_TARGET = {"r2": "R²", "pearson": "Pearson r", "ccc": "CCC"}
-DATASET_TITLES = {"gtzan": "GTZAN", "mtat": "MagnaTagATune", "deam": "DEAM", "pmemo": "PMEmo"}
+DATASET_TITLES = {"gtzan": "GTZAN", "mtat": "MagnaTagATune", "deam": "DEAM", "pmemo": "PMEmo", "covers": "covers",
+                  "covers80": "Covers80"}
 TRANSFORM_ORDER = ("mel", "mfcc", "stft", "cqt", "chroma")
 REFERENCE_TRANSFORM = "mel"
 #: Where the heatmaps go, relative to the folder of ``--out`` (``leaderboard.md`` at the
@@ -193,7 +197,7 @@ def matrix(group: list[dict], metric: str) -> tuple[list[str], list[str], dict]:
 def matrix_table(group: list[dict], metric: str) -> list[str]:
     architectures, transforms, cells = matrix(group, metric)
     means = {key: statistics.fmean(v.values()) for key, v in cells.items()}
-    best = max(means, key=means.get) if means else None
+    best = (min if metric in LOWER_IS_BETTER else max)(means, key=means.get) if means else None
     lines = ["| architecture | params (M) | train samples/s | " + " | ".join(transforms) + " |",
              "|---|---:|---:|" + "---:|" * len(transforms)]
     for architecture in architectures:

@@ -12,8 +12,9 @@ read and a ``target``. :class:`AudioDataModule` decodes them once into the share
   chunk's clip index 0..B-1.
 
 ``S`` is ``chunk_size``, the chunk length in samples. ``target`` is long (B,) for
-``multiclass``, float32 (B, C) 0/1 for ``multilabel`` and float32 (B, C) for ``regression``
-(one column per target, e.g. valence and arousal). ``batch_size`` counts clips in every split.
+``multiclass``, float32 (B, C) 0/1 for ``multilabel``, float32 (B, C) for ``regression``
+(one column per target, e.g. valence and arousal) and long (B,) for ``versions`` (the work's index:
+the training works are 0..C-1, the classes, and the evaluation parts' works come after them). ``batch_size`` counts clips in every split.
 """
 
 from __future__ import annotations
@@ -166,6 +167,9 @@ class AudioDataModule(L.LightningDataModule):
         if self.task == "multiclass":
             if not (is_index and 0 <= it.target < self.num_classes):
                 raise ValueError(f"{it.key}: target {it.target!r} is not a class index below {self.num_classes}")
+        elif self.task == "versions":  # the work's index; evaluation works lie past the trained classes
+            if not (is_index and it.target >= 0):
+                raise ValueError(f"{it.key}: target {it.target!r} is not a work index (an integer >= 0)")
         elif self.task == "regression":
             if is_index or len(it.target) != self.num_classes or not np.isfinite(np.asarray(it.target, float)).all():
                 raise ValueError(f"{it.key}: regression target must be {self.num_classes} finite numbers "
@@ -197,8 +201,9 @@ class AudioDataModule(L.LightningDataModule):
             raise RuntimeError(f"split {split!r} is not available: call prepare_data() and setup() first")
         return self._clips[split]
 
-    def _loader(self, dataset: Dataset, shuffle: bool, collate_fn=None, drop_last: bool = False) -> DataLoader:
-        return DataLoader(dataset, batch_size=self.batch_size, shuffle=shuffle, drop_last=drop_last,
+    def _loader(self, dataset: Dataset, shuffle: bool, collate_fn=None, drop_last: bool = False,
+                sampler=None) -> DataLoader:
+        return DataLoader(dataset, batch_size=self.batch_size, shuffle=shuffle, drop_last=drop_last, sampler=sampler,
                           num_workers=self.num_workers, persistent_workers=self.num_workers > 0,
                           pin_memory=torch.cuda.is_available(), collate_fn=collate_fn)
 

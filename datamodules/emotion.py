@@ -16,7 +16,6 @@ end) and one seeded split (:func:`random_parts`).
 from __future__ import annotations
 
 import csv
-import hashlib
 import logging
 import math
 from dataclasses import dataclass, field
@@ -24,7 +23,7 @@ from pathlib import Path
 from typing import Callable
 
 from .base import AudioDataModule
-from .items import Item
+from .items import Item, check_fractions, random_parts
 
 log = logging.getLogger(__name__)
 
@@ -147,29 +146,6 @@ def _row_problem(cell: dict[str, str], id_column: str, columns: dict[str, str], 
     return None, values, part
 
 
-def random_parts(items: list[Item], fractions: dict[str, float], seed: int) -> dict[str, list[Item]]:
-    """``items`` split at random into the parts of ``fractions`` (e.g. ``{"val": 0.1, "test": 0.2}``,
-    counts rounded) and ``train`` (the rest), each in the items' order.
-
-    Each clip's place in the draw is a hash of ``(seed, key)``, so the same seed gives the same
-    parts on every machine, and a clip added or skipped moves at most one other across a border.
-    """
-    _check_fractions(fractions)
-    order = sorted(range(len(items)), key=lambda i: hashlib.sha256(f"{seed}\0{items[i].key}".encode()).digest())
-    part_of, start = {}, 0
-    for name, fraction in fractions.items():
-        for i in order[start:start + round(len(items) * fraction)]:
-            part_of[i] = name
-        start += round(len(items) * fraction)
-    return {name: [it for i, it in enumerate(items) if part_of.get(i, "train") == name]
-            for name in ("train", "val", "test")}
-
-
-def _check_fractions(fractions: dict[str, float]) -> None:
-    if not (all(0 <= f < 1 for f in fractions.values()) and sum(fractions.values()) < 1):
-        raise ValueError(f"split fractions must be in [0, 1) and sum to less than 1, got {fractions}")
-
-
 class EmotionDataModule(AudioDataModule):
     """What the emotion data modules share: ``task = "regression"``, targets on :data:`SCALE`
     (declared as ``target_scale``, which the CLI links into the model's spec) named by
@@ -238,7 +214,7 @@ class DEAMDataModule(EmotionDataModule):
     def __init__(self, root: str, val_fraction: float = VAL_FRACTION, **kwargs):
         super().__init__(root, **kwargs)
         self.val_fraction = float(val_fraction)
-        _check_fractions({"val": self.val_fraction})
+        check_fractions({"val": self.val_fraction})
 
     @property
     def split_name(self) -> str:
@@ -278,7 +254,7 @@ class PMEmoDataModule(EmotionDataModule):
     def __init__(self, root: str, val_fraction: float = VAL_FRACTION, test_fraction: float = TEST_FRACTION, **kwargs):
         super().__init__(root, **kwargs)
         self.val_fraction, self.test_fraction = float(val_fraction), float(test_fraction)
-        _check_fractions({"val": self.val_fraction, "test": self.test_fraction})
+        check_fractions({"val": self.val_fraction, "test": self.test_fraction})
 
     @property
     def split_name(self) -> str:
@@ -324,7 +300,7 @@ class EmotionCSVDataModule(EmotionDataModule):
         self.file_column, self.split_column = file_column, split_column
         self.csv_scale = _check_scale(scale)
         self.val_fraction, self.test_fraction = float(val_fraction), float(test_fraction)
-        _check_fractions({"val": self.val_fraction, "test": self.test_fraction})
+        check_fractions({"val": self.val_fraction, "test": self.test_fraction})
 
     @property
     def split_name(self) -> str:

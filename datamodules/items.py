@@ -6,8 +6,9 @@ type is the contract between the two, so neither imports the other for it.
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
-from typing import Sequence, Union
+from typing import Callable, Sequence, Union
 
 import numpy as np
 
@@ -37,3 +38,31 @@ def plain_target(target: Target) -> int | list[int] | list[float]:
     if isinstance(target, (int, np.integer)):
         return int(target)
     return [int(v) if isinstance(v, (int, np.integer)) else float(v) for v in target]
+
+
+def random_parts(items: list[Item], fractions: dict[str, float], seed: int,
+                 group: Callable[[Item], str] | None = None) -> dict[str, list[Item]]:
+    """``items`` split at random into the parts of ``fractions`` (e.g. ``{"val": 0.1, "test": 0.2}``,
+    counts rounded) and ``train`` (the rest), each in the items' order; where a dataset publishes no split.
+
+    Each clip's place in the draw is a hash of ``(seed, key)``, so the same seed gives the same
+    parts on every machine, and a clip added or skipped moves at most one other across a border.
+    With ``group`` (an item -> its group, e.g. the work a performance is of), whole groups are
+    drawn instead, by the hash of ``(seed, group)``: no group is in two parts, and the fractions
+    count groups.
+    """
+    check_fractions(fractions)
+    group = group or (lambda it: it.key)
+    groups = list(dict.fromkeys(group(it) for it in items))
+    order = sorted(groups, key=lambda g: hashlib.sha256(f"{seed}\0{g}".encode()).digest())
+    part_of, start = {}, 0
+    for name, fraction in fractions.items():
+        for g in order[start:start + round(len(groups) * fraction)]:
+            part_of[g] = name
+        start += round(len(groups) * fraction)
+    return {name: [it for it in items if part_of.get(group(it), "train") == name] for name in ("train", "val", "test")}
+
+
+def check_fractions(fractions: dict[str, float]) -> None:
+    if not (all(0 <= f < 1 for f in fractions.values()) and sum(fractions.values()) < 1):
+        raise ValueError(f"split fractions must be in [0, 1) and sum to less than 1, got {fractions}")

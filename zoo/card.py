@@ -12,7 +12,8 @@ import shlex
 import yaml
 
 _METRIC_IDS = {"acc": "accuracy", "f1_macro": "f1", "roc_auc": "roc_auc", "pr_auc": "pr_auc", "r2": "r_squared"}
-_TASK_TAGS = {"multiclass": "genre-classification", "multilabel": "music-tagging", "regression": "audio-regression"}
+_TASK_TAGS = {"multiclass": "genre-classification", "multilabel": "music-tagging", "regression": "audio-regression",
+              "versions": "cover-song-identification"}
 _DATASET_NOTES = {
     "gtzan": "GTZAN has known faults (repeated excerpts, mislabelled and distorted clips; Sturm 2013) and "
              "artist overlap between random splits; only the fault-filtered split (Kereliuk & Sturm) gives "
@@ -53,7 +54,9 @@ def model_card(spec, record: dict, model_id: str) -> str:
     split = f", split `{split}`" if split else ""
     what = {"multiclass": "music genre classification (one label per clip, softmax)",
             "multilabel": "music auto-tagging (independent tags, sigmoid)",
-            "regression": "regression of continuous targets such as valence and arousal"}[task]
+            "regression": "regression of continuous targets such as valence and arousal",
+            "versions": ("version identification (cover song recognition): its embedding retrieves other "
+                         "performances of a work, also of works it was not trained on")}[task]
     if task == "regression":
         scale = f" on the scale {spec.target_scale[0]:g}-{spec.target_scale[1]:g}" if spec.target_scale else ""
         outputs, averaged, shown = f"{spec.num_classes} values{scale}", "chunk values", "{target: value}"
@@ -107,7 +110,8 @@ def model_card(spec, record: dict, model_id: str) -> str:
         f"{spec.sample_rate // 2} Hz is ignored.",
         "- The model always answers with its own label set: speech, silence or music outside the training "
         "data still get confident-looking " + {"multiclass": "probabilities that sum to 1.",
-                                               "multilabel": "probabilities.", "regression": "values."}[task],
+                                               "multilabel": "probabilities.", "regression": "values.",
+                                               "versions": "probabilities over its training works."}[task],
         "- Labels reflect the training dataset's taxonomy and annotators, and its biases in genre, era and culture.",
     ]
     note = _DATASET_NOTES.get((dataset or "").lower().replace("synthetic_", "").replace("synthetic-", ""))

@@ -1,6 +1,7 @@
-"""The three problem types a zoo model is trained for, one class each: what the task needs to know
-of its ``spec.task`` (the loss, the clip-level metrics, the metric that picks the best checkpoint
-and the table written at test time), so that :class:`~zoo.task.MusicTask` has no branch on it.
+"""The four problem types a zoo model is trained for, one class each: what the task needs to know
+of its ``spec.task`` (the loss, what a chunk contributes to its clip's prediction, the clip-level
+metrics, the metric that picks the best checkpoint and the table written at test time), so that
+:class:`~zoo.task.MusicTask` has no branch on it.
 
 - ``multiclass`` (genres): cross-entropy; accuracy, macro F1 and the confusion matrix.
 - ``multilabel`` (tags): binary cross-entropy; macro ROC-AUC and PR-AUC over the tags.
@@ -8,14 +9,21 @@ and the table written at test time), so that :class:`~zoo.task.MusicTask` has no
   and averaged, R², Pearson's r and the concordance correlation coefficient (Lin 1989), the
   figures the music emotion recognition literature reports (MediaEval's Emotion in Music task,
   DEAM, PMEmo).
+- ``versions`` (version identification, "cover song" recognition): cross-entropy over the
+  training works plus a batch-hard triplet term on the embedding (CQTNet, ByteCover); evaluated
+  as retrieval over works the model never saw: each clip's embedding queries all the others, and
+  mean average precision, the mean rank of the first other performance of its work (MR1) and
+  precision at 10 are the figures of the Da-TACOS benchmark (Yesiler et al. 2019).
 
 Metrics are computed on clip-level predictions: the chunk outputs after
-:func:`~datamodules.primitives.chunks.probabilities`, averaged over each clip's chunks.
+:func:`~datamodules.primitives.chunks.probabilities` (for ``versions``, the unit chunk
+embeddings), averaged over each clip's chunks.
 """
 
 from __future__ import annotations
 
-from typing import Literal
+import math
+from typing import Callable, Literal
 
 import torch
 import torch.nn.functional as F
@@ -123,10 +131,14 @@ class Problem:
     monitor: str
     table_name: str
 
-    def loss(self, logits: torch.Tensor, target: torch.Tensor, task) -> torch.Tensor:
-        """The training loss of ``logits`` (B, C) against ``target``; ``task`` is the
-        :class:`~zoo.task.MusicTask` (its ``hparams`` and ``spec``)."""
+    def loss(self, logits: torch.Tensor, target: torch.Tensor, task, embedding: torch.Tensor | None = None) -> torch.Tensor:
+        """The training loss of ``logits`` (B, C) and the ``embedding`` (B, D) they came from against
+        ``target``; ``task`` is the :class:`~zoo.task.MusicTask` (its ``hparams`` and ``spec``)."""
         raise NotImplementedError
+
+    def chunk_values(self, logits: torch.Tensor, embedding: torch.Tensor, spec) -> torch.Tensor:
+        """What a chunk contributes to its clip's prediction (averaged over the clip's chunks)."""
+        return probabilities(logits.float(), spec.task, spec.target_scale)
 
     def metrics(self, spec) -> torch.nn.Module:
         raise NotImplementedError
@@ -139,7 +151,7 @@ class Problem:
 class Classification(Problem):
     monitor, table_name = "val/acc", "confusion_matrix.csv"
 
-    def loss(self, logits, target, task):
+    def loss(self, logits, target, task, embedding=None):
         return F.cross_entropy(logits, target, label_smoothing=task.hparams.get("label_smoothing", 0.0))
 
     def metrics(self, spec):
@@ -157,7 +169,7 @@ class Tagging(Problem):
     # PR-AUC: the literature's headline metric for MagnaTagATune (ROC-AUC saturates).
     monitor, table_name = "val/pr_auc", "per_tag_metrics.csv"
 
-    def loss(self, logits, target, task):
+    def loss(self, logits, target, task, embedding=None):
         return F.binary_cross_entropy_with_logits(logits, target.to(logits.dtype))
 
     def metrics(self, spec):
@@ -171,7 +183,7 @@ class Tagging(Problem):
 class Regression(Problem):
     monitor, table_name = "val/r2", "per_target_metrics.csv"
 
-    def loss(self, logits, target, task):
+    def loss(self, logits, target, task, embedding=None):
         """On the values (the target's own scale), so that losses of models and data compare."""
         values, target = probabilities(logits.float(), "regression", task.spec.target_scale), target.float()
         kind = task.hparams.get("regression_loss", "mse")
@@ -187,4 +199,104 @@ class Regression(Problem):
         return [["target", "r2", "pearson", "ccc"]] + [[n, *(f"{v:.4f}" for v in row)] for n, row in zip(names, rows)]
 
 
-PROBLEMS: dict[str, Problem] = {"multiclass": Classification(), "multilabel": Tagging(), "regression": Regression()}
+def retrieval_scores(embeddings: torch.Tensor | None, works: torch.Tensor, top: int = 10, block: int = 1024,
+                     similarity: Callable[[torch.Tensor], torch.Tensor] | None = None) -> dict[str, torch.Tensor]:
+    """Version retrieval over a set of performances: each one queries all the others, ranked by
+    the cosine of ``embeddings`` (N, D), or by ``similarity(rows)`` (the (len(rows), N) similarities
+    of those queries to every performance, for a measure that is no dot product, e.g. the best of
+    12 transpositions); the relevant answers are the other performances of its work (``works``
+    (N,), any integer ids).
+
+    Per query: average precision (the mean, over its relevant answers, of the precision at each
+    one's rank), the rank of the first relevant answer (1 = the top answer) and the share of
+    relevant answers in the first ``top`` (divided by ``top``, as Da-TACOS does, also for a work
+    with fewer performances). Returned means: ``map``, ``mr1``, ``p10``; ``queries``, how many
+    had a relevant answer (a work performed once in the set asks no question and is left out);
+    and ``ap``, each query's AP (NaN for those left out). Equal similarities keep the set's order.
+    Computed ``block`` queries at a time, in float64.
+    """
+    if similarity is None:
+        x = F.normalize(embeddings.double(), dim=1)
+        similarity = lambda rows: x[rows] @ x.T  # noqa: E731
+    works = works.long()
+    n = len(works)
+    ranks = torch.arange(1, n, dtype=torch.float64)
+    ap, first, precision = [], [], []
+    for start in range(0, n, block):
+        rows = torch.arange(start, min(start + block, n))
+        sims = similarity(rows).double().cpu().clone()
+        sims[torch.arange(len(rows)), rows] = -math.inf  # a query is not its own answer
+        order = sims.argsort(dim=1, descending=True, stable=True)[:, : n - 1]
+        relevant = works[order] == works[rows, None]
+        hits = relevant.cumsum(1).double()
+        count = hits[:, -1] if n > 1 else torch.zeros(len(rows), dtype=torch.float64)
+        ap.append(torch.where(count > 0, (hits / ranks * relevant).sum(1) / count.clamp_min(1), math.nan))
+        first.append(torch.where(count > 0, relevant.double().argmax(1) + 1.0, math.nan))
+        precision.append(torch.where(count > 0, relevant[:, :top].sum(1) / float(top), math.nan))
+    ap, first, precision = (torch.cat(v) if v else torch.zeros(0, dtype=torch.float64) for v in (ap, first, precision))
+    asked = ~ap.isnan()
+    mean = lambda v: v[asked].mean() if asked.any() else torch.tensor(math.nan, dtype=torch.float64)  # noqa: E731
+    return {"map": mean(ap), "mr1": mean(first), "p10": mean(precision), "queries": asked.sum(), "ap": ap}
+
+
+def batch_hard_triplet(embedding: torch.Tensor, target: torch.Tensor, margin: float) -> torch.Tensor:
+    """Batch-hard triplet loss (Hermans, Beyer & Leibe 2017) on cosine distances of the unit
+    ``embedding``: each anchor with another performance of its work and another work in the batch
+    pulls its farthest positive within ``margin`` of its nearest negative. 0 when no anchor has both."""
+    x = F.normalize(embedding.float(), dim=1)
+    distance = 1 - x @ x.T
+    same = target[:, None] == target[None, :]
+    eye = torch.eye(len(x), dtype=torch.bool, device=x.device)
+    positive, negative = same & ~eye, ~same
+    usable = positive.any(1) & negative.any(1)
+    if not usable.any():
+        return distance.sum() * 0  # keeps the graph (and DDP's gradient buckets) whole
+    hardest_positive = distance.masked_fill(~positive, -math.inf).amax(1)
+    hardest_negative = distance.masked_fill(~negative, math.inf).amin(1)
+    return F.relu(hardest_positive - hardest_negative + margin)[usable].mean()
+
+
+class VersionMetrics(EpochMetric):
+    """MAP, MR1 and P@10 (:func:`retrieval_scores`) over all clip embeddings of an epoch, and per work."""
+
+    def compute(self) -> dict[str, torch.Tensor]:
+        embeddings, works = self.gathered()
+        scores = retrieval_scores(embeddings.cpu(), works.long().cpu())
+        values = {k: scores[k].float() for k in ("map", "mr1", "p10")}
+        values["queries"] = scores["queries"].float()
+        values["per_query_ap"], values["works"] = scores["ap"].float(), works.long()
+        return values
+
+
+class VersionIdentification(Problem):
+    """Clique labels: ``target`` is a performance's work. The head classifies the training works
+    (cross-entropy; targets at or past ``num_classes``, the works of the evaluation parts, take no
+    part in it); ``triplet_weight`` x :func:`batch_hard_triplet` shapes the embedding that
+    retrieval uses, which is what generalises to works never seen."""
+
+    monitor, table_name = "val/map", "per_work_metrics.csv"
+
+    def loss(self, logits, target, task, embedding=None):
+        known = target < logits.shape[1]
+        ce = F.cross_entropy(logits[known].float(), target[known]) if known.any() else logits.sum() * 0
+        weight = task.hparams.get("triplet_weight", 1.0)
+        return ce + weight * batch_hard_triplet(embedding, target, task.hparams.get("triplet_margin", 0.3))
+
+    def chunk_values(self, logits, embedding, spec):
+        return F.normalize(embedding.float(), dim=1)
+
+    def metrics(self, spec):
+        return VersionMetrics(spec.num_classes)
+
+    def table(self, values, names):
+        """One row per work of the evaluated part: its performances and their mean AP as queries."""
+        works, ap = values["works"].cpu(), values["per_query_ap"].cpu()
+        rows = [["work", "performances", "map"]]
+        for work in works.unique().tolist():
+            mine = ap[works == work]
+            rows.append([work, len(mine), "" if mine.isnan().all() else f"{mine.nanmean().item():.4f}"])
+        return rows
+
+
+PROBLEMS: dict[str, Problem] = {"multiclass": Classification(), "multilabel": Tagging(), "regression": Regression(),
+                                "versions": VersionIdentification()}

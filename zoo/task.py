@@ -27,7 +27,7 @@ from .build import build_model
 from .problems import PROBLEMS, RegressionLoss
 from .spec import ModelSpec
 
-TaskType = Literal["multiclass", "multilabel", "regression"]
+TaskType = Literal["multiclass", "multilabel", "regression", "versions"]
 
 
 class SpecAugment(nn.Module):
@@ -46,6 +46,41 @@ class SpecAugment(nn.Module):
 
     def forward(self, spec):
         return self.masks(spec)
+
+
+class KeyShift(nn.Module):
+    """Random transposition of pitch-aligned features (B, 1, F, T), per example, on the device: each
+    example moves by a whole number of semitones in [-max_semitones, max_semitones], i.e. by that many
+    times ``rows_per_semitone`` rows, with the rows shifted past an edge dropped and the others filled
+    with 0 (the normalised input's mean), or wrapped round for pitch classes (chroma).
+
+    A cover is often in another key; shown every key of each training work, a model cannot tell
+    works apart by their key (key invariance by augmentation, as CQTNet and ByteCover train)."""
+
+    def __init__(self, max_semitones: int, rows_per_semitone: int, wrap: bool):
+        super().__init__()
+        if max_semitones < 0 or rows_per_semitone < 1:
+            raise ValueError(f"key_shift must be a number of semitones >= 0, got {max_semitones}")
+        self.max_semitones, self.rows_per_semitone, self.wrap = int(max_semitones), int(rows_per_semitone), wrap
+
+    @classmethod
+    def of(cls, frontend, max_semitones: int) -> KeyShift:
+        """The shift for ``frontend``; a ``ValueError`` for one whose rows are not pitch-aligned."""
+        if not getattr(frontend, "rows_per_semitone", None):
+            raise ValueError(f"key_shift needs a pitch-aware front-end whose rows are semitones or a whole fraction "
+                             f"of one (cqt with bins_per_octave a multiple of 12, chroma); this model's is "
+                             f"{frontend.name!r}")
+        return cls(max_semitones, frontend.rows_per_semitone, frontend.pitch_classes)
+
+    def forward(self, spec):
+        b, _, rows, _ = spec.shape
+        steps = torch.randint(-self.max_semitones, self.max_semitones + 1, (b,), device=spec.device)
+        source = torch.arange(rows, device=spec.device)[None, :] - (steps * self.rows_per_semitone)[:, None]  # (B, F)
+        if self.wrap:
+            source = source % rows
+        inside = (source >= 0) & (source < rows)
+        moved = spec.gather(2, source.clamp(0, rows - 1)[:, None, :, None].expand(-1, 1, -1, spec.shape[-1]))
+        return moved * inside[:, None, :, None].to(spec.dtype)
 
 
 class MusicTask(L.LightningModule):
@@ -68,6 +103,11 @@ class MusicTask(L.LightningModule):
         label_smoothing: for the multiclass cross-entropy.
         regression_loss: for regression: ``mse``, ``huber`` (delta 1, less swayed by a few badly
             annotated songs) or ``ccc`` (1 - the batch's concordance correlation coefficient).
+        triplet_weight, triplet_margin: for ``versions``: the weight of the batch-hard triplet term
+            beside the cross-entropy over the training works, and its margin in cosine distance.
+        key_shift: transpose each training example by a random number of semitones, up to this many
+            either way (its pitch-aware features shifted by that many rows, :class:`KeyShift`): what makes a
+            version model key-invariant. Needs a ``cqt`` or ``chroma`` front-end; 0: off.
         checkpoint_every_n_steps: how often ``last.ckpt`` is written within an epoch (it is also
             written at every epoch's end and on SIGTERM), i.e. the most steps a SIGKILL can lose.
         init_from: start from this model's weights (anything ``musiczoo predict`` takes: a published
@@ -102,6 +142,9 @@ class MusicTask(L.LightningModule):
         num_masks: int = 2,
         label_smoothing: float = 0.0,
         regression_loss: RegressionLoss = "mse",
+        triplet_weight: float = 1.0,
+        triplet_margin: float = 0.3,
+        key_shift: int = 0,
         checkpoint_every_n_steps: int = 500,
         init_from: str | None = None,
         freeze: Literal["encoder"] | None = None,
@@ -131,8 +174,10 @@ class MusicTask(L.LightningModule):
             elif encoder_lr_scale != 1:
                 line += f"; encoder learning rate x{encoder_lr_scale:g}"
             transfer.announce(line)
-        if spec_augment:
-            self.net.spec_augment = SpecAugment(freq_mask, time_mask, num_masks)
+        augment = ([KeyShift.of(self.net.frontend, key_shift)] if key_shift else []) + (
+            [SpecAugment(freq_mask, time_mask, num_masks)] if spec_augment else [])
+        if augment:
+            self.net.spec_augment = augment[0] if len(augment) == 1 else nn.Sequential(*augment)
         self.metrics = nn.ModuleDict({stage: self._make_metrics() for stage in ("val", "test")})
 
     @property
@@ -176,27 +221,24 @@ class MusicTask(L.LightningModule):
     def forward(self, waveform: torch.Tensor) -> torch.Tensor:
         return self.net(waveform)
 
-    def loss(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        return self.problem.loss(logits, target, self)
+    def loss(self, logits: torch.Tensor, target: torch.Tensor, embedding: torch.Tensor | None = None) -> torch.Tensor:
+        """The problem's loss; ``embedding`` (the one ``logits`` came from) is needed by ``versions`` only."""
+        return self.problem.loss(logits, target, self, embedding)
 
     def training_step(self, batch, batch_idx):
-        loss = self.loss(self(batch["audio"]), batch["target"])
+        embedding, logits = self.net.embed_and_logits(batch["audio"])
+        loss = self.loss(logits, batch["target"], embedding)
         self.log("train/loss", loss, prog_bar=True, batch_size=len(batch["target"]))
         return loss
 
-    def clip_predictions(self, batch) -> tuple[torch.Tensor, torch.Tensor]:
-        """Chunk logits and clip-level probabilities (mean over each clip's chunks)."""
-        logits = self(batch["audio"])
-        probs = clip_mean(probabilities(logits.float(), self.spec.task, self.spec.target_scale), batch["clip"],
-                          len(batch["key"]))
-        return logits, probs
-
     def _eval_step(self, batch, stage: str):
-        logits, probs = self.clip_predictions(batch)
+        """Chunk outputs -> clip predictions (mean over each clip's chunks) -> the metrics; the loss per chunk."""
+        embedding, logits = self.net.embed_and_logits(batch["audio"])
         target = batch["target"]
-        loss = self.loss(logits, target[batch["clip"]])
+        loss = self.loss(logits, target[batch["clip"]], embedding)
         self.log(f"{stage}/loss", loss, prog_bar=True, batch_size=len(target), sync_dist=True)
-        self.metrics[stage].update(probs, target)
+        values = self.problem.chunk_values(logits, embedding, self.spec)
+        self.metrics[stage].update(clip_mean(values, batch["clip"], len(batch["key"])), target)
 
     def validation_step(self, batch, batch_idx):
         self._eval_step(batch, "val")
@@ -205,8 +247,9 @@ class MusicTask(L.LightningModule):
         self._eval_step(batch, "test")
 
     def predict_step(self, batch, batch_idx):
-        _, probs = self.clip_predictions(batch)
-        return {"key": batch["key"], "probs": probs.cpu()}
+        """Clip-level probabilities (for ``versions``: of the training works), as ``musiczoo predict`` gives them."""
+        probs = probabilities(self(batch["audio"]).float(), self.spec.task, self.spec.target_scale)
+        return {"key": batch["key"], "probs": clip_mean(probs, batch["clip"], len(batch["key"])).cpu()}
 
     def _log_epoch_metrics(self, stage: str) -> dict:
         values = self.metrics[stage].compute()

@@ -18,9 +18,11 @@ import torch
 #: Length of training crops, evaluation chunks and prediction chunks unless a config says otherwise.
 DEFAULT_CHUNK_SECONDS = 3.0
 
-#: One label per clip (softmax), independent tags (sigmoid), or continuous targets such as
-#: valence and arousal (the outputs as they are).
-TASKS = ("multiclass", "multilabel", "regression")
+#: One label per clip (softmax), independent tags (sigmoid), continuous targets such as
+#: valence and arousal (the outputs as they are), or version identification: which work a
+#: performance is of, learnt over the training works (softmax) for an embedding that retrieves
+#: other performances of any work (:mod:`zoo.problems`).
+TASKS = ("multiclass", "multilabel", "regression", "versions")
 
 
 def chunk_samples(chunk_seconds: float, sample_rate: int) -> int:
@@ -45,7 +47,7 @@ def chunk_starts(length: int, chunk_size: int, max_chunks: int | None = None) ->
 
 def probabilities(logits: torch.Tensor, task: str, target_scale: tuple[float, float] | None = None) -> torch.Tensor:
     """What a chunk's outputs mean before they are averaged over the clip: softmax for one label
-    per clip (``multiclass``), independent sigmoids for tags (``multilabel``), and values for
+    per clip (``multiclass``; ``versions``: which training work), independent sigmoids for tags (``multilabel``), and values for
     continuous targets (``regression``: a clip's value is its chunks' mean).
 
     A regression model's output 0 is the middle of its ``target_scale`` (lo, hi) and +-1 its
@@ -57,7 +59,7 @@ def probabilities(logits: torch.Tensor, task: str, target_scale: tuple[float, fl
             return logits
         lo, hi = target_scale
         return (lo + hi) / 2 + (hi - lo) / 2 * logits
-    return logits.softmax(-1) if task == "multiclass" else logits.sigmoid()
+    return logits.sigmoid() if task == "multilabel" else logits.softmax(-1)
 
 
 def clip_mean(values: torch.Tensor, clip: torch.Tensor, num_clips: int) -> torch.Tensor:
