@@ -492,3 +492,63 @@ def test_non_finite_or_out_of_range_numbers_in_a_json_body_are_a_readable_4xx(cl
     answer = client.post("/api/like", content=body, headers={"Content-Type": "application/json"})
     assert (answer.status_code, answer.json()) == (status, {"detail": detail})
     assert still_serving(client)
+
+
+# ---- other versions (a library with a version identification model) ---------------------------------
+@pytest.fixture(scope="module")
+def versions_server(library, tmp_path_factory):
+    """The same music indexed with the genre model and a version model (fcn on a CQT, random
+    weights, 5 training works), served; yields its base URL and the library."""
+    from zoo.build import build_model
+    from zoo.spec import ModelSpec
+
+    tmp = tmp_path_factory.mktemp("versions")
+    torch.manual_seed(2)
+    works = [f"W_{i:04d}" for i in range(5)]
+    net = build_model(ModelSpec(architecture="fcn", transform="cqt", num_classes=5, task="versions", label_names=works,
+                                sample_rate=8000, chunk_seconds=1.0, model_params={"channels": [8] * 5}))
+    versions = save_pretrained(net.eval(), tmp / "versions")
+    main(["index", str(library / "models" / "0"), str(versions), str(Library.open(library).music_dir),
+          "--out", str(tmp / "library"), "--max-chunks", "2"])
+    with serving(create_app(tmp / "library")) as url:
+        yield url, tmp / "library"
+
+
+def test_other_versions_of_a_track(versions_server, client, library):
+    url, path = versions_server
+    lib = Library.open(path)
+    with httpx.Client(base_url=url, timeout=60) as versions_client:
+        info = versions_client.get("/api/library").json()
+        assert info["features"] == ["embedding", "probabilities", "combined", "versions"]
+        assert [m["task"] for m in info["models"]] == ["multiclass", "versions"]
+        answer = versions_client.get("/api/tracks/6/versions", params={"k": 4})
+        assert answer.status_code == 200, answer.text
+        matches = answer.json()["matches"]
+        assert [m["n"] for m in matches] == nearest_by_hand(lib, lib.vectors("versions")[6], "versions", {6}, 4)
+        assert [m["n"] for m in matches] == [lib.row[m.id] for m in lib.versions(6, k=4)]
+        assert [m["similarity"] for m in matches] == pytest.approx([m.similarity for m in lib.versions(6, k=4)], abs=1e-6)
+        assert all(m["path"] is None for m in matches) and 6 not in [m["n"] for m in matches]
+        assert not [name for m in matches for name in [*m["shared"], *m["labels"]] if name.startswith("W_")]
+        assert len(versions_client.get("/api/tracks/6/versions").json()["matches"]) == 10  # k 10 unless told
+        # the similar list stays the kind of music: combined by default, the version model left out
+        similar = versions_client.get("/api/tracks/6/similar", params={"k": 4}).json()["matches"]
+        assert [m["n"] for m in similar] == [lib.row[m.id] for m in lib.similar(6, k=4, feature="combined")]
+        genre_only = Library.open(library)  # the same music and genre model, without the version model
+        np.testing.assert_allclose(lib.vectors("combined"), genre_only.vectors("combined"), atol=1e-5)
+        # a track's chips are the genre model's labels, never the version model's training works
+        listed = versions_client.get("/api/tracks", params={"limit": 20}).json()["tracks"]
+        assert listed and all(set(t["labels"]) <= set(GENRES) for t in listed)
+        # bad requests: one line each, and the server keeps serving
+        for params, status, detail in [({"k": 0}, 422, "k must be between 1 and 100"),
+                                       ({"k": 101}, 422, "k must be between 1 and 100")]:
+            refused = versions_client.get("/api/tracks/6/versions", params=params)
+            assert (refused.status_code, refused.json()) == (status, {"detail": detail})
+        assert versions_client.get("/api/tracks/999/versions").status_code == 404
+        assert versions_client.get("/api/tracks/-1/versions").status_code == 404
+        assert status_with_host(url, "/api/tracks/6/versions", "evil.example") == 400  # the guard comes first
+        assert status_with_host(url, "/api/tracks/6/versions", "localhost") == 200
+    # a library without a version model has no versions to give: a 404 naming its models
+    missing = client.get("/api/tracks/6/versions")
+    assert (missing.status_code, missing.json()) == (404, {"detail": "no versions: the library has no version "
+                                                                     "identification model (its models are multiclass)"})
+    assert client.get("/api/tracks/6/similar", params={"feature": "versions"}).status_code == 422

@@ -262,3 +262,58 @@ def check_the_mood_page(page) -> None:
     page.select_option("#model-select", "1")  # the timeline of the emotion model: its values per chunk
     expect(page.locator("#timeline .segment").first).to_contain_text("valence")
     assert " · arousal " in page.locator("#timeline .segment").first.inner_text()
+
+
+@pytest.fixture(scope="module")
+def versions_server(library, tmp_path_factory):
+    """The same music indexed with the genre model and a version identification model (fcn on a
+    CQT, random weights, 5 training works), served; yields its base URL and the library."""
+    from zoo.build import build_model
+    from zoo.spec import ModelSpec
+
+    tmp = tmp_path_factory.mktemp("versions")
+    torch.manual_seed(2)
+    works = [f"W_{i:04d}" for i in range(5)]
+    net = build_model(ModelSpec(architecture="fcn", transform="cqt", num_classes=5, task="versions", label_names=works,
+                                sample_rate=8000, chunk_seconds=1.0, model_params={"channels": [8] * 5}))
+    versions = save_pretrained(net.eval(), tmp / "versions")
+    music = Library.open(library).music_dir
+    main(["index", str(library / "models" / "0"), str(versions), str(music), "--out", str(tmp / "library"), "--max-chunks", "2"])
+    for url in serve(tmp / "library"):
+        yield url, tmp / "library"
+
+
+def test_other_versions_are_listed_playable_and_clickable(browser, versions_server, server):
+    url, path = versions_server
+    lib = Library.open(path)
+    with open_page(browser, server) as page:  # a library without a version model: no such list
+        page.locator("#track-list .track").nth(1).click()
+        expect(page.locator('#similar[data-query="track"] .match').first).to_be_visible()
+        expect(page.locator("#versions-panel")).to_be_hidden()
+        assert "versions" not in page.locator("#feature option").all_inner_texts()
+    with open_page(browser, url) as page:
+        assert page.locator("#feature").input_value() == "combined"  # the kind of music stays the default
+        assert "versions" in page.locator("#feature option").all_inner_texts()
+        tracks = page.locator("#track-list .track")
+        expect(tracks).to_have_count(20)
+        assert not [c for c in tracks.locator(".chip").all_inner_texts() if c.startswith("W_")]  # genres only
+        tracks.nth(4).click()
+        n = int(tracks.nth(4).get_attribute("data-n"))
+        expect(page.locator("#versions-panel")).to_be_visible()
+        expect(page.locator("#versions-heading")).to_have_text(f"Other versions of {tracks.nth(4).locator('.track-name').inner_text()}")
+        expect(page.locator(f'#versions[data-track="{n}"] .match')).to_have_count(10)  # k = 10 by default
+        assert match_ns(page, "#versions .match") == [lib.row[m.id] for m in lib.versions(n, k=10)]
+        assert match_ns(page, "#similar .match") == [lib.row[m.id] for m in lib.similar(n, k=10)]  # still combined
+        first = match_ns(page, "#versions .match")[0]
+        # playable: each match has its own player on the track's audio
+        player = page.locator("#versions .match audio").first
+        assert player.get_attribute("src").endswith(f"/api/tracks/{first}/audio")
+        # k applies to both lists
+        page.fill("#k", "3")
+        page.locator("#k").dispatch_event("change")
+        expect(page.locator("#versions .match")).to_have_count(3)
+        # clickable: opening a version shows its own versions
+        page.locator("#versions .match .match-name").first.click()
+        expect(page.locator(f'#versions[data-track="{first}"] .match')).to_have_count(3)
+        expect(page.locator("#track-meta")).to_contain_text(f"#{first}")
+        assert match_ns(page, "#versions .match") == [lib.row[m.id] for m in lib.versions(first, k=3)]

@@ -113,29 +113,38 @@ def _index_on_rank(fabric, models: list, music_dir: str, out: Path, options: dic
 
 
 def cmd_recommend(argv: list[str]) -> None:
-    """``musiczoo recommend LIBRARY (--track ID | --audio FILE | --like ID ... | --duplicates)``."""
+    """``musiczoo recommend LIBRARY (--track ID | --audio FILE | --like ID ... | --versions ID | --duplicates)``."""
     from ..recommend.library import DUPLICATE_THRESHOLD, FEATURES, Library
     from ..recommend.output import MATCH_WRITERS, write_duplicates
 
     parser = argparse.ArgumentParser(prog="musiczoo recommend", description=(
         "Tracks of a library like a track of it, like an audio file from outside it, or like a set of "
-        "liked tracks (cosine similarity of the models' vectors); or its near-duplicate pairs."))
+        "liked tracks (cosine similarity of the models' vectors); other performances of a track's work "
+        "(a version model's embedding); or its near-duplicate pairs (the same recording)."))
     parser.add_argument("library", type=Path)
     query = parser.add_mutually_exclusive_group(required=True)
     query.add_argument("--track", help="a track id (path relative to the music folder), a path to it, or a row number")
     query.add_argument("--audio", type=Path, help="any audio file (not added to the library)")
     query.add_argument("--like", nargs="+", metavar="ID", help="liked tracks: recommend for their mean profile")
-    query.add_argument("--duplicates", action="store_true", help="list near-identical pairs")
+    query.add_argument("--versions", metavar="ID", help="other performances of this track's work (a cover in another "
+                       "key, tempo or instrumentation), by the library's version model")
+    query.add_argument("--duplicates", action="store_true", help="list near-identical pairs (the same recording)")
     parser.add_argument("-k", type=int, default=10, help="how many tracks (default 10)")
-    parser.add_argument("--features", choices=FEATURES, default="combined",
-                        help="embedding, probabilities (genres/tags) or both (default)")
+    parser.add_argument("--features", choices=FEATURES, help=(
+        "embedding, probabilities (genres/tags) or combined (both), the kind of music; mood (emotion models); "
+        "versions (version models). Default: combined, or versions for a library of version models only"))
     parser.add_argument("--diversify", type=float, metavar="LAMBDA",
                         help="maximal marginal relevance: 1 = plain ranking, lower = more varied (e.g. 0.7)")
     parser.add_argument("--threshold", type=float, default=DUPLICATE_THRESHOLD,
                         help="--duplicates: minimum similarity (default: %(default)s, the library's DUPLICATE_THRESHOLD)")
     parser.add_argument("--format", choices=sorted(MATCH_WRITERS), default="table")
     args = parser.parse_args(argv)
+    heading = "like"
     try:
+        extra = [f"--features {args.features}"] * (args.features not in (None, "versions")) \
+            + ["--diversify"] * (args.diversify is not None)
+        if args.versions is not None and extra:
+            raise ValueError(f"--versions ranks by the versions feature alone, undiversified: drop {' and '.join(extra)}")
         library = Library.open(args.library)
         options = {"k": args.k, "feature": args.features, "diversify": args.diversify}
         if args.duplicates:
@@ -143,14 +152,17 @@ def cmd_recommend(argv: list[str]) -> None:
             return
         if args.track is not None:  # "" too: it is a bad track id, not "no --track"
             query, matches = library.track(args.track).id, library.similar(args.track, **options)
+        elif args.versions is not None:
+            query, matches, heading = library.track(args.versions).id, library.versions(args.versions, args.k), "versions of"
         elif args.like:
             query, matches = " + ".join(library.track(t).id for t in args.like), library.like(args.like, **options)
         else:
             labels, matches = library.similar_to_audio(args.audio, **options)
-            query = f"{args.audio} ({', '.join(f'{n} {p:.2f}' for n, p in list(labels.items())[:3])})"
+            named = ", ".join(f"{n} {p:.2f}" for n, p in list(labels.items())[:3])
+            query = f"{args.audio} ({named})" if named else str(args.audio)
     except (ValueError, OSError) as e:
         fail("recommend", f"{e}")
-    MATCH_WRITERS[args.format](query, matches, sys.stdout)
+    MATCH_WRITERS[args.format](query, matches, sys.stdout, heading)
 
 
 def cmd_serve(argv: list[str]) -> None:

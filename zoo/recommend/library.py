@@ -24,8 +24,8 @@ from ..spec import ModelSpec
 from . import embedding, indexing
 from .index import VectorIndex, normalize
 from .indexing import DEFAULT_MAX_CHUNKS
-from .store import (FEATURES, FINGERPRINT, READ_ROWS, TOP_LABELS, LibraryError, feature_vectors, features_of, load_model,
-                    read_data, read_manifest, read_model_spec)
+from .store import (FEATURES, FINGERPRINT, READ_ROWS, TOP_LABELS, LibraryError, default_feature, feature_models,
+                    feature_vectors, features_of, load_model, read_data, read_manifest, read_model_spec)
 from .tracks import Track, TrackTable
 
 __all__ = ["DEFAULT_MAX_CHUNKS", "DUPLICATE_THRESHOLD", "FEATURES", "FINGERPRINT", "Library", "LibraryError", "Match",
@@ -56,7 +56,10 @@ def salient_labels(probs: np.ndarray, names: Sequence[str], task: str,
     """The labels a listener would say a track has: its top genre (and a close second, at
     least half as likely) for a genre model; every tag at or above 0.5 among its top
     :data:`~zoo.recommend.store.TOP_LABELS` for a tagging model; for an emotion model, which
-    half of its scale each value is in (``high valence``, ``low arousal``)."""
+    half of its scale each value is in (``high valence``, ``low arousal``); none for a version
+    model (the works it was trained on are not labels a listener would share)."""
+    if task == "versions":
+        return set()
     if task == "regression":
         middle = sum(scale) / 2 if scale else 0.0
         return {f"{'high' if value >= middle else 'low'} {name}" for name, value in zip(names, probs.tolist())}
@@ -91,8 +94,10 @@ class Library:
 
     ``Library.build(models, music_dir, out)`` builds or updates one; ``Library.open(out)``
     reads a finished one. Queries: :meth:`similar` (a track of the library), :meth:`like`
-    (a set of liked tracks), :meth:`similar_to_audio` (any audio file, not added), and
-    :meth:`duplicates`. :meth:`add` embeds more files of the music folder.
+    (a set of liked tracks), :meth:`similar_to_audio` (any audio file, not added),
+    :meth:`versions` (other performances of a track's work) and :meth:`duplicates` (the same
+    recording). :meth:`add` embeds more files of the music folder. A query's ``feature`` is
+    :attr:`default_feature` unless given.
     """
 
     def __init__(self, root: Path, manifest: dict, tracks: TrackTable, arrays: dict[str, np.ndarray],
@@ -145,13 +150,19 @@ class Library:
 
     @property
     def tasks(self) -> list[str]:
-        """Each model's task (``multiclass``, ``multilabel``, ``regression``), from the manifest."""
+        """Each model's task (``multiclass``, ``multilabel``, ``regression``, ``versions``), from the manifest."""
         return [entry["task"] for entry in self.model_entries]
 
     @property
     def features(self) -> tuple[str, ...]:
-        """The feature choices this library offers (``mood`` only with an emotion model)."""
+        """The feature choices this library offers (``mood`` only with an emotion model, ``versions``
+        only with a version model, the others only with a model that is not one)."""
         return features_of(self.tasks)
+
+    @property
+    def default_feature(self) -> str:
+        """``combined``, or ``versions`` for a library of version models only."""
+        return default_feature(self.tasks)
 
     def path_of(self, track: Track | str) -> Path:
         return self.music_dir / (track.id if isinstance(track, Track) else track)
@@ -212,27 +223,29 @@ class Library:
         raise LibraryError(f"no track {ref!r} in {self.root} ({len(self.tracks)} tracks; ids are paths relative "
                            f"to {self.music_dir}, e.g. {self.tracks[0].id!r})")
 
-    def similar(self, track: str | int, k: int = 10, *, feature: str = "combined",
+    def similar(self, track: str | int, k: int = 10, *, feature: str | None = None,
                 diversify: float | None = None) -> list[Match]:
         """The ``k`` tracks most similar to a track of the library (never the track itself)."""
-        row = self.row[self.track(track).id]
+        row, feature = self.row[self.track(track).id], feature or self.default_feature
         return self._search(self.feature_rows(feature, [row])[0], k, feature, {row}, diversify, self._salient_of_row(row))
 
-    def like(self, tracks: Sequence[str | int], k: int = 10, *, feature: str = "combined",
+    def like(self, tracks: Sequence[str | int], k: int = 10, *, feature: str | None = None,
              diversify: float | None = None) -> list[Match]:
         """Recommendations for a set of liked tracks: the normalised mean of their vectors (the
         listener's taste profile) as the query; the liked tracks are never recommended back."""
         if not tracks:
             raise LibraryError("--like needs at least one track")
-        rows = sorted({self.row[self.track(t).id] for t in tracks})
+        rows, feature = sorted({self.row[self.track(t).id] for t in tracks}), feature or self.default_feature
         profile = normalize(self.feature_rows(feature, rows).mean(axis=0, keepdims=True), what="liked profile")[0]
         shared_by_all = set.intersection(*(self._salient_of_row(r) for r in rows))
         return self._search(profile, k, feature, set(rows), diversify, shared_by_all)
 
-    def similar_to_audio(self, path: str | os.PathLike, k: int = 10, *, feature: str = "combined",
+    def similar_to_audio(self, path: str | os.PathLike, k: int = 10, *, feature: str | None = None,
                          diversify: float | None = None) -> tuple[dict[str, float], list[Match]]:
-        """A file from outside the library (the cold-start query): its top labels and its nearest
-        library tracks. Nothing is added to the library."""
+        """A file from outside the library (the cold-start query): its top labels (a version
+        model's training works left out) and its nearest library tracks. Nothing is added."""
+        feature = feature or self.default_feature
+        feature_models(feature, self.tasks)  # a feature the library cannot give is refused before any embedding
         arrays, track_labels, error = self._embed_one(Path(path))
         if error:
             raise LibraryError(error)
@@ -240,8 +253,15 @@ class Library:
         salient = set().union(*(salient_labels(arrays[f"model{i}.probabilities"][0], spec.label_names, spec.task,
                                                spec.target_scale)
                                 for i, spec in enumerate(self.specs())))
-        labels = {name: p for per_model in track_labels for name, p in per_model.items()}
+        labels = {name: p for task, per_model in zip(self.tasks, track_labels) if task != "versions"
+                  for name, p in per_model.items()}
         return labels, self._search(vector, k, feature, set(), diversify, salient)
+
+    def versions(self, track: str | int, k: int = 10) -> list[Match]:
+        """Other performances of a track's work (a cover in another key, tempo or instrumentation):
+        the ``k`` tracks nearest to it by the ``versions`` feature, its version models' embeddings
+        (never the track itself). Refused with one line by a library without a version model."""
+        return self.similar(track, k, feature="versions")
 
     def duplicates(self, threshold: float = DUPLICATE_THRESHOLD, *, max_duration_diff: float = 1.0) -> list[tuple[str, str, float]]:
         """Pairs of near-identical tracks: the same recording re-encoded keeps its length and its
@@ -282,7 +302,8 @@ class Library:
         matches = []
         for rank, (sim, row) in enumerate(zip(sims[:k], ids[:k]), 1):
             track = self.tracks[row]
-            labels = {name: p for per_model in track.labels for name, p in list(per_model.items())[:3]}
+            labels = {name: p for task, per_model in zip(self.tasks, track.labels) if task != "versions"
+                      for name, p in list(per_model.items())[:3]}
             matches.append(Match(rank, track.id, float(sim), sorted(query_labels & self._salient_of_row(row)),
                                  labels, track.duration_s, str(self.path_of(track))))
         return matches

@@ -1,4 +1,7 @@
-"""Recommendations as a table, JSON or CSV (the formats ``musiczoo predict`` writes)."""
+"""Recommendations as a table, JSON or CSV (the formats ``musiczoo predict`` writes).
+
+Each writer takes the query, its matches, the stream and ``heading``, what the matches are to the
+query (``like``, or ``versions of``): the table's header says it; JSON and CSV name the query alone."""
 
 from __future__ import annotations
 
@@ -10,21 +13,21 @@ from .library import Match
 CSV_COLUMNS = ["query", "rank", "id", "similarity", "shared", "labels", "duration_s", "path"]
 
 
-def matches_as_table(query: str, matches: list[Match], out) -> None:
+def matches_as_table(query: str, matches: list[Match], out, heading: str = "like") -> None:
     """A header naming the query, then one line per match: rank, similarity, id, shared labels."""
-    print(f"like {query}:", file=out)
+    print(f"{heading} {query}:", file=out)
     width = max((len(m.id) for m in matches), default=0)
     for m in matches:
         shared = f"  shares {', '.join(m.shared)}" if m.shared else ""
         print(f"  {m.rank:>3}  {m.similarity:6.3f}  {m.id:<{width}}  ({m.duration_s:.1f} s){shared}", file=out)
 
 
-def matches_as_json(query: str, matches: list[Match], out) -> None:
+def matches_as_json(query: str, matches: list[Match], out, heading: str = "like") -> None:
     json.dump({"query": query, "matches": [m.to_dict() for m in matches]}, out, indent=1, allow_nan=False)
     print(file=out)
 
 
-def matches_as_csv(query: str, matches: list[Match], out) -> None:
+def matches_as_csv(query: str, matches: list[Match], out, heading: str = "like") -> None:
     w = csv.writer(out)
     w.writerow(CSV_COLUMNS)
     for m in matches:

@@ -55,14 +55,27 @@ FORMAT = "musiczoo-library"
 #: and an index may be ``"ivfpq"`` (:mod:`.index`), which earlier versions cannot search.
 FORMAT_VERSION = 3
 MANIFEST = "library.json"
-#: The feature choices: each model's embedding, its genre/tag probabilities or emotion values
-#: (interpretable), or both; and ``mood``: the emotion models' values alone (valence and arousal).
-FEATURES = ("embedding", "probabilities", "combined", "mood")
+#: The feature choices: the kind of music (each genre, tag or emotion model's embedding, its
+#: probabilities or emotion values, or both); ``mood``: the emotion models' values alone (valence
+#: and arousal); ``versions``: the version identification models' embeddings alone (the same work).
+FEATURES = ("embedding", "probabilities", "combined", "mood", "versions")
+#: The model task a feature takes alone; the other features take every model but the version ones.
+_ONLY = {"mood": ("regression", "an emotion (regression) model"),
+         "versions": ("versions", "a version identification (versions) model")}
 
 
 def features_of(tasks: Sequence[str]) -> tuple[str, ...]:
-    """The :data:`FEATURES` a library of models of these tasks offers: ``mood`` needs a regression model."""
-    return tuple(f for f in FEATURES if f != "mood" or "regression" in tasks)
+    """The :data:`FEATURES` a library of models of these tasks offers: ``mood`` needs a regression
+    model, ``versions`` a versions model, the others a model that is not a versions model."""
+    return tuple(f for f in FEATURES if (_ONLY[f][0] in tasks if f in _ONLY else any(t != "versions" for t in tasks)))
+
+
+def default_feature(tasks: Sequence[str]) -> str:
+    """What a query ranks by unless told: ``combined``, or ``versions`` for a library of version models only."""
+    offered = features_of(tasks)
+    return "combined" if "combined" in offered else offered[0]
+
+
 #: The signal-level fingerprint that finds the same recording twice (``zoo.recommend.fingerprint``).
 FINGERPRINT = "fingerprint"
 #: Labels kept per model in a track's record (the "top genres/tags" of a track).
@@ -313,6 +326,20 @@ def column_means(batches: Iterable[dict[str, np.ndarray]]) -> dict[str, np.ndarr
     return {name: (total / max(count, 1)).astype(np.float32) for name, total in sums.items()}
 
 
+def feature_models(feature: str, tasks: Sequence[str]) -> list[int]:
+    """The models (by position) whose vectors make ``feature``: one line refusing an unknown
+    feature or one that none of the library's models (of ``tasks``) can give."""
+    if feature not in FEATURES:
+        raise LibraryError(f"unknown feature choice {feature!r}; valid: {', '.join(FEATURES)}")
+    task, needs = _ONLY.get(feature, (None, "a genre, tag or emotion model"))
+    models = [i for i, t in enumerate(tasks) if t == task or (task is None and t != "versions")]
+    if not models:
+        raise LibraryError(f"the {feature} feature needs {needs} among the library's models; its models are "
+                           f"{', '.join(tasks)}" + ("" if task else " (a version model finds other performances "
+                                                    "of a work, the versions feature, not music of the same kind)"))
+    return models
+
+
 def feature_vectors(rows: dict[str, np.ndarray], means: dict[str, np.ndarray], weights: Sequence[float],
                     feature: str, tasks: Sequence[str]) -> np.ndarray:
     """Unit vectors of ``feature`` for ``rows`` (arrays named as in a library): one of
@@ -328,17 +355,16 @@ def feature_vectors(rows: dict[str, np.ndarray], means: dict[str, np.ndarray], w
     centred on the library's mean, a track's valence and arousal become a direction, and the
     cosine of two directions is how close their angles are, the angle that names an emotion in
     Russell's circumplex (happy, tense, sad, calm), whatever its intensity.
+
+    ``versions`` takes only the version identification models' embeddings (what finds another
+    performance of the same work), and the kind-of-music features leave those models out: their
+    probabilities are over the works they were trained on, their embeddings about melody and harmony.
     """
     if feature == FINGERPRINT:
         return normalize(rows[FINGERPRINT], what="fingerprints")
-    if feature not in FEATURES:
-        raise LibraryError(f"unknown feature choice {feature!r}; valid: {', '.join(FEATURES)}")
-    kinds = {"embedding": ["embedding"], "probabilities": ["probabilities"],
-             "combined": ["embedding", "probabilities"], "mood": ["probabilities"]}[feature]
-    models = [i for i, task in enumerate(tasks) if feature != "mood" or task == "regression"]
-    if not models:
-        raise LibraryError("the mood feature needs an emotion (regression) model among the library's models; "
-                           f"its models are {', '.join(tasks)}")
+    kinds = {"embedding": ["embedding"], "probabilities": ["probabilities"], "combined": ["embedding", "probabilities"],
+             "mood": ["probabilities"], "versions": ["embedding"]}.get(feature)
+    models = feature_models(feature, tasks)
     weights = np.asarray(weights, dtype=np.float64)
     total = weights[models].sum()
     parts = []

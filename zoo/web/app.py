@@ -3,8 +3,9 @@
 A small FastAPI app and one static page (``zoo/web/static``, no CDN: every asset is served
 from here, so it works offline). The page lists the library's tracks; selecting one plays
 it, shows its genre/tag probabilities, its per-chunk timeline and the model's own input
-picture, and the tracks most similar to it; liked tracks get recommendations as a set; an
-audio file from outside the library can be dropped in (the cold-start case).
+picture, and the tracks most similar to it (and, with a version model in the library, the other
+performances of its work); liked tracks get recommendations as a set; an audio file from outside
+the library can be dropped in (the cold-start case).
 
 Safe by default: the server binds to 127.0.0.1; tracks are addressed by their row number
 only, so no path from the client is ever opened, and a file resolving outside the music
@@ -57,7 +58,7 @@ _LUT = np.stack([np.interp(np.linspace(0, 4, 256), np.arange(5), _ANCHORS[:, c])
 class LikeRequest(BaseModel):
     tracks: list[int]
     k: int = 10
-    feature: str = "combined"
+    feature: str | None = None  # the library's default_feature
     diversify: float | None = None
 
 
@@ -114,7 +115,8 @@ def create_app(library_path: str | os.PathLike, *, host: str = "127.0.0.1", max_
         track = library.tracks[n]
         labels = {}
         for spec, per_model in zip(specs, track.labels):
-            if spec.task != "regression":  # an emotion model's values are shown with the track, not as labels
+            # An emotion model's values are shown with the track, a version model's training works not at all.
+            if spec.task not in ("regression", "versions"):
                 labels.update(dict(list(per_model.items())[:3]))
         return {"n": n, "id": shown(track.id), "name": shown(Path(track.id).name), "duration_s": track.duration_s,
                 "labels": labels}
@@ -122,7 +124,8 @@ def create_app(library_path: str | os.PathLike, *, host: str = "127.0.0.1", max_
     def matches_json(matches) -> list[dict]:
         return [{**m.to_dict(), "id": shown(m.id), "n": library.row[m.id], "path": None} for m in matches]
 
-    def query_options(k: int, feature: str, diversify: float | None) -> dict:
+    def query_options(k: int, feature: str | None, diversify: float | None) -> dict:
+        feature = feature or library.default_feature
         if feature not in library.features:
             raise HTTPException(422, f"feature must be one of {', '.join(library.features)}")
         if not 1 <= k <= 100:
@@ -199,10 +202,21 @@ def create_app(library_path: str | os.PathLike, *, host: str = "127.0.0.1", max_
         return Response(picture(n, model), media_type="image/png")
 
     @app.get("/api/tracks/{n}/similar")
-    def similar(n: int, k: int = 10, feature: str = "combined", diversify: float | None = None) -> dict:
+    def similar(n: int, k: int = 10, feature: str | None = None, diversify: float | None = None) -> dict:
         track_file(n)
         started = time.perf_counter()
         matches = library.similar(n, **query_options(k, feature, diversify))
+        return {"matches": matches_json(matches), "seconds": time.perf_counter() - started}
+
+    @app.get("/api/tracks/{n}/versions")
+    def versions(n: int, k: int = 10) -> dict:
+        """Other performances of track ``n``'s work, by the library's version models (``Library.versions``)."""
+        track_file(n)
+        if "versions" not in library.features:
+            raise HTTPException(404, "no versions: the library has no version identification model (its models "
+                                     f"are {', '.join(library.tasks)})")
+        started = time.perf_counter()
+        matches = library.versions(n, query_options(k, "versions", None)["k"])
         return {"matches": matches_json(matches), "seconds": time.perf_counter() - started}
 
     @app.post("/api/like")
@@ -215,7 +229,7 @@ def create_app(library_path: str | os.PathLike, *, host: str = "127.0.0.1", max_
         return {"matches": matches_json(matches)}
 
     @app.post("/api/upload")
-    async def upload(file: UploadFile, k: int = 10, feature: str = "combined",
+    async def upload(file: UploadFile, k: int = 10, feature: str | None = None,
                      diversify: float | None = None) -> dict:
         options = query_options(k, feature, diversify)  # the body's size was checked by RequestGuard
         suffix = Path(file.filename or "upload").suffix.lower()[:10]

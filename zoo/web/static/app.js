@@ -2,7 +2,8 @@
  *
  * State lives in `state`; every fetch that can be overtaken by a newer one (the track list while
  * typing, the selected track while clicking around, the similar list while moving the slider)
- * carries a token, and a stale answer is dropped instead of painted over a newer one. */
+ * carries a token, and a stale answer is dropped instead of painted over a newer one. The "Other
+ * versions" list (a library with a version model) is fetched beside the similar list, token and all. */
 "use strict";
 
 const PAGE_SIZE = 200;
@@ -19,7 +20,7 @@ const state = {
   model: 0,             // model used for the timeline and the picture
   query: null,          // what the similar list answers: {kind: "track", n, name} or {kind: "liked", tracks}
   liked: new Map(),     // n -> {n, id, name}, in the order liked
-  tokens: { track: 0, similar: 0, upload: 0 },
+  tokens: { track: 0, similar: 0, versions: 0, upload: 0 },
 };
 
 /* ---- small helpers ---------------------------------------------------------------------------- */
@@ -70,6 +71,9 @@ async function api(path, options) {
 }
 
 const fmtP = (p) => Number(p).toFixed(3);
+/** What the server ranks by unless told (Library.default_feature): combined, or versions for a library of version models only. */
+const defaultFeature = (features) => (features.includes("combined") ? "combined" : features[0]);
+const hasVersions = () => Boolean(state.library && state.library.features.includes("versions"));
 const nameOf = (id) => id.split("/").pop();
 
 function fmtTime(seconds) {
@@ -107,7 +111,9 @@ async function loadLibrary() {
     for (const model of info.models) model.labels.forEach(colourOf);
     const models = info.models.map((m) => `${m.name} (${m.task})`).join(", ");
     $("#library-info").textContent = `${info.music_folder} · ${info.tracks.toLocaleString()} tracks · ${models}`;
-    $("#feature").replaceChildren(...info.features.map((f) => el("option", { value: f, selected: f === "combined" }, f)));
+    const initial = defaultFeature(info.features);
+    $("#feature").replaceChildren(...info.features.map((f) => el("option", { value: f, selected: f === initial }, f)));
+    $("#versions-panel").hidden = !info.features.includes("versions");
     if (info.models.length > 1) {
       $("#model-select").replaceChildren(...info.models.map((m, i) => el("option", { value: i }, m.name)));
       $("#model-choice").hidden = false;
@@ -225,6 +231,7 @@ async function selectTrack(n) {
 
   showModelViews(n, token);
   setQuery({ kind: "track", n: track.n, name: track.name });
+  loadVersions();
 }
 
 function showModelViews(n, token) {
@@ -314,7 +321,7 @@ function queryOptions() {
   if (!Number.isFinite(k) || k < 1) k = 1;
   if (k > 100) k = 100;
   $("#k").value = k;
-  const options = { k, feature: $("#feature").value || "combined" };
+  const options = { k, feature: $("#feature").value || defaultFeature(state.library ? state.library.features : ["combined"]) };
   if ($("#diversify").checked) options.diversify = Number($("#lambda").value);
   return options;
 }
@@ -366,6 +373,32 @@ async function refreshSimilar() {
   status.textContent = `${answer.matches.length} matches · ${describeOptions(options)} · ${ms} ms`;
   renderMatches($("#similar"), answer.matches);
   $("#similar").dataset.query = query.kind;  // what the list now shows: "track" or "liked"
+}
+
+/** The other performances of the selected track's work, when the library has a version model. */
+async function loadVersions() {
+  const track = state.selected;
+  if (!hasVersions() || !track) return;
+  const token = ++state.tokens.versions;
+  const { k } = queryOptions();
+  $("#versions-heading").textContent = `Other versions of ${track.name}`;
+  $("#versions-status").textContent = "searching…";
+  const started = performance.now();
+  let answer;
+  try {
+    answer = await api(`/api/tracks/${track.n}/versions?${new URLSearchParams({ k })}`);
+  } catch (error) {
+    if (token !== state.tokens.versions) return;
+    $("#versions-status").textContent = "";
+    $("#versions").replaceChildren();
+    delete $("#versions").dataset.track;
+    showMessage(`Cannot find other versions: ${error.message}`);
+    return;
+  }
+  if (token !== state.tokens.versions) return;
+  $("#versions-status").textContent = `${answer.matches.length} nearest performances · ${Math.round(performance.now() - started)} ms`;
+  renderMatches($("#versions"), answer.matches);
+  $("#versions").dataset.track = track.n;  // whose versions the list now shows
 }
 
 function renderMatches(list, matches) {
@@ -491,7 +524,7 @@ function wire() {
   $("#clear-liked").addEventListener("click", () => { state.liked.clear(); renderLiked(); });
 
   $("#feature").addEventListener("change", refreshSimilar);
-  $("#k").addEventListener("change", refreshSimilar);
+  $("#k").addEventListener("change", () => { refreshSimilar(); loadVersions(); });
   $("#diversify").addEventListener("change", () => {
     $("#lambda").disabled = !$("#diversify").checked;
     refreshSimilar();
