@@ -168,16 +168,18 @@ class WorkBatches(Sampler[int]):
     triplet term needs (random batches of a large collection rarely hold two of one work). Every
     clip comes once per epoch. Seeded; the epoch is counted by the sampler.
 
-    Under DDP, Lightning's distributed wrapper deals this order out to the ranks clip by clip,
-    which breaks the groups: there, give each rank ``use_distributed_sampler: false`` and its own
-    ``seed``, or expect fewer positives per batch.
+    Under DDP, whole groups are dealt out to the ranks (every rank draws the same order, and takes
+    every ``world_size``-th group), when the trainer leaves the sampler alone
+    (``use_distributed_sampler: false``); Lightning's own wrapper would deal the clips out one by
+    one and break the groups.
     """
 
     def __init__(self, works: list[int], per_work: int, seed: int):
         self.works, self.per_work, self.seed, self.epoch = list(works), int(per_work), int(seed), 0
 
     def __len__(self) -> int:
-        return len(self.works)
+        """The clips of an epoch (of this rank's share under DDP: about 1 / world_size of them)."""
+        return -(-len(self.works) // _rank_and_world()[1])
 
     def __iter__(self):
         rng = random.Random(f"{self.seed}/{self.epoch}")
@@ -190,7 +192,16 @@ class WorkBatches(Sampler[int]):
             rng.shuffle(indices)
             groups += [indices[i:i + self.per_work] for i in range(0, len(indices), self.per_work)]
         rng.shuffle(groups)
-        return iter([i for g in groups for i in g])
+        rank, world = _rank_and_world()
+        return iter([i for g in groups[rank::world] for i in g])
+
+
+def _rank_and_world() -> tuple[int, int]:
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size()
+    return 0, 1
 
 
 class CliqueTableDataModule(AudioDataModule):

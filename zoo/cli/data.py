@@ -32,7 +32,17 @@ def cmd_synth(argv: list[str]) -> None:
     deam = _synth_parser(sub, "deam", "DEAM layout: MEMD_audio/<song_id>.mp3 + the static annotations averaged per song",
                          45.0, 44100)
     deam.add_argument("--n-songs", type=int, default=200, help="the last 15%% (at most 58) are the test part, ids from 2001")
+    covers = _synth_parser(sub, "covers", "a clique table: audio/<work>/<performance>.wav + cliques.csv, several "
+                           "performances of each work in another key, tempo, instrumentation and structure", 12.0, 22050)
+    covers.add_argument("--works", type=int, default=60)
+    covers.add_argument("--versions", type=int, default=4, help="performances of each work")
     args = parser.parse_args(argv)
+    if args.dataset == "covers":
+        from datamodules.synthetic_covers import make_synthetic_covers
+
+        root = make_synthetic_covers(args.out, n_works=args.works, versions=args.versions, seconds=args.seconds,
+                                     sample_rate=args.sample_rate, seed=args.seed)
+        print(f"synthetic covers written to {root}")
     if args.dataset == "deam":
         from datamodules.synthetic_emotion import make_synthetic_deam
 
