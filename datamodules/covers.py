@@ -70,19 +70,20 @@ class CliqueTable:
         self.rows: list[tuple[str, str, Path, str | None]] = []
         self.skipped: list[str] = []
         self.read = 0
+        self._seen: set[tuple[str, str]] = set()  # (work, performance) of the rows, for repeats
 
     def add(self, work: str, performance: str, file: Path | None, where: str, part: str | None = None) -> None:
         self.read += 1
-        seen = {(w, p) for w, p, _, _ in self.rows}
         problem = ("work_id is empty" if not work else "performance_id is empty" if not performance
                    else "no audio file" if file is None or not file.is_file()
                    else f"performance {performance} of work {work} is listed before; the first row is kept"
-                   if (work, performance) in seen else None)
+                   if (work, performance) in self._seen else None)
         if problem:
             self.skipped.append(f"{performance or '(no id)'} ({file if problem == 'no audio file' and file else where}): "
                                 f"{problem}")
         else:
             self.rows.append((work, performance, file, part))
+            self._seen.add((work, performance))
 
     def works(self) -> dict[str, int]:
         """Performances per work."""
