@@ -10,21 +10,35 @@ import logging
 import os
 import sys
 import traceback
+from importlib import import_module
 
 import yaml
-from lightning.pytorch.utilities.exceptions import MisconfigurationException, SIGTERMException
 
-from .bench import cmd_bench, cmd_leaderboard, cmd_recommend_eval
 from .common import ERROR_STATUS, VERBOSE_ENV, CommandError, quiet_lightning, verbose_by_env
-from .data import cmd_download, cmd_synth, cmd_verify
-from .models import cmd_export, cmd_models, cmd_predict, cmd_publish
-from .recommend import cmd_index, cmd_recommend, cmd_serve
-from .train import build_cli, check_config_files, cmd_quickstart
 
-EXTRA = {"models": cmd_models, "synth": cmd_synth, "quickstart": cmd_quickstart, "publish": cmd_publish, "export": cmd_export,
-         "index": cmd_index, "recommend": cmd_recommend, "recommend-eval": cmd_recommend_eval, "serve": cmd_serve,
-         "download": cmd_download, "verify": cmd_verify,
-         "bench": cmd_bench, "leaderboard": cmd_leaderboard}
+#: The verbs beside LightningCLI's, as ``module:function`` of this package, imported when run:
+#: Lightning takes seconds to import, which ``--help`` and the verbs that do not train need not pay.
+EXTRA = {"models": "models:cmd_models", "synth": "data:cmd_synth", "quickstart": "train:cmd_quickstart",
+         "publish": "models:cmd_publish", "export": "models:cmd_export",
+         "index": "recommend:cmd_index", "recommend": "recommend:cmd_recommend",
+         "recommend-eval": "bench:cmd_recommend_eval", "serve": "recommend:cmd_serve",
+         "download": "data:cmd_download", "verify": "data:cmd_verify",
+         "bench": "bench:cmd_bench", "leaderboard": "bench:cmd_leaderboard"}
+
+
+def _command(target: str):
+    module, function = target.split(":")
+    return getattr(import_module(f".{module}", __package__), function)
+
+
+class _NeverRaised(Exception):
+    """Stands in for a Lightning exception while Lightning is not imported: nothing can have raised it."""
+
+
+def _lightning_error(name: str) -> type[BaseException]:
+    """Lightning's exception class ``name``, if a verb has imported Lightning (else nothing raised it)."""
+    module = sys.modules.get("lightning.pytorch.utilities.exceptions")
+    return getattr(module, name) if module is not None else _NeverRaised
 
 
 def is_file_predict(argv: list[str]) -> bool:
@@ -63,16 +77,16 @@ def main(argv: list[str] | None = None) -> None:
         os.environ[VERBOSE_ENV] = "1"  # and to the processes a verb starts (bench's cells)
     else:
         quiet_lightning()
-    _informational_logs_to_stdout()
     try:
         if argv and argv[0] in EXTRA:
-            EXTRA[argv[0]](argv[1:])
+            command, args = _command(EXTRA[argv[0]]), argv[1:]
         elif is_file_predict(argv):
-            cmd_predict(argv[1:])
+            command, args = _command("models:cmd_predict"), argv[1:]
         else:
-            check_config_files(argv)
-            build_cli(argv)
-    except SIGTERMException:  # Lightning stops on SIGTERM with SystemExit(None), i.e. "success"
+            command, args = _command("train:run_lightning_cli"), argv
+        _informational_logs_to_stdout()  # after the verb's module is imported: Lightning adds its handlers on import
+        command(args)
+    except _lightning_error("SIGTERMException"):  # Lightning stops on SIGTERM with SystemExit(None), i.e. "success"
         from ..resume import PREEMPTED_STATUS
 
         print(f"musiczoo{' ' + verb if verb else ''}: stopped by SIGTERM after saving last.ckpt; "
@@ -80,7 +94,7 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(PREEMPTED_STATUS)
     except CommandError as e:
         _exit(str(e), verbose)
-    except (ValueError, OSError, yaml.YAMLError, MisconfigurationException) as e:  # toolkit and Lightning set-up errors
+    except (ValueError, OSError, yaml.YAMLError, _lightning_error("MisconfigurationException")) as e:  # toolkit and Lightning set-up errors
         cause = _root_cause(e)
         _exit(f"musiczoo{' ' + verb if verb else ''}: error: {str(cause).strip().splitlines()[0] if str(cause).strip() else type(cause).__name__}", verbose)
     finally:

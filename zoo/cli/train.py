@@ -132,6 +132,12 @@ def build_cli(args: list[str], run: bool = True) -> MusicZooCLI:
     )
 
 
+def run_lightning_cli(argv: list[str]) -> None:
+    """LightningCLI's verbs (fit, validate, test, predict --config), once the config files are known to be readable."""
+    check_config_files(argv)
+    build_cli(argv)
+
+
 def check_config_files(argv: list[str]) -> None:
     """Read every ``--config`` file first, so a missing file or a YAML syntax error is one line
     that names the file (the parser would report a line and column of an unnamed string)."""

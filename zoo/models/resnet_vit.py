@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
-from timm.models.vision_transformer import Block
 from torch import nn
 
 from ..registry import register_model
@@ -32,6 +31,8 @@ class ResNetViT(WaveformModel):
         nn.init.trunc_normal_(self.pos_embed, std=0.02)
         nn.init.trunc_normal_(self.cls_token, std=0.02)
         rates = torch.linspace(0, drop_path, depth).tolist()
+        from timm.models.vision_transformer import Block  # imported when built: timm takes seconds to import
+
         self.blocks = nn.Sequential(*[Block(embed_dim, num_heads, mlp_ratio, qkv_bias=True, drop_path=r) for r in rates])
         self.norm = nn.LayerNorm(embed_dim)
         self.build_head(embed_dim)

@@ -3,8 +3,6 @@ ImageNet weights cannot be downloaded offline, and their 3-channel stem does not
 
 from __future__ import annotations
 
-import timm
-
 from ..frontends import UnknownNameError
 from ..registry import register_model
 from .base import WaveformModel
@@ -13,6 +11,8 @@ from .base import WaveformModel
 class TimmCNN(WaveformModel):
     def __init__(self, timm_name: str, dropout: float = 0.2, **common):
         super().__init__(dropout=dropout, **common)
+        import timm  # here, not at the top: importing timm takes seconds that models without it need not pay
+
         try:
             self.backbone = timm.create_model(timm_name, pretrained=False, in_chans=1, num_classes=0)
         except RuntimeError as e:  # timm: "Unknown model (...)"
