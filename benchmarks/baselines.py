@@ -2,9 +2,11 @@
 
 A baseline (``benchmarks/mfcc_baseline.py`` for genres, ``benchmarks/emotion_baseline.py`` for
 valence and arousal) is fitted on the training part of a split, tuned on its validation part
-and scored once on its test part; it is deterministic, so it has no seed spread, and it
-appends one ``"kind": "baseline"`` record that ``musiczoo leaderboard`` shows under the learned
-models of the same dataset and split.
+and scored once on its test part; a version baseline (``benchmarks/covers_baseline.py``) fits
+nothing and ranks the test part's performances against each other. Each record says which in
+its ``protocol``; all are deterministic, so they have no seed spread, and each appends one
+``"kind": "baseline"`` record that ``musiczoo leaderboard`` shows under the learned models of
+the same dataset and split.
 """
 
 from __future__ import annotations
@@ -23,6 +25,18 @@ def check_baseline(where: str, record: dict) -> None:
             raise ValueError(f"{where}: {field!r} must be {what}, not {value}")
     if not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in record["metrics"].values()):
         raise ValueError(f"{where}: 'metrics' must be an object of numbers, not {json.dumps(record['metrics'])}")
+
+
+#: How the classifiers and regressors are fitted and scored (their records' ``protocol``).
+FITTED = "fitted on the training part, its regularisation chosen on the validation part, scored once on the test part"
+
+#: How the version baselines are scored: there is nothing to fit, so nothing sees the training part.
+RANKED = "nothing fitted, every performance of the test part ranks all the others by similarity"
+
+
+def protocol(record: dict) -> str:
+    """How the baseline was fitted and scored; records written before the field existed were all fitted."""
+    return record.get("protocol", FITTED)
 
 
 def tuned(record: dict) -> str:

@@ -34,6 +34,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from benchmarks.baselines import RANKED
 from benchmarks.mfcc_baseline import MFCC_RATE, file_features, mfcc_features
 from benchmarks.records import append_record
 from zoo.problems import retrieval_scores
@@ -142,7 +143,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
     records = []
     for name, result in results.items():
         record = {"kind": "baseline", "status": "ok", "baseline": name, "dataset": module.dataset_name,
-                  "split": module.split_name, "synthetic": module.synthetic, "root": args.root, **result,
+                  "split": module.split_name, "synthetic": module.synthetic, "root": args.root, "protocol": RANKED, **result,
                   "features": FEATURES[name], "seconds": {"wall": round(time.perf_counter() - start, 1)},
                   "versions": package_versions(), "commit": git_commit(),
                   "command": shlex.join(["python", "-m", "benchmarks.covers_baseline", *sys.argv[1:]])}

@@ -28,6 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
+from benchmarks.baselines import FITTED
 from benchmarks.mfcc_baseline import MFCC_COEFFICIENTS, MFCC_RATE, file_features
 from benchmarks.records import append_record
 from datamodules.items import Item
@@ -173,7 +174,7 @@ def main(argv: list[str] | None = None) -> dict:
     start = time.perf_counter()
     result = fit_and_score(module.split_items(), module.label_names, progress=True)
     record = {"kind": "baseline", "status": "ok", "baseline": NAME, "dataset": module.dataset_name,
-              "split": module.split_name, "synthetic": module.synthetic, "root": args.root, **result,
+              "split": module.split_name, "synthetic": module.synthetic, "root": args.root, "protocol": FITTED, **result,
               "target_scale": list(module.target_scale), "features": FEATURES, "seconds": {"wall": round(time.perf_counter() - start, 1)},
               "versions": package_versions(), "commit": git_commit(),
               "command": shlex.join(["python", "-m", "benchmarks.emotion_baseline", *sys.argv[1:]])}

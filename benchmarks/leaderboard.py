@@ -30,7 +30,7 @@ import shlex
 import statistics
 from pathlib import Path
 
-from benchmarks.baselines import baseline_table, check_baseline
+from benchmarks.baselines import baseline_table, check_baseline, protocol
 from benchmarks.reference_results import reference_section
 from benchmarks.records import read_numbered_records
 
@@ -302,9 +302,9 @@ def dataset_section(group: list[dict], failed: list[dict], key: tuple, figures: 
     if baselines:
         shown = [m for m in (*metrics, "test/f1_macro") if any(m in b["metrics"] for b in baselines)]
         commands = sorted({" ".join(b.get("command", "").split()[:3]) for b in baselines} - {""})
+        how = "; ".join(sorted({protocol(b) for b in baselines}))
         lines += [f"### Hand-crafted baseline: {title}", "",
-                  "Fitted on the training part, its regularisation chosen on the validation part, scored once on "
-                  "the test part of the same split; deterministic, so n = 1. Every learned model above should beat "
+                  f"{how[0].upper()}{how[1:]}, of the same split; deterministic, so n = 1. Every learned model above should beat "
                   f"it ({', '.join(f'`{c}`' for c in commands) or 'its record names no command'}).", "",
                   *baseline_table(list(baselines), shown, metric_name), ""]
     mine = [r for r in recommend if r["data"].startswith(title)]

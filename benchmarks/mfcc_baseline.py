@@ -24,6 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
+from benchmarks.baselines import FITTED
 from benchmarks.records import append_record
 from datamodules.items import Item
 
@@ -122,7 +123,7 @@ def main(argv: list[str] | None = None) -> dict:
     start = time.perf_counter()
     result = fit_and_score(module.split_items(), len(module.label_names), progress=True)
     record = {"kind": "baseline", "status": "ok", "baseline": NAME, "dataset": "gtzan", "split": module.split_name,
-              "synthetic": is_synthetic(module.data_dir), "root": args.root, **result,
+              "synthetic": is_synthetic(module.data_dir), "root": args.root, "protocol": FITTED, **result,
               "features": f"MFCC mean+std over time, {MFCC_COEFFICIENTS} coefficients at {MFCC_RATE} Hz",
               "seconds": {"wall": round(time.perf_counter() - start, 1)}, "versions": package_versions(),
               "commit": git_commit(), "command": shlex.join(["python", "-m", "benchmarks.mfcc_baseline", *sys.argv[1:]])}

@@ -169,11 +169,16 @@ def test_the_hand_crafted_baseline_is_shown_under_the_models_of_its_split(tmp_pa
                               clips={"train": 92, "val": 10, "test": 18})
     del emotion["C"]
     emotion["alpha"] = {"valence": 10.0, "arousal": 1.0}
-    results.write_text("".join(json.dumps(r) + "\n" for r in [*HAND_WRITTEN, baseline_record(), other_split, emotion]))
+    ranked = baseline_record(baseline="chroma_oti", protocol="nothing fitted, the test part ranked", C=None,
+                             metrics={"test/acc": 0.2})
+    results.write_text("".join(json.dumps(r) + "\n" for r in [*HAND_WRITTEN, baseline_record(), ranked, other_split, emotion]))
     leaderboard([str(results), "--out", str(tmp_path / "l.md")])
     text = (tmp_path / "l.md").read_text()
     section = text.split("## SYNTHETIC GTZAN, `fault_filtered` split")[1].split("\n## ")[0]
     assert "### Hand-crafted baseline: SYNTHETIC GTZAN, `fault_filtered` split" in section
+    # each record's own protocol; a record without one (written before the field) was fitted
+    assert ("Fitted on the training part, its regularisation chosen on the validation part, scored once on the "
+            "test part; nothing fitted, the test part ranked, of the same split; deterministic, so n = 1.") in section
     assert "| mfcc_stats_logreg (C=0.1) | MFCC mean+std | 0.456 | 0.321 | 244 / 88 / 77 |" in section
     orphan = text.split("## Baselines without learned models")[1]
     # A column per metric any of them has; a regression baseline shows R² per target and what it tuned.
