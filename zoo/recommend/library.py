@@ -227,7 +227,7 @@ class Library:
                 diversify: float | None = None) -> list[Match]:
         """The ``k`` tracks most similar to a track of the library (never the track itself)."""
         row, feature = self.row[self.track(track).id], feature or self.default_feature
-        return self._search(self.feature_rows(feature, [row])[0], k, feature, {row}, diversify, self._salient_of_row(row))
+        return self._search(self.feature_rows(feature, [row])[0], k, feature, {row}, diversify, self._salient(self.arrays, row))
 
     def like(self, tracks: Sequence[str | int], k: int = 10, *, feature: str | None = None,
              diversify: float | None = None) -> list[Match]:
@@ -237,7 +237,7 @@ class Library:
             raise LibraryError("--like needs at least one track")
         rows, feature = sorted({self.row[self.track(t).id] for t in tracks}), feature or self.default_feature
         profile = normalize(self.feature_rows(feature, rows).mean(axis=0, keepdims=True), what="liked profile")[0]
-        shared_by_all = set.intersection(*(self._salient_of_row(r) for r in rows))
+        shared_by_all = set.intersection(*(self._salient(self.arrays, r) for r in rows))
         return self._search(profile, k, feature, set(rows), diversify, shared_by_all)
 
     def similar_to_audio(self, path: str | os.PathLike, k: int = 10, *, feature: str | None = None,
@@ -250,12 +250,8 @@ class Library:
         if error:
             raise LibraryError(error)
         vector = feature_vectors(arrays, self.means, self.manifest["settings"]["weights"], feature, self.tasks)[0]
-        salient = set().union(*(salient_labels(arrays[f"model{i}.probabilities"][0], spec.label_names, spec.task,
-                                               spec.target_scale)
-                                for i, spec in enumerate(self.specs())))
-        labels = {name: p for task, per_model in zip(self.tasks, track_labels) if task != "versions"
-                  for name, p in per_model.items()}
-        return labels, self._search(vector, k, feature, set(), diversify, salient)
+        return self._shown_labels(track_labels), self._search(vector, k, feature, set(), diversify,
+                                                               self._salient(arrays, 0))
 
     def versions(self, track: str | int, k: int = 10) -> list[Match]:
         """Other performances of a track's work (a cover in another key, tempo or instrumentation):
@@ -282,10 +278,18 @@ class Library:
                         pairs[key] = max(pairs.get(key, -1.0), float(sim))
         return sorted(((self.tracks[a].id, self.tracks[b].id, s) for (a, b), s in pairs.items()), key=lambda p: -p[2])
 
-    def _salient_of_row(self, row: int) -> set[str]:
-        return set().union(*(salient_labels(self.arrays[f"model{i}.probabilities"][row], spec.label_names, spec.task,
+    def _salient(self, arrays, row: int) -> set[str]:
+        """The labels a listener would say row ``row`` of ``arrays`` (the library's, or a query's) has,
+        over every model (:func:`salient_labels`)."""
+        return set().union(*(salient_labels(arrays[f"model{i}.probabilities"][row], spec.label_names, spec.task,
                                             spec.target_scale)
                              for i, spec in enumerate(self.specs())))
+
+    def _shown_labels(self, track_labels, top: int | None = None) -> dict[str, float]:
+        """The labels shown beside a track: each model's (its first ``top``), a version model's left
+        out (its training works are not labels a listener would share)."""
+        return {name: p for task, per_model in zip(self.tasks, track_labels) if task != "versions"
+                for name, p in list(per_model.items())[:top]}
 
     def _search(self, query: np.ndarray, k: int, feature: str, exclude: set[int], diversify: float | None,
                 query_labels: set[str]) -> list[Match]:
@@ -302,10 +306,8 @@ class Library:
         matches = []
         for rank, (sim, row) in enumerate(zip(sims[:k], ids[:k]), 1):
             track = self.tracks[row]
-            labels = {name: p for task, per_model in zip(self.tasks, track.labels) if task != "versions"
-                      for name, p in list(per_model.items())[:3]}
-            matches.append(Match(rank, track.id, float(sim), sorted(query_labels & self._salient_of_row(row)),
-                                 labels, track.duration_s, str(self.path_of(track))))
+            matches.append(Match(rank, track.id, float(sim), sorted(query_labels & self._salient(self.arrays, row)),
+                                 self._shown_labels(track.labels, top=3), track.duration_s, str(self.path_of(track))))
         return matches
 
     # ---- building ------------------------------------------------------------------------
