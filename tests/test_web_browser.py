@@ -292,7 +292,8 @@ def test_other_versions_are_listed_playable_and_clickable(browser, versions_serv
         expect(page.locator("#versions-panel")).to_be_hidden()
         assert "versions" not in page.locator("#feature option").all_inner_texts()
     with open_page(browser, url) as page:
-        assert page.locator("#feature").input_value() == "combined"  # the kind of music stays the default
+        # the kind of music stays the default (waited for: the options come from the library's API)
+        expect(page.locator("#feature")).to_have_value("combined")
         assert "versions" in page.locator("#feature option").all_inner_texts()
         tracks = page.locator("#track-list .track")
         expect(tracks).to_have_count(20)
